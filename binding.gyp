@@ -1,0 +1,54 @@
+{
+  # Each ISA's kernels are a static library with its own target flags; the
+  # rest is portable. Never -march=native: prebuilds must run on any x86-64.
+  "variables": {
+    "rabitq_common_cflags": ["-O3", "-g", "-ffp-contract=off", "-fvisibility=hidden", "-std=c++17"]
+  },
+  "targets": [
+    {
+      "target_name": "rabitq_kernels_avx2",
+      "type": "static_library",
+      "sources": ["native/core/kernels/kernels_avx2.cc"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["<@(rabitq_common_cflags)", "-fPIC"],
+      "conditions": [
+        ["target_arch=='x64'", { "cflags_cc": ["-mavx2", "-mfma", "-mpopcnt"] }]
+      ]
+    },
+    {
+      "target_name": "rabitq_kernels_avx512",
+      "type": "static_library",
+      "sources": ["native/core/kernels/kernels_avx512.cc"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["<@(rabitq_common_cflags)", "-fPIC"],
+      "conditions": [
+        ["target_arch=='x64'", { "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mpopcnt", "-Wno-uninitialized", "-Wno-maybe-uninitialized"] }]
+      ]
+    },
+    {
+      "target_name": "rabitq",
+      "sources": [
+        "native/core/kernels/kernels_scalar.cc",
+        "native/core/kernels/dispatch.cc",
+        "native/core/thread_pool.cc",
+        "native/core/rotation.cc",
+        "native/core/kmeans.cc",
+        "native/core/exact_knn.cc",
+        "native/core/ivf_index.cc",
+        "native/binding/addon.cc"
+      ],
+      "dependencies": [
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except",
+        "rabitq_kernels_avx2",
+        "rabitq_kernels_avx512"
+      ],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["<@(rabitq_common_cflags)"],
+      "defines": ["NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "OTHER_CPLUSPLUSFLAGS": ["-O3", "-g", "-ffp-contract=off", "-std=c++17"]
+      }
+    }
+  ]
+}

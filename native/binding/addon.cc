@@ -1,0 +1,477 @@
+// The N-API layer only: unpack arguments (already validated in TypeScript),
+// call the core, and run long work on the native pool behind Promises.
+// Worker threads never touch JS values: inputs are pinned by references and
+// read through raw pointers; results are converted in OnOK.
+#include <napi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/common.h"
+#include "../core/exact_knn.h"
+#include "../core/ivf_index.h"
+#include "../core/kernels/kernels.h"
+#include "../core/thread_pool.h"
+
+namespace {
+
+using rabitq::ErrorKind;
+
+Napi::Error to_js_error(Napi::Env env, const rabitq::Error& e) {
+  switch (e.kind()) {
+    case ErrorKind::kRange:
+      return Napi::RangeError::New(env, e.what());
+    case ErrorKind::kType:
+      return Napi::TypeError::New(env, e.what());
+    default:
+      return Napi::Error::New(env, e.what());
+  }
+}
+
+#define GUARD_BEGIN try {
+#define GUARD_END(env)                                 \
+  }                                                    \
+  catch (const rabitq::Error& e) {                     \
+    throw to_js_error(env, e);                         \
+  }                                                    \
+  catch (const std::bad_alloc&) {                      \
+    throw Napi::Error::New(env, "out of memory");      \
+  }                                                    \
+  catch (const Napi::Error&) {                         \
+    throw;                                             \
+  }                                                    \
+  catch (const std::exception& e) {                    \
+    throw Napi::Error::New(env, e.what());             \
+  }
+
+template <typename T>
+T* data_of(const Napi::Value& v) {
+  auto ta = v.As<Napi::TypedArray>();
+  auto ab = ta.ArrayBuffer();
+  return reinterpret_cast<T*>(static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset());
+}
+size_t length_of(const Napi::Value& v) { return v.As<Napi::TypedArray>().ElementLength(); }
+
+const rabitq::Kernels& kernels_arg(const Napi::CallbackInfo& info, size_t i) {
+  std::string name = info[i].As<Napi::String>().Utf8Value();
+  rabitq::SimdLevel level;
+  if (!rabitq::parse_level(name.c_str(), &level)) throw Napi::RangeError::New(info.Env(), "unknown SIMD level " + name);
+  const rabitq::Kernels* k = rabitq::kernels_for(level);
+  if (k == nullptr) throw Napi::RangeError::New(info.Env(), "SIMD level " + name + " is not supported by this CPU");
+  return *k;
+}
+
+// ---- kernels, exposed for the tests and the kernel benchmark ----------------
+
+Napi::Value KernelL2sq(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  return Napi::Number::New(info.Env(), k.l2sq(data_of<float>(info[1]), data_of<float>(info[2]), length_of(info[1])));
+}
+Napi::Value KernelDot(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  return Napi::Number::New(info.Env(), k.dot(data_of<float>(info[1]), data_of<float>(info[2]), length_of(info[1])));
+}
+Napi::Value KernelMinmax(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  float lo, hi;
+  k.minmax(data_of<float>(info[1]), length_of(info[1]), &lo, &hi);
+  auto arr = Napi::Array::New(info.Env(), 2);
+  arr.Set(0u, Napi::Number::New(info.Env(), lo));
+  arr.Set(1u, Napi::Number::New(info.Env(), hi));
+  return arr;
+}
+// (level, x, lo, invDelta, offsets, maxval, out) -> sum
+Napi::Value KernelQuantize(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  uint32_t s = k.quantize(data_of<float>(info[1]), length_of(info[1]), info[2].As<Napi::Number>().FloatValue(),
+                          info[3].As<Napi::Number>().FloatValue(), data_of<float>(info[4]),
+                          info[5].As<Napi::Number>().Uint32Value(), data_of<uint8_t>(info[6]));
+  return Napi::Number::New(info.Env(), s);
+}
+Napi::Value KernelPopcountAnd(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  return Napi::Number::New(info.Env(), static_cast<double>(k.popcount_and(
+                                           data_of<uint64_t>(info[1]), data_of<uint64_t>(info[2]), length_of(info[1]))));
+}
+// (level, planes, bits, code) -> number
+Napi::Value KernelBitplaneIp(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  const size_t bits = info[2].As<Napi::Number>().Uint32Value();
+  const size_t words = length_of(info[3]);
+  return Napi::Number::New(info.Env(), static_cast<double>(k.bitplane_ip(data_of<uint64_t>(info[1]), bits,
+                                                                         data_of<uint64_t>(info[3]), words)));
+}
+// (level, codes u8, luts u8, npairs, out u16)
+Napi::Value KernelFastscan(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  k.fastscan(data_of<uint8_t>(info[1]), data_of<uint8_t>(info[2]), info[3].As<Napi::Number>().Uint32Value(),
+             data_of<uint16_t>(info[4]));
+  return info.Env().Undefined();
+}
+// (level, xs, np, dim, ct, out)
+Napi::Value KernelDotTile16(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  k.dot_tile16(data_of<float>(info[1]), info[2].As<Napi::Number>().Uint32Value(),
+               info[3].As<Napi::Number>().Uint32Value(), data_of<float>(info[4]), data_of<float>(info[5]));
+  return info.Env().Undefined();
+}
+
+// ---- process-wide settings ---------------------------------------------------
+
+Napi::Value SimdLevel(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), rabitq::level_name(rabitq::active_level()));
+}
+Napi::Value DetectedLevel(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), rabitq::level_name(rabitq::detected_level()));
+}
+Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  const auto& k = kernels_arg(info, 0);
+  rabitq::set_active_level(k.level);
+  GUARD_END(info.Env())
+  return info.Env().Undefined();
+}
+Napi::Value PoolInfo(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("threads", static_cast<double>(rabitq::ThreadPool::global().size()));
+  o.Set("affinityCpus", static_cast<double>(rabitq::ThreadPool::affinity_cpus()));
+  return o;
+}
+
+// ---- a Promise-returning worker that pins its JS inputs ------------------------
+
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Pin(const Napi::Value& v) { pins_.emplace_back(Napi::Persistent(v.As<Napi::Object>())); }
+
+ protected:
+  void Execute() override {
+    try {
+      Run();
+    } catch (const rabitq::Error& e) {
+      kind_ = e.kind();
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      SetError("out of memory");
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnError(const Napi::Error& e) override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    const std::string msg = e.Message();
+    Napi::Error err = kind_ == ErrorKind::kRange  ? Napi::RangeError::New(env, msg)
+                      : kind_ == ErrorKind::kType ? Napi::TypeError::New(env, msg)
+                                                  : Napi::Error::New(env, msg);
+    Finish();
+    deferred_.Reject(err.Value());
+  }
+  virtual void Run() = 0;
+  virtual void Finish() {}
+  Napi::Promise::Deferred deferred_;
+
+ private:
+  std::vector<Napi::ObjectReference> pins_;
+  ErrorKind kind_ = ErrorKind::kGeneric;
+};
+
+class ExactKnnWorker : public PromiseWorker {
+ public:
+  ExactKnnWorker(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    base_ = data_of<float>(info[0]);
+    queries_ = data_of<float>(info[1]);
+    dim_ = info[2].As<Napi::Number>().Uint32Value();
+    k_ = info[3].As<Napi::Number>().Uint32Value();
+    threads_ = info[4].As<Napi::Number>().Uint32Value();
+    n_ = length_of(info[0]) / dim_;
+    nq_ = length_of(info[1]) / dim_;
+    ids_ = data_of<int32_t>(info[5]);
+    dists_ = data_of<float>(info[6]);
+    for (int i : {0, 1, 5, 6}) Pin(info[i]);
+  }
+  void Run() override {
+    rabitq::exact_knn(base_, n_, queries_, nq_, dim_, k_, ids_, dists_, rabitq::ThreadPool::global(), threads_);
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+ private:
+  const float *base_, *queries_;
+  size_t dim_, k_, threads_, n_, nq_;
+  int32_t* ids_;
+  float* dists_;
+};
+
+// exactKnn(base, queries, dim, k, threads, idsOut, distsOut): Promise<void>
+Napi::Value ExactKnn(const Napi::CallbackInfo& info) {
+  auto* w = new ExactKnnWorker(info);
+  auto p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// ---- the index -----------------------------------------------------------------
+
+class Index : public Napi::ObjectWrap<Index> {
+ public:
+  static Napi::FunctionReference* ctor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "NativeIvfRabitqIndex",
+                                   {
+                                       InstanceMethod("search", &Index::Search),
+                                       InstanceMethod("searchBatch", &Index::SearchBatch),
+                                       InstanceMethod("estimateAll", &Index::EstimateAll),
+                                       InstanceMethod("info", &Index::Info),
+                                       InstanceMethod("centroids", &Index::Centroids),
+                                   });
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+  Index(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Index>(info) {}
+  std::shared_ptr<rabitq::IvfRabitqIndex> index;
+
+ private:
+  static rabitq::SearchParams params_from(const Napi::Object& o) {
+    rabitq::SearchParams sp;
+    sp.k = o.Get("k").As<Napi::Number>().Uint32Value();
+    sp.nprobe = o.Get("nprobe").As<Napi::Number>().Uint32Value();
+    sp.rerank = o.Get("rerank").ToBoolean();
+    sp.epsilon = o.Get("epsilon").As<Napi::Number>().FloatValue();
+    sp.bitplane = o.Get("bitplane").ToBoolean();
+    return sp;
+  }
+  static void stats_out(const rabitq::SearchStats& st, double* out) {
+    out[0] = static_cast<double>(st.queries);
+    out[1] = static_cast<double>(st.clusters_probed);
+    out[2] = static_cast<double>(st.codes_scanned);
+    out[3] = static_cast<double>(st.reranked);
+  }
+
+  // search(query, k, nprobe, rerank, epsilon, bitplane, idsOut, distsOut, statsOut|null)
+  // Positional arguments: this is the latency-critical path.
+  Napi::Value Search(const Napi::CallbackInfo& info) {
+    GUARD_BEGIN
+    rabitq::SearchParams sp;
+    sp.k = info[1].As<Napi::Number>().Uint32Value();
+    sp.nprobe = info[2].As<Napi::Number>().Uint32Value();
+    sp.rerank = info[3].As<Napi::Boolean>().Value();
+    sp.epsilon = info[4].As<Napi::Number>().FloatValue();
+    sp.bitplane = info[5].As<Napi::Boolean>().Value();
+    rabitq::SearchStats st;
+    const bool want_stats = info[8].IsTypedArray();
+    index->search(data_of<float>(info[0]), sp, data_of<int32_t>(info[6]), data_of<float>(info[7]),
+                  want_stats ? &st : nullptr);
+    if (want_stats) stats_out(st, data_of<double>(info[8]));
+    GUARD_END(info.Env())
+    return info.Env().Undefined();
+  }
+
+  class BatchWorker : public PromiseWorker {
+   public:
+    BatchWorker(const Napi::CallbackInfo& info, std::shared_ptr<rabitq::IvfRabitqIndex> idx)
+        : PromiseWorker(info.Env()), idx_(std::move(idx)) {
+      queries_ = data_of<float>(info[0]);
+      nq_ = length_of(info[0]) / idx_->dim();
+      sp_ = params_from(info[1].As<Napi::Object>());
+      threads_ = info[1].As<Napi::Object>().Get("threads").As<Napi::Number>().Uint32Value();
+      ids_ = data_of<int32_t>(info[2]);
+      dists_ = data_of<float>(info[3]);
+      if (info[4].IsTypedArray()) {
+        stats_ = data_of<double>(info[4]);
+        per_query_.resize(nq_);
+        Pin(info[4]);
+      }
+      Pin(info[0]);
+      Pin(info[2]);
+      Pin(info[3]);
+      Pin(info.This());
+    }
+    void Run() override {
+      rabitq::SearchStats total;
+      idx_->search_batch(queries_, nq_, sp_, ids_, dists_, &total, per_query_.empty() ? nullptr : per_query_.data(),
+                         rabitq::ThreadPool::global(), threads_);
+      total_ = total;
+    }
+    void OnOK() override {
+      // stats layout: 4 totals, then 4 per query.
+      if (stats_) {
+        stats_out(total_, stats_);
+        for (size_t q = 0; q < nq_; ++q) stats_out(per_query_[q], stats_ + 4 + q * 4);
+      }
+      deferred_.Resolve(Env().Undefined());
+    }
+
+   private:
+    std::shared_ptr<rabitq::IvfRabitqIndex> idx_;
+    const float* queries_;
+    size_t nq_, threads_ = 0;
+    rabitq::SearchParams sp_;
+    int32_t* ids_;
+    float* dists_;
+    double* stats_ = nullptr;
+    std::vector<rabitq::SearchStats> per_query_;
+    rabitq::SearchStats total_;
+  };
+
+  // searchBatch(queries, {k,nprobe,rerank,epsilon,bitplane,threads}, idsOut, distsOut, statsOut|null)
+  Napi::Value SearchBatch(const Napi::CallbackInfo& info) {
+    auto* w = new BatchWorker(info, index);
+    auto p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  // estimateAll(query, estOut, boundOut, bitplane)
+  Napi::Value EstimateAll(const Napi::CallbackInfo& info) {
+    GUARD_BEGIN
+    index->estimate_all(data_of<float>(info[0]), data_of<float>(info[1]), data_of<float>(info[2]),
+                        info[3].ToBoolean());
+    GUARD_END(info.Env())
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto o = Napi::Object::New(env);
+    o.Set("dim", static_cast<double>(index->dim()));
+    o.Set("paddedDim", static_cast<double>(index->padded_dim()));
+    o.Set("size", static_cast<double>(index->size()));
+    o.Set("numClusters", static_cast<double>(index->num_clusters()));
+    auto m = index->memory_usage();
+    auto mo = Napi::Object::New(env);
+    mo.Set("codes", static_cast<double>(m.codes));
+    mo.Set("factors", static_cast<double>(m.factors));
+    mo.Set("ids", static_cast<double>(m.ids));
+    mo.Set("vectors", static_cast<double>(m.vectors));
+    mo.Set("centroids", static_cast<double>(m.centroids));
+    mo.Set("other", static_cast<double>(m.other));
+    mo.Set("total", static_cast<double>(m.total()));
+    o.Set("memory", mo);
+    auto t = index->timings();
+    auto to = Napi::Object::New(env);
+    to.Set("trainMs", t.train_ms);
+    to.Set("assignMs", t.assign_ms);
+    to.Set("encodeMs", t.encode_ms);
+    o.Set("timings", to);
+    return o;
+  }
+
+  Napi::Value Centroids(const Napi::CallbackInfo& info) {
+    const auto& c = index->centroids();
+    auto arr = Napi::Float32Array::New(info.Env(), c.size());
+    std::copy(c.begin(), c.end(), arr.Data());
+    return arr;
+  }
+};
+Napi::FunctionReference* Index::ctor = nullptr;
+
+struct ProgressEvent {
+  int phase;
+  double done, total;
+};
+
+class BuildWorker : public PromiseWorker {
+ public:
+  BuildWorker(const Napi::CallbackInfo& info) : PromiseWorker(info.Env()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    data_ = data_of<float>(info[0]);
+    params_.dim = o.Get("dim").As<Napi::Number>().Uint32Value();
+    n_ = length_of(info[0]) / params_.dim;
+    params_.num_clusters = o.Get("numClusters").As<Napi::Number>().Uint32Value();
+    params_.kmeans_iterations = o.Get("kmeansIterations").As<Napi::Number>().Uint32Value();
+    params_.train_points_per_cluster = o.Get("trainPointsPerCluster").As<Napi::Number>().Uint32Value();
+    params_.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value());
+    params_.rotation = o.Get("rotation").As<Napi::String>().Utf8Value() == "dense" ? rabitq::RotationKind::kDense
+                                                                                   : rabitq::RotationKind::kFht;
+    params_.threads = o.Get("threads").As<Napi::Number>().Uint32Value();
+    Pin(info[0]);
+    if (info[2].IsFunction()) {
+      tsfn_ = Napi::ThreadSafeFunction::New(info.Env(), info[2].As<Napi::Function>(), "rabitq-build-progress", 0, 1);
+      has_progress_ = true;
+      params_.progress = [this](int phase, size_t done, size_t total) {
+        // Non-blocking: a full queue drops the event rather than stall a worker.
+        auto* ev = new ProgressEvent{phase, double(done), double(total)};
+        napi_status s = tsfn_.NonBlockingCall(ev, [](Napi::Env env, Napi::Function cb, ProgressEvent* e) {
+          static const char* names[] = {"train", "assign", "encode"};
+          auto o = Napi::Object::New(env);
+          o.Set("phase", names[e->phase]);
+          o.Set("done", e->done);
+          o.Set("total", e->total);
+          delete e;
+          try {
+            cb.Call({o});
+          } catch (...) {
+            // A throwing progress callback must not break the build.
+          }
+        });
+        if (s != napi_ok) delete ev;
+      };
+    }
+  }
+  void Run() override { index_ = rabitq::IvfRabitqIndex::build(data_, n_, params_, rabitq::ThreadPool::global()); }
+  void Finish() override {
+    if (has_progress_) {
+      tsfn_.Release();
+      has_progress_ = false;
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Finish();
+    Napi::Object obj = Index::ctor->New({});
+    Index::Unwrap(obj)->index = std::shared_ptr<rabitq::IvfRabitqIndex>(index_.release());
+    deferred_.Resolve(obj);
+    (void)env;
+  }
+
+ private:
+  const float* data_;
+  size_t n_;
+  rabitq::BuildParams params_;
+  std::unique_ptr<rabitq::IvfRabitqIndex> index_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool has_progress_ = false;
+};
+
+// buildIndex(vectors, params, onProgress|undefined): Promise<NativeIvfRabitqIndex>
+Napi::Value BuildIndex(const Napi::CallbackInfo& info) {
+  auto* w = new BuildWorker(info);
+  auto p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // Resolve the SIMD level now so a bad RABITQ_SIMD fails the require with a
+  // clear message instead of failing later (or crashing) inside a kernel.
+  try {
+    rabitq::active_kernels();
+  } catch (const rabitq::Error& e) {
+    throw to_js_error(env, e);
+  }
+  exports.Set("simdLevel", Napi::Function::New(env, SimdLevel));
+  exports.Set("detectedLevel", Napi::Function::New(env, DetectedLevel));
+  exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel));
+  exports.Set("poolInfo", Napi::Function::New(env, PoolInfo));
+  exports.Set("exactKnn", Napi::Function::New(env, ExactKnn));
+  exports.Set("buildIndex", Napi::Function::New(env, BuildIndex));
+  exports.Set("NativeIvfRabitqIndex", Index::Init(env));
+  auto k = Napi::Object::New(env);
+  k.Set("l2sq", Napi::Function::New(env, KernelL2sq));
+  k.Set("dot", Napi::Function::New(env, KernelDot));
+  k.Set("minmax", Napi::Function::New(env, KernelMinmax));
+  k.Set("quantize", Napi::Function::New(env, KernelQuantize));
+  k.Set("popcountAnd", Napi::Function::New(env, KernelPopcountAnd));
+  k.Set("bitplaneIp", Napi::Function::New(env, KernelBitplaneIp));
+  k.Set("fastscan", Napi::Function::New(env, KernelFastscan));
+  k.Set("dotTile16", Napi::Function::New(env, KernelDotTile16));
+  exports.Set("kernels", k);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(rabitq, Init)

@@ -1,0 +1,450 @@
+#include "ivf_index.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+
+#include "common.h"
+#include "kernels/kernels.h"
+
+namespace rabitq {
+
+namespace {
+
+constexpr uint32_t kQueryBits = 4;
+constexpr uint32_t kQueryMax = (1u << kQueryBits) - 1;
+constexpr size_t kQueryBlock = 16;  // queries per blocked coarse step in batches
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Bounded max-heap of (distance, id): the current top k, worst on top.
+// Ties are broken by id so results do not depend on scan order.
+struct TopK {
+  std::vector<std::pair<float, int32_t>> h;
+  size_t k = 0;
+  void reset(size_t kk) {
+    k = kk;
+    h.clear();
+    if (h.capacity() < kk) h.reserve(kk);
+  }
+  bool full() const { return h.size() >= k; }
+  float worst() const { return h.front().first; }
+  void push(float d, int32_t id) {
+    std::pair<float, int32_t> e{d, id};
+    if (h.size() < k) {
+      h.push_back(e);
+      std::push_heap(h.begin(), h.end());
+    } else if (e < h.front()) {
+      std::pop_heap(h.begin(), h.end());
+      h.back() = e;
+      std::push_heap(h.begin(), h.end());
+    }
+  }
+};
+
+}  // namespace
+
+// Per-thread buffers for one query, reused across queries (and indexes).
+class SearchScratch {
+ public:
+  std::vector<float> qrot, qres, coarse, tile, est, lower;
+  std::vector<uint8_t> qu, luts;
+  std::vector<uint64_t> planes, code_bits;
+  std::vector<std::pair<float, uint32_t>> probe;
+  std::vector<uint16_t> ip;
+  TopK top;
+  // Current cluster's query terms.
+  float lo = 0, delta = 0, sumq = 0, qnorm2 = 0;
+
+  void ensure(const IvfRabitqIndex& idx) {
+    const size_t pd = idx.padded_dim_;
+    if (qrot.size() < pd) {
+      qrot.resize(pd);
+      qres.resize(pd);
+      qu.resize(pd);
+      luts.resize(idx.npairs_ * 32);
+      planes.resize(kQueryBits * idx.words_);
+      code_bits.resize(idx.words_);
+    }
+    if (luts.size() < idx.npairs_ * 32) luts.resize(idx.npairs_ * 32);
+    if (coarse.size() < idx.num_clusters_) coarse.resize(idx.num_clusters_);
+    if (tile.size() < 16 * kQueryBlock) tile.resize(16 * kQueryBlock);
+    if (ip.size() < kFastScanBlock) {
+      ip.resize(kFastScanBlock);
+      est.resize(kFastScanBlock);
+      lower.resize(kFastScanBlock);
+    }
+  }
+};
+
+namespace {
+SearchScratch& thread_scratch(const IvfRabitqIndex& idx) {
+  thread_local SearchScratch s;
+  s.ensure(idx);
+  return s;
+}
+}  // namespace
+
+IvfRabitqIndex::~IvfRabitqIndex() = default;
+
+std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::build(const float* data, size_t n, const BuildParams& p,
+                                                      ThreadPool& pool) {
+  RABITQ_THROW_IF_NOT(p.dim >= 1 && p.dim <= 65536, kRange, "dim must be between 1 and 65536");
+  RABITQ_THROW_IF_NOT(n >= 1, kRange, "cannot build an index from an empty set of vectors");
+  size_t nc = p.num_clusters;
+  if (nc == 0) nc = std::max<size_t>(1, std::min(n, static_cast<size_t>(std::lround(4.0 * std::sqrt(double(n))))));
+  RABITQ_THROW_IF_NOT(nc >= 1 && nc <= n, kRange,
+                      "numClusters must be between 1 and the number of vectors (" + std::to_string(n) + ")");
+  RABITQ_THROW_IF_NOT(n < static_cast<size_t>(std::numeric_limits<int32_t>::max()), kRange,
+                      "too many vectors for 32-bit ids");
+
+  // Checked here, on the worker, so the JS thread never scans a large input.
+  for (size_t i = 0; i < n * p.dim; ++i) {
+    if (!std::isfinite(data[i])) {
+      throw Error(ErrorKind::kRange, "vectors must contain only finite numbers, found " + std::to_string(data[i]) +
+                                         " at row " + std::to_string(i / p.dim) + ", column " +
+                                         std::to_string(i % p.dim));
+    }
+  }
+  std::unique_ptr<IvfRabitqIndex> idx(new IvfRabitqIndex());
+  IvfRabitqIndex& ix = *idx;
+  const size_t dim = p.dim;
+  ix.dim_ = dim;
+  ix.padded_dim_ = padded_dim_for(dim);
+  ix.words_ = ix.padded_dim_ / 64;
+  ix.npairs_ = ix.padded_dim_ / 8;
+  ix.n_ = n;
+  ix.num_clusters_ = nc;
+  ix.seed_ = p.seed;
+
+  // 1. Train.
+  auto t0 = std::chrono::steady_clock::now();
+  KMeansParams kp;
+  kp.num_clusters = nc;
+  kp.iterations = p.kmeans_iterations;
+  kp.max_points_per_cluster = p.train_points_per_cluster;
+  kp.seed = p.seed;
+  kp.threads = p.threads;
+  if (p.progress) kp.progress = [&](size_t d, size_t t) { p.progress(0, d, t); };
+  ix.centroids_ = train_kmeans(data, n, dim, kp, pool);
+  ix.tiles_ = CentroidTiles(ix.centroids_.data(), nc, dim);
+  ix.timings_.train_ms = ms_since(t0);
+
+  // 2. Assign every vector to its nearest centroid.
+  t0 = std::chrono::steady_clock::now();
+  std::vector<uint32_t> labels(n);
+  std::vector<float> cdist(n);
+  std::function<void(size_t, size_t)> assign_progress;
+  if (p.progress) assign_progress = [&](size_t d, size_t t) { p.progress(1, d, t); };
+  assign_nearest(data, n, dim, ix.tiles_, labels.data(), cdist.data(), pool, p.threads, assign_progress);
+  // Cluster order, and inside a cluster ascending distance to the centroid:
+  // near vectors are seen first and fill the top k with good candidates.
+  std::vector<uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    if (labels[a] != labels[b]) return labels[a] < labels[b];
+    if (cdist[a] != cdist[b]) return cdist[a] < cdist[b];
+    return a < b;
+  });
+  ix.offsets_.assign(nc + 1, 0);
+  for (size_t i = 0; i < n; ++i) ix.offsets_[labels[i] + 1]++;
+  for (size_t c = 0; c < nc; ++c) ix.offsets_[c + 1] += ix.offsets_[c];
+  ix.block_offsets_.assign(nc + 1, 0);
+  for (size_t c = 0; c < nc; ++c) {
+    const size_t cnt = ix.offsets_[c + 1] - ix.offsets_[c];
+    ix.block_offsets_[c + 1] = ix.block_offsets_[c] + static_cast<uint32_t>((cnt + kFastScanBlock - 1) / kFastScanBlock);
+  }
+  ix.ids_.resize(n);
+  ix.vectors_.resize(n * dim);
+  for (size_t pos = 0; pos < n; ++pos) {
+    ix.ids_[pos] = static_cast<int32_t>(order[pos]);
+    std::memcpy(&ix.vectors_[pos * dim], data + static_cast<size_t>(order[pos]) * dim, dim * sizeof(float));
+  }
+  ix.timings_.assign_ms = ms_since(t0);
+
+  // 3. Rotate and encode.
+  t0 = std::chrono::steady_clock::now();
+  const size_t pd = ix.padded_dim_;
+  ix.rotation_ = Rotation(p.rotation, dim, pd, p.seed + 1);
+  ix.rotated_centroids_.resize(nc * pd);
+  ix.rotated_centroid_sums_.resize(nc);
+  for (size_t c = 0; c < nc; ++c) ix.rotation_.apply(&ix.centroids_[c * dim], &ix.rotated_centroids_[c * pd]);
+  {
+    std::mt19937_64 rng(p.seed + 2);
+    std::uniform_real_distribution<float> u(0.f, 1.f);
+    ix.rounding_offsets_.resize(pd);
+    for (auto& v : ix.rounding_offsets_) v = u(rng);
+  }
+  ix.codes_.assign(static_cast<size_t>(ix.block_offsets_[nc]) * ix.npairs_ * 32, 0);
+  ix.factors_.resize(n);
+  const size_t slots = pool.slots_for(nc, p.threads);
+  std::vector<std::vector<float>> scratch(slots, std::vector<float>(pd));
+  std::atomic<size_t> encoded{0};
+  const size_t report_every = std::max<size_t>(1, nc / 100);
+  std::atomic<size_t> clusters_done{0};
+  pool.parallel_for(nc, p.threads, [&](size_t c, size_t slot) {
+    ix.encode_cluster(c, nullptr, scratch[slot].data());
+    size_t e = encoded.fetch_add(ix.offsets_[c + 1] - ix.offsets_[c]) + (ix.offsets_[c + 1] - ix.offsets_[c]);
+    size_t cd = clusters_done.fetch_add(1) + 1;
+    if (p.progress && (cd % report_every == 0 || cd == nc)) p.progress(2, std::min(e, n), n);
+  });
+  ix.timings_.encode_ms = ms_since(t0);
+  return idx;
+}
+
+void IvfRabitqIndex::encode_cluster(size_t c, const float*, float* o) {
+  const size_t pd = padded_dim_;
+  const float* rc = &rotated_centroids_[c * pd];
+  const float sqrt_d = std::sqrt(static_cast<float>(pd));
+  const size_t begin = offsets_[c], end = offsets_[c + 1];
+  uint8_t* blocks = &codes_[static_cast<size_t>(block_offsets_[c]) * npairs_ * 32];
+  for (size_t pos = begin; pos < end; ++pos) {
+    rotation_.apply(&vectors_[pos * dim_], o);
+    double norm2 = 0, l1 = 0;
+    for (size_t i = 0; i < pd; ++i) {
+      o[i] -= rc[i];
+      norm2 += double(o[i]) * o[i];
+      l1 += std::fabs(double(o[i]));
+    }
+    const size_t local = pos - begin;
+    uint8_t* block = blocks + (local / kFastScanBlock) * npairs_ * 32;
+    const size_t lane = local % kFastScanBlock;
+    uint32_t pop = 0;
+    for (size_t pair = 0; pair < npairs_; ++pair) {
+      uint8_t byte = 0;
+      for (size_t t = 0; t < 8; ++t) {
+        if (o[pair * 8 + t] > 0.f) {
+          byte |= static_cast<uint8_t>(1u << t);
+          pop++;
+        }
+      }
+      block[pair * 32 + lane] = byte;
+    }
+    Factor& f = factors_[pos];
+    f.residual_norm_sq = static_cast<float>(norm2);
+    f.popcount = static_cast<float>(pop);
+    if (norm2 <= 0.0 || l1 <= 0.0) {
+      f.ip_scale = 0.f;
+      f.error_scale = 0.f;
+      continue;
+    }
+    const double norm = std::sqrt(norm2);
+    const double a = l1 / (norm * sqrt_d);  // <xbar, o>, in (0, 1]
+    f.ip_scale = static_cast<float>(-2.0 * norm2 / l1);
+    const double r = std::max(0.0, (1.0 - a * a) / (a * a));
+    f.error_scale = static_cast<float>(2.0 * norm * std::sqrt(r) / std::sqrt(double(pd) - 1.0));
+  }
+}
+
+void IvfRabitqIndex::unpack_code(size_t cluster, size_t local, uint64_t* bits) const {
+  const uint8_t* block =
+      &codes_[(static_cast<size_t>(block_offsets_[cluster]) + local / kFastScanBlock) * npairs_ * 32];
+  const size_t lane = local % kFastScanBlock;
+  std::memset(bits, 0, words_ * sizeof(uint64_t));
+  for (size_t pair = 0; pair < npairs_; ++pair) {
+    const uint64_t byte = block[pair * 32 + lane];
+    bits[pair / 8] |= byte << ((pair % 8) * 8);
+  }
+}
+
+void IvfRabitqIndex::prepare_cluster_query(SearchScratch& s, size_t c, bool bitplane) const {
+  const Kernels& k = active_kernels();
+  const size_t pd = padded_dim_;
+  const float* rc = &rotated_centroids_[c * pd];
+  float* q = s.qres.data();
+  float sum = 0.f;
+  for (size_t i = 0; i < pd; ++i) {
+    q[i] = s.qrot[i] - rc[i];
+    sum += q[i];
+  }
+  s.sumq = sum;
+  s.qnorm2 = k.dot(q, q, pd);
+  float lo, hi;
+  k.minmax(q, pd, &lo, &hi);
+  const float delta = (hi - lo) / static_cast<float>(kQueryMax);
+  s.lo = lo;
+  s.delta = delta;
+  k.quantize(q, pd, lo, delta > 0.f ? 1.f / delta : 0.f, rounding_offsets_.data(), kQueryMax, s.qu.data());
+  // LUT of sub-space m: entry v = sum of the quantized query over the bits of v.
+  const uint8_t* qu = s.qu.data();
+  for (size_t m = 0; m < pd / 4; ++m) {
+    uint8_t* lut = &s.luts[(m / 2) * 32 + (m % 2) * 16];
+    const uint8_t* qq = qu + 4 * m;
+    lut[0] = 0;
+    for (unsigned v = 1; v < 16; ++v) lut[v] = static_cast<uint8_t>(lut[v & (v - 1)] + qq[__builtin_ctz(v)]);
+  }
+  if (bitplane) {
+    std::fill(s.planes.begin(), s.planes.end(), 0);
+    for (size_t i = 0; i < pd; ++i)
+      for (uint32_t b = 0; b < kQueryBits; ++b)
+        if ((qu[i] >> b) & 1u) s.planes[b * words_ + i / 64] |= uint64_t(1) << (i % 64);
+  }
+}
+
+void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const float* coarse, const SearchParams& sp,
+                                 int32_t* ids, float* dists, SearchStats* stats) const {
+  const Kernels& k = active_kernels();
+  if (coarse == nullptr) {
+    tiles_.partial_distances(query, 1, s.coarse.data(), s.tile.data());
+    coarse = s.coarse.data();
+  }
+  const size_t nprobe = std::min(sp.nprobe, num_clusters_);
+  s.probe.resize(num_clusters_);
+  for (size_t c = 0; c < num_clusters_; ++c) s.probe[c] = {coarse[c], static_cast<uint32_t>(c)};
+  if (nprobe < num_clusters_)
+    std::nth_element(s.probe.begin(), s.probe.begin() + static_cast<long>(nprobe), s.probe.end());
+  std::sort(s.probe.begin(), s.probe.begin() + static_cast<long>(nprobe));
+
+  rotation_.apply(query, s.qrot.data());
+  s.top.reset(sp.k);
+  SearchStats st;
+  st.queries = 1;
+  const size_t block_bytes = npairs_ * 32;
+  for (size_t pi = 0; pi < nprobe; ++pi) {
+    const size_t c = s.probe[pi].second;
+    const size_t begin = offsets_[c], count = offsets_[c + 1] - begin;
+    st.clusters_probed++;
+    if (count == 0) continue;
+    prepare_cluster_query(s, c, sp.bitplane);
+    const float qnorm2 = s.qnorm2;
+    const float two_lo = 2.f * s.lo, two_delta = 2.f * s.delta, sumq = s.sumq;
+    const float err_mul = sp.epsilon * std::sqrt(qnorm2);
+    const uint8_t* blocks = &codes_[static_cast<size_t>(block_offsets_[c]) * block_bytes];
+    st.codes_scanned += count;
+    for (size_t b0 = 0; b0 < count; b0 += kFastScanBlock) {
+      const size_t nb = std::min(kFastScanBlock, count - b0);
+      uint16_t* ip = s.ip.data();
+      if (sp.bitplane) {
+        for (size_t j = 0; j < nb; ++j) {
+          unpack_code(c, b0 + j, s.code_bits.data());
+          ip[j] = static_cast<uint16_t>(k.bitplane_ip(s.planes.data(), kQueryBits, s.code_bits.data(), words_));
+        }
+      } else {
+        k.fastscan(blocks + (b0 / kFastScanBlock) * block_bytes, s.luts.data(), npairs_, ip);
+      }
+      const Factor* f = &factors_[begin + b0];
+      float* est = s.est.data();
+      float* lower = s.lower.data();
+      for (size_t j = 0; j < nb; ++j) {
+        est[j] = f[j].residual_norm_sq + qnorm2 +
+                 f[j].ip_scale * (two_lo * f[j].popcount + two_delta * static_cast<float>(ip[j]) - sumq);
+        lower[j] = est[j] - err_mul * f[j].error_scale;
+      }
+      for (size_t j = 0; j < nb; ++j) {
+        const size_t pos = begin + b0 + j;
+        if (!sp.rerank) {
+          s.top.push(est[j], ids_[pos]);
+        } else if (!s.top.full() || lower[j] < s.top.worst()) {
+          st.reranked++;
+          s.top.push(k.l2sq(query, &vectors_[pos * dim_], dim_), ids_[pos]);
+        }
+      }
+    }
+  }
+  auto& h = s.top.h;
+  std::sort(h.begin(), h.end());
+  for (size_t i = 0; i < sp.k; ++i) {
+    if (i < h.size()) {
+      ids[i] = h[i].second;
+      dists[i] = h[i].first;
+    } else {
+      ids[i] = -1;
+      dists[i] = std::numeric_limits<float>::infinity();
+    }
+  }
+  if (stats) stats->add(st);
+}
+
+void IvfRabitqIndex::search(const float* query, const SearchParams& sp, int32_t* ids, float* dists,
+                            SearchStats* stats) const {
+  RABITQ_THROW_IF_NOT(sp.k >= 1, kRange, "k must be >= 1");
+  RABITQ_THROW_IF_NOT(sp.nprobe >= 1, kRange, "nprobe must be >= 1");
+  SearchScratch& s = thread_scratch(*this);
+  search_with(s, query, nullptr, sp, ids, dists, stats);
+}
+
+void IvfRabitqIndex::search_batch(const float* queries, size_t nq, const SearchParams& sp, int32_t* ids,
+                                  float* dists, SearchStats* total, SearchStats* per_query, ThreadPool& pool,
+                                  size_t threads) const {
+  RABITQ_THROW_IF_NOT(sp.k >= 1, kRange, "k must be >= 1");
+  RABITQ_THROW_IF_NOT(sp.nprobe >= 1, kRange, "nprobe must be >= 1");
+  const size_t blocks = (nq + kQueryBlock - 1) / kQueryBlock;
+  const size_t slots = pool.slots_for(blocks, threads);
+  std::vector<SearchStats> slot_stats(slots);
+  std::vector<std::vector<float>> coarse(slots);
+  pool.parallel_for(blocks, threads, [&](size_t b, size_t slot) {
+    SearchScratch& s = thread_scratch(*this);
+    const size_t q0 = b * kQueryBlock;
+    const size_t np = std::min(kQueryBlock, nq - q0);
+    auto& cb = coarse[slot];
+    cb.resize(np * num_clusters_);
+    // The coarse step for the whole block at once: every centroid tile is
+    // loaded once for up to 16 queries.
+    tiles_.partial_distances(queries + q0 * dim_, np, cb.data(), s.tile.data());
+    for (size_t i = 0; i < np; ++i) {
+      const size_t q = q0 + i;
+      SearchStats st;
+      search_with(s, queries + q * dim_, cb.data() + i * num_clusters_, sp, ids + q * sp.k, dists + q * sp.k, &st);
+      slot_stats[slot].add(st);
+      if (per_query) per_query[q] = st;
+    }
+  });
+  if (total)
+    for (auto& st : slot_stats) total->add(st);
+}
+
+void IvfRabitqIndex::estimate_all(const float* query, float* estimates, float* bounds, bool bitplane) const {
+  SearchScratch& s = thread_scratch(*this);
+  const Kernels& k = active_kernels();
+  rotation_.apply(query, s.qrot.data());
+  for (size_t c = 0; c < num_clusters_; ++c) {
+    const size_t begin = offsets_[c], count = offsets_[c + 1] - begin;
+    if (count == 0) continue;
+    prepare_cluster_query(s, c, bitplane);
+    const float* blocks = nullptr;
+    (void)blocks;
+    for (size_t b0 = 0; b0 < count; b0 += kFastScanBlock) {
+      const size_t nb = std::min(kFastScanBlock, count - b0);
+      uint16_t* ip = s.ip.data();
+      if (bitplane) {
+        for (size_t j = 0; j < nb; ++j) {
+          unpack_code(c, b0 + j, s.code_bits.data());
+          ip[j] = static_cast<uint16_t>(k.bitplane_ip(s.planes.data(), kQueryBits, s.code_bits.data(), words_));
+        }
+      } else {
+        k.fastscan(&codes_[(static_cast<size_t>(block_offsets_[c]) + b0 / kFastScanBlock) * npairs_ * 32],
+                   s.luts.data(), npairs_, ip);
+      }
+      for (size_t j = 0; j < nb; ++j) {
+        const size_t pos = begin + b0 + j;
+        const Factor& f = factors_[pos];
+        const float e = f.residual_norm_sq + s.qnorm2 +
+                        f.ip_scale * (2.f * s.lo * f.popcount + 2.f * s.delta * static_cast<float>(ip[j]) - s.sumq);
+        estimates[ids_[pos]] = e;
+        bounds[ids_[pos]] = f.error_scale * std::sqrt(s.qnorm2);
+      }
+    }
+  }
+}
+
+MemoryUsage IvfRabitqIndex::memory_usage() const {
+  MemoryUsage m;
+  m.codes = codes_.size();
+  m.factors = factors_.size() * sizeof(Factor);
+  m.ids = ids_.size() * sizeof(int32_t);
+  m.vectors = vectors_.size() * sizeof(float);
+  m.centroids = (centroids_.size() + rotated_centroids_.size() + rotated_centroid_sums_.size()) * sizeof(float) +
+                tiles_.num_tiles() * 16 * (dim_ + 1) * sizeof(float);
+  m.other = (offsets_.size() + block_offsets_.size()) * sizeof(uint32_t) + rounding_offsets_.size() * sizeof(float);
+  return m;
+}
+
+}  // namespace rabitq

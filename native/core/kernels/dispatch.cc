@@ -1,0 +1,145 @@
+// Picks the kernel table once from CPUID. RABITQ_SIMD=scalar|avx2|avx512
+// forces a level; asking for one the CPU lacks is an error at load time
+// (thrown from the first active_kernels() call, which the binding makes
+// during module init so the user sees a clear message, not SIGILL).
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "../common.h"
+#include "kernels.h"
+
+namespace rabitq {
+
+void avx512_vpopcnt_kernels(uint64_t (**popcount_and)(const uint64_t*, const uint64_t*, size_t),
+                            uint64_t (**bitplane_ip)(const uint64_t*, size_t, const uint64_t*, size_t));
+
+namespace {
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_vpopcntdq() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vpopcntdq");
+#else
+  return false;
+#endif
+}
+
+const Kernels* avx512_table() {
+  static const Kernels* table = []() -> const Kernels* {
+    const Kernels* base = avx512_kernels();
+    const Kernels* avx2 = avx2_kernels();
+    if (base == nullptr || avx2 == nullptr) return nullptr;
+    static Kernels k = *base;
+    k.popcount_and = avx2->popcount_and;
+    k.bitplane_ip = avx2->bitplane_ip;
+    if (cpu_has_vpopcntdq()) avx512_vpopcnt_kernels(&k.popcount_and, &k.bitplane_ip);
+    return &k;
+  }();
+  return table;
+}
+
+std::atomic<const Kernels*> g_active{nullptr};
+
+const Kernels* choose_initial() {
+  const char* env = std::getenv("RABITQ_SIMD");
+  if (env != nullptr && *env != '\0') {
+    SimdLevel wanted;
+    if (!parse_level(env, &wanted)) {
+      throw Error(ErrorKind::kRange,
+                  std::string("RABITQ_SIMD must be one of scalar, avx2, avx512; got '") + env + "'");
+    }
+    const Kernels* k = kernels_for(wanted);
+    if (k == nullptr) {
+      throw Error(ErrorKind::kRange, std::string("RABITQ_SIMD=") + env +
+                                         " asks for a SIMD level this CPU does not support (best available: " +
+                                         level_name(detected_level()) + ")");
+    }
+    return k;
+  }
+  return kernels_for(detected_level());
+}
+
+}  // namespace
+
+const char* level_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kAvx512:
+      return "avx512";
+    case SimdLevel::kAvx2:
+      return "avx2";
+    default:
+      return "scalar";
+  }
+}
+
+bool parse_level(const char* name, SimdLevel* out) {
+  if (std::strcmp(name, "scalar") == 0) {
+    *out = SimdLevel::kScalar;
+  } else if (std::strcmp(name, "avx2") == 0) {
+    *out = SimdLevel::kAvx2;
+  } else if (std::strcmp(name, "avx512") == 0) {
+    *out = SimdLevel::kAvx512;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+SimdLevel detected_level() {
+  if (cpu_has_avx512() && avx512_table() != nullptr) return SimdLevel::kAvx512;
+  if (cpu_has_avx2() && avx2_kernels() != nullptr) return SimdLevel::kAvx2;
+  return SimdLevel::kScalar;
+}
+
+const Kernels* kernels_for(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::kScalar:
+      return &scalar_kernels();
+    case SimdLevel::kAvx2:
+      return cpu_has_avx2() ? avx2_kernels() : nullptr;
+    case SimdLevel::kAvx512:
+      return cpu_has_avx512() ? avx512_table() : nullptr;
+  }
+  return nullptr;
+}
+
+const Kernels& active_kernels() {
+  const Kernels* k = g_active.load(std::memory_order_acquire);
+  if (k == nullptr) {
+    k = choose_initial();
+    g_active.store(k, std::memory_order_release);
+  }
+  return *k;
+}
+
+SimdLevel active_level() { return active_kernels().level; }
+
+void set_active_level(SimdLevel level) {
+  const Kernels* k = kernels_for(level);
+  RABITQ_THROW_IF_NOT(k != nullptr, kRange,
+                      std::string("SIMD level '") + level_name(level) + "' is not supported by this CPU");
+  g_active.store(k, std::memory_order_release);
+}
+
+}  // namespace rabitq

@@ -1,0 +1,66 @@
+// Table of SIMD kernels. One scalar reference (kernels_scalar.cc) and one
+// table per ISA with identical signatures; dispatch.cc picks one at load from
+// CPUID, and RABITQ_SIMD can force a lower level. The ISA files include only
+// <immintrin.h> and C headers so that no inline STL code compiled with AVX
+// flags can leak into the portable paths through the linker.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace rabitq {
+
+enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// Number of vectors in one FastScan block.
+constexpr size_t kFastScanBlock = 32;
+
+struct Kernels {
+  SimdLevel level;
+  const char* name;
+
+  // Squared Euclidean distance.
+  float (*l2sq)(const float* a, const float* b, size_t d);
+  // Inner product.
+  float (*dot)(const float* a, const float* b, size_t d);
+  // Min and max of x[0..d).
+  void (*minmax)(const float* x, size_t d, float* lo, float* hi);
+  // out[i] = min(maxval, floor((x[i] - lo) * inv_delta + offsets[i])), with
+  // offsets in [0,1) giving randomized (unbiased) rounding. Returns sum(out).
+  uint32_t (*quantize)(const float* x, size_t d, float lo, float inv_delta,
+                       const float* offsets, uint32_t maxval, uint8_t* out);
+  // popcount(a & b) over `words` 64-bit words.
+  uint64_t (*popcount_and)(const uint64_t* a, const uint64_t* b, size_t words);
+  // sum_b 2^b * popcount(plane_b & code): the inner product of a B-bit query
+  // stored as bit planes (plane b at planes + b*words) with a 1-bit code.
+  uint64_t (*bitplane_ip)(const uint64_t* planes, size_t bits, const uint64_t* code,
+                          size_t words);
+  // FastScan: for one block of 32 codes packed as `npairs` groups of 32 bytes
+  // (byte j = nibble of vector j for sub-space 2p in the low half, 2p+1 in the
+  // high half) and LUTs of 32 bytes per pair (16 entries for 2p, 16 for 2p+1),
+  // out[j] = sum over sub-spaces of lut[nibble]. Entries must keep the total
+  // below 65536.
+  void (*fastscan)(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out);
+  // out[p*16 + j] = dot(xs + p*dim, column j of ct) for p < np, where ct holds
+  // 16 vectors transposed (ct[t*16 + j] = vector j, coordinate t). The
+  // building block of the blocked point-to-centroid distance computations.
+  void (*dot_tile16)(const float* xs, size_t np, size_t dim, const float* ct, float* out);
+};
+
+const Kernels& scalar_kernels();
+// nullptr when the ISA was not compiled in.
+const Kernels* avx2_kernels();
+const Kernels* avx512_kernels();
+
+// The kernels in use (chosen once; see dispatch.cc).
+const Kernels& active_kernels();
+SimdLevel active_level();
+const char* level_name(SimdLevel level);
+// Best level this CPU supports.
+SimdLevel detected_level();
+// Kernels for a level, or nullptr if the CPU does not support it.
+const Kernels* kernels_for(SimdLevel level);
+// Switch the active level (tests). Throws if the CPU lacks it.
+void set_active_level(SimdLevel level);
+bool parse_level(const char* name, SimdLevel* out);
+
+}  // namespace rabitq

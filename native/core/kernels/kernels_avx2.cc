@@ -1,0 +1,224 @@
+// AVX2 + FMA + POPCNT kernels. Compiled with their own target flags (see
+// binding.gyp / CMakeLists.txt); only called after CPUID says the CPU has them.
+#include "kernels.h"
+
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+namespace rabitq {
+namespace {
+
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// Mask for the first n (< 8) lanes, for the tails.
+inline __m256i tail_mask(size_t n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
+}
+
+float l2sq_avx2(const float* a, const float* b, size_t d) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    __m256 t0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+    __m256 t1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+    s0 = _mm256_fmadd_ps(t0, t0, s0);
+    s1 = _mm256_fmadd_ps(t1, t1, s1);
+  }
+  for (; i + 8 <= d; i += 8) {
+    __m256 t = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+    s0 = _mm256_fmadd_ps(t, t, s0);
+  }
+  if (i < d) {
+    __m256i m = tail_mask(d - i);
+    __m256 t = _mm256_sub_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m));
+    s1 = _mm256_fmadd_ps(t, t, s1);
+  }
+  return hsum256(_mm256_add_ps(s0, s1));
+}
+
+float dot_avx2(const float* a, const float* b, size_t d) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  for (; i + 8 <= d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  if (i < d) {
+    __m256i m = tail_mask(d - i);
+    s1 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), s1);
+  }
+  return hsum256(_mm256_add_ps(s0, s1));
+}
+
+void minmax_avx2(const float* x, size_t d, float* lo, float* hi) {
+  __m256 mn = _mm256_set1_ps(x[0]), mx = mn;
+  size_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    mn = _mm256_min_ps(mn, v);
+    mx = _mm256_max_ps(mx, v);
+  }
+  alignas(32) float a[8], b[8];
+  _mm256_store_ps(a, mn);
+  _mm256_store_ps(b, mx);
+  float l = a[0], h = b[0];
+  for (int j = 1; j < 8; ++j) {
+    if (a[j] < l) l = a[j];
+    if (b[j] > h) h = b[j];
+  }
+  for (; i < d; ++i) {
+    if (x[i] < l) l = x[i];
+    if (x[i] > h) h = x[i];
+  }
+  *lo = l;
+  *hi = h;
+}
+
+uint32_t quantize_avx2(const float* x, size_t d, float lo, float inv_delta, const float* offsets,
+                       uint32_t maxval, uint8_t* out) {
+  const __m256 vlo = _mm256_set1_ps(lo), vinv = _mm256_set1_ps(inv_delta);
+  const __m256i vmax = _mm256_set1_epi32(static_cast<int>(maxval));
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i sum = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vlo), vinv);
+    v = _mm256_add_ps(v, _mm256_loadu_ps(offsets + i));
+    __m256i q = _mm256_cvttps_epi32(v);
+    q = _mm256_min_epi32(_mm256_max_epi32(q, zero), vmax);
+    sum = _mm256_add_epi32(sum, q);
+    // Pack 8 x int32 (each <= 255) to 8 bytes.
+    __m128i q16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    __m128i q8 = _mm_packus_epi16(q16, q16);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + i), q8);
+  }
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  uint32_t total = static_cast<uint32_t>(_mm_cvtsi128_si32(s));
+  for (; i < d; ++i) {
+    float v = (x[i] - lo) * inv_delta;
+    v = v + offsets[i];
+    uint32_t q = v > 0.f ? static_cast<uint32_t>(v) : 0u;
+    if (q > maxval) q = maxval;
+    out[i] = static_cast<uint8_t>(q);
+    total += q;
+  }
+  return total;
+}
+
+uint64_t popcount_and_avx2(const uint64_t* a, const uint64_t* b, size_t words) {
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  size_t i = 0;
+  for (; i + 4 <= words; i += 4) {
+    s0 += static_cast<uint64_t>(_mm_popcnt_u64(a[i] & b[i]));
+    s1 += static_cast<uint64_t>(_mm_popcnt_u64(a[i + 1] & b[i + 1]));
+    s2 += static_cast<uint64_t>(_mm_popcnt_u64(a[i + 2] & b[i + 2]));
+    s3 += static_cast<uint64_t>(_mm_popcnt_u64(a[i + 3] & b[i + 3]));
+  }
+  for (; i < words; ++i) s0 += static_cast<uint64_t>(_mm_popcnt_u64(a[i] & b[i]));
+  return s0 + s1 + s2 + s3;
+}
+
+uint64_t bitplane_ip_avx2(const uint64_t* planes, size_t bits, const uint64_t* code, size_t words) {
+  uint64_t s = 0;
+  for (size_t b = 0; b < bits; ++b) s += popcount_and_avx2(planes + b * words, code, words) << b;
+  return s;
+}
+
+// 16-bit accumulation trick: the byte sums are added to two 16-bit
+// accumulators, one taking the even bytes (mask) and one the odd bytes
+// (shift), so no lane-crossing widening is needed in the loop.
+void fastscan_avx2(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i low8 = _mm256_set1_epi16(0x00ff);
+  __m256i acc_even = _mm256_setzero_si256(), acc_odd = _mm256_setzero_si256();
+  for (size_t p = 0; p < npairs; ++p) {
+    __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + p * 32));
+    __m256i lut_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(luts + p * 32)));
+    __m256i lut_hi =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(luts + p * 32 + 16)));
+    __m256i r = _mm256_add_epi8(_mm256_shuffle_epi8(lut_lo, _mm256_and_si256(c, low4)),
+                                _mm256_shuffle_epi8(lut_hi, _mm256_and_si256(_mm256_srli_epi16(c, 4), low4)));
+    acc_even = _mm256_add_epi16(acc_even, _mm256_and_si256(r, low8));
+    acc_odd = _mm256_add_epi16(acc_odd, _mm256_srli_epi16(r, 8));
+  }
+  alignas(32) uint16_t e[16], o[16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(e), acc_even);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(o), acc_odd);
+  for (int w = 0; w < 16; ++w) {
+    out[2 * w] = e[w];
+    out[2 * w + 1] = o[w];
+  }
+}
+
+void dot_tile16_avx2(const float* xs, size_t np, size_t dim, const float* ct, float* out) {
+  size_t p = 0;
+  for (; p + 4 <= np; p += 4) {
+    __m256 a0 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(),
+           b1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(),
+           a3 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+    const float* x0 = xs + p * dim;
+    const float* x1 = x0 + dim;
+    const float* x2 = x1 + dim;
+    const float* x3 = x2 + dim;
+    for (size_t t = 0; t < dim; ++t) {
+      __m256 c0 = _mm256_loadu_ps(ct + t * 16), c1 = _mm256_loadu_ps(ct + t * 16 + 8);
+      __m256 v = _mm256_broadcast_ss(x0 + t);
+      a0 = _mm256_fmadd_ps(v, c0, a0);
+      b0 = _mm256_fmadd_ps(v, c1, b0);
+      v = _mm256_broadcast_ss(x1 + t);
+      a1 = _mm256_fmadd_ps(v, c0, a1);
+      b1 = _mm256_fmadd_ps(v, c1, b1);
+      v = _mm256_broadcast_ss(x2 + t);
+      a2 = _mm256_fmadd_ps(v, c0, a2);
+      b2 = _mm256_fmadd_ps(v, c1, b2);
+      v = _mm256_broadcast_ss(x3 + t);
+      a3 = _mm256_fmadd_ps(v, c0, a3);
+      b3 = _mm256_fmadd_ps(v, c1, b3);
+    }
+    float* o = out + p * 16;
+    _mm256_storeu_ps(o, a0);
+    _mm256_storeu_ps(o + 8, b0);
+    _mm256_storeu_ps(o + 16, a1);
+    _mm256_storeu_ps(o + 24, b1);
+    _mm256_storeu_ps(o + 32, a2);
+    _mm256_storeu_ps(o + 40, b2);
+    _mm256_storeu_ps(o + 48, a3);
+    _mm256_storeu_ps(o + 56, b3);
+  }
+  for (; p < np; ++p) {
+    __m256 a0 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps();
+    const float* x0 = xs + p * dim;
+    for (size_t t = 0; t < dim; ++t) {
+      __m256 v = _mm256_broadcast_ss(x0 + t);
+      a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(ct + t * 16), a0);
+      b0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(ct + t * 16 + 8), b0);
+    }
+    _mm256_storeu_ps(out + p * 16, a0);
+    _mm256_storeu_ps(out + p * 16 + 8, b0);
+  }
+}
+
+}  // namespace
+
+const Kernels* avx2_kernels() {
+  static const Kernels k = {SimdLevel::kAvx2, "avx2",  l2sq_avx2,        dot_avx2,         minmax_avx2,
+                            quantize_avx2,    popcount_and_avx2, bitplane_ip_avx2, fastscan_avx2, dot_tile16_avx2};
+  return &k;
+}
+
+}  // namespace rabitq
+
+#else
+namespace rabitq {
+const Kernels* avx2_kernels() { return nullptr; }
+}  // namespace rabitq
+#endif

@@ -1,0 +1,92 @@
+// Portable reference kernels. Every SIMD version is tested against these;
+// they are also the path on CPUs (and architectures) without AVX2.
+#include "kernels.h"
+
+namespace rabitq {
+namespace {
+
+float l2sq_scalar(const float* a, const float* b, size_t d) {
+  float s = 0.f;
+  for (size_t i = 0; i < d; ++i) {
+    float t = a[i] - b[i];
+    s += t * t;
+  }
+  return s;
+}
+
+float dot_scalar(const float* a, const float* b, size_t d) {
+  float s = 0.f;
+  for (size_t i = 0; i < d; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void minmax_scalar(const float* x, size_t d, float* lo, float* hi) {
+  float mn = x[0], mx = x[0];
+  for (size_t i = 1; i < d; ++i) {
+    if (x[i] < mn) mn = x[i];
+    if (x[i] > mx) mx = x[i];
+  }
+  *lo = mn;
+  *hi = mx;
+}
+
+uint32_t quantize_scalar(const float* x, size_t d, float lo, float inv_delta, const float* offsets,
+                         uint32_t maxval, uint8_t* out) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i < d; ++i) {
+    float v = (x[i] - lo) * inv_delta;
+    v = v + offsets[i];
+    uint32_t q = v > 0.f ? static_cast<uint32_t>(v) : 0u;
+    if (q > maxval) q = maxval;
+    out[i] = static_cast<uint8_t>(q);
+    sum += q;
+  }
+  return sum;
+}
+
+uint64_t popcount_and_scalar(const uint64_t* a, const uint64_t* b, size_t words) {
+  uint64_t s = 0;
+  for (size_t i = 0; i < words; ++i) s += static_cast<uint64_t>(__builtin_popcountll(a[i] & b[i]));
+  return s;
+}
+
+uint64_t bitplane_ip_scalar(const uint64_t* planes, size_t bits, const uint64_t* code, size_t words) {
+  uint64_t s = 0;
+  for (size_t b = 0; b < bits; ++b) s += popcount_and_scalar(planes + b * words, code, words) << b;
+  return s;
+}
+
+void fastscan_scalar(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
+  for (size_t j = 0; j < kFastScanBlock; ++j) {
+    uint32_t s = 0;
+    for (size_t p = 0; p < npairs; ++p) {
+      uint8_t c = codes[p * 32 + j];
+      s += luts[p * 32 + (c & 15)] + luts[p * 32 + 16 + (c >> 4)];
+    }
+    out[j] = static_cast<uint16_t>(s);
+  }
+}
+
+void dot_tile16_scalar(const float* xs, size_t np, size_t dim, const float* ct, float* out) {
+  for (size_t p = 0; p < np; ++p) {
+    float acc[16] = {0};
+    const float* x = xs + p * dim;
+    for (size_t t = 0; t < dim; ++t) {
+      const float xv = x[t];
+      const float* c = ct + t * 16;
+      for (int j = 0; j < 16; ++j) acc[j] += xv * c[j];
+    }
+    for (int j = 0; j < 16; ++j) out[p * 16 + j] = acc[j];
+  }
+}
+
+}  // namespace
+
+const Kernels& scalar_kernels() {
+  static const Kernels k = {SimdLevel::kScalar, "scalar",   l2sq_scalar,        dot_scalar,
+                            minmax_scalar,      quantize_scalar, popcount_and_scalar, bitplane_ip_scalar,
+                            fastscan_scalar,    dot_tile16_scalar};
+  return k;
+}
+
+}  // namespace rabitq

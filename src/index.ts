@@ -1,0 +1,28 @@
+/**
+ * rabitq: approximate nearest-neighbour search for Node.js (IVF + RaBitQ).
+ */
+import { native, type SimdLevelName } from './native.js';
+
+export { IvfRabitqIndex } from './ivf_index.js';
+export type { BuildOptions, BuildProgress, BuildPhase, SearchOptions, BatchSearchOptions, SearchResult, BatchSearchResult, SearchStats, MemoryUsage } from './ivf_index.js';
+export { exactKnn } from './knn.js';
+export type { KnnResult } from './knn.js';
+export { recallAtK } from './recall.js';
+export {
+  readFvecs, readIvecs, readBvecs, writeFvecs, writeIvecs, writeBvecs,
+  readFvecsSync, readIvecsSync, readBvecsSync, writeFvecsSync, writeIvecsSync, writeBvecsSync,
+  inspectVectorFile,
+} from './io.js';
+export type { VectorFile, ReadOptions } from './io.js';
+export { RabitqError, VectorFileError } from './errors.js';
+export type { SimdLevelName };
+
+/** The SIMD level in use: 'scalar', 'avx2' or 'avx512' (RABITQ_SIMD forces a lower one). */
+export function simdLevel(): SimdLevelName {
+  return native.simdLevel();
+}
+
+/** Worker threads in the native pool and CPUs this process may run on. */
+export function threadPoolInfo(): { threads: number; affinityCpus: number } {
+  return native.poolInfo();
+}

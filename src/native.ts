@@ -1,0 +1,81 @@
+/**
+ * Loads the compiled addon (a prebuild when one matches, else build/Release)
+ * and describes its raw, unchecked surface. Everything here trusts its
+ * arguments: the public API in index.ts validates first.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export interface NativeInfo {
+  dim: number;
+  paddedDim: number;
+  size: number;
+  numClusters: number;
+  memory: { codes: number; factors: number; ids: number; vectors: number; centroids: number; other: number; total: number };
+  timings: { trainMs: number; assignMs: number; encodeMs: number };
+}
+
+export interface NativeSearchParams {
+  k: number;
+  nprobe: number;
+  rerank: boolean;
+  epsilon: number;
+  bitplane: boolean;
+  threads: number;
+}
+
+export interface NativeIndex {
+  search(
+    query: Float32Array, k: number, nprobe: number, rerank: boolean, epsilon: number, bitplane: boolean,
+    ids: Int32Array, dists: Float32Array, stats: Float64Array | null,
+  ): void;
+  searchBatch(queries: Float32Array, params: NativeSearchParams, ids: Int32Array, dists: Float32Array, stats: Float64Array | null): Promise<void>;
+  estimateAll(query: Float32Array, estimates: Float32Array, bounds: Float32Array, bitplane: boolean): void;
+  info(): NativeInfo;
+  centroids(): Float32Array;
+}
+
+export interface NativeBuildParams {
+  dim: number;
+  numClusters: number;
+  kmeansIterations: number;
+  trainPointsPerCluster: number;
+  seed: number;
+  rotation: 'fht' | 'dense';
+  threads: number;
+}
+
+export type SimdLevelName = 'scalar' | 'avx2' | 'avx512';
+
+export interface NativeKernels {
+  l2sq(level: SimdLevelName, a: Float32Array, b: Float32Array): number;
+  dot(level: SimdLevelName, a: Float32Array, b: Float32Array): number;
+  minmax(level: SimdLevelName, x: Float32Array): [number, number];
+  quantize(level: SimdLevelName, x: Float32Array, lo: number, invDelta: number, offsets: Float32Array, maxval: number, out: Uint8Array): number;
+  popcountAnd(level: SimdLevelName, a: BigUint64Array, b: BigUint64Array): number;
+  bitplaneIp(level: SimdLevelName, planes: BigUint64Array, bits: number, code: BigUint64Array): number;
+  fastscan(level: SimdLevelName, codes: Uint8Array, luts: Uint8Array, npairs: number, out: Uint16Array): void;
+  dotTile16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Float32Array, out: Float32Array): void;
+}
+
+export interface NativeAddon {
+  simdLevel(): SimdLevelName;
+  detectedLevel(): SimdLevelName;
+  setSimdLevel(level: SimdLevelName): void;
+  poolInfo(): { threads: number; affinityCpus: number };
+  exactKnn(base: Float32Array, queries: Float32Array, dim: number, k: number, threads: number, ids: Int32Array, dists: Float32Array): Promise<void>;
+  buildIndex(vectors: Float32Array, params: NativeBuildParams, onProgress?: (p: { phase: 'train' | 'assign' | 'encode'; done: number; total: number }) => void): Promise<NativeIndex>;
+  kernels: NativeKernels;
+}
+
+const require = createRequire(import.meta.url);
+// dist/src/native.js and src/native.ts are both two levels below the package root.
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`) ? '..' : '.');
+
+function load(): NativeAddon {
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
+  return nodeGypBuild(packageRoot);
+}
+
+export const native: NativeAddon = load();
