@@ -1,0 +1,121 @@
+/** Timing loops and recall bookkeeping shared by rabitq and the in-process peers. */
+import { median, nowNs, percentile, roundSig } from './stats.js';
+import type { IntVectors, SearchStatsLike, SweepPoint } from './types.js';
+
+export type RecallFn = (ids: Int32Array, gt: IntVectors, k: number, stride?: number) => number;
+
+export interface Timing {
+  qpsRuns: number[];
+  meanLatencyUs: number | null;
+  p99LatencyUs: number | null;
+}
+
+/**
+ * Time `runs` passes (after `warmup` untimed passes) of one query at a time.
+ * Latency statistics are per run; the median over runs is reported.
+ */
+export function timeSingle(nq: number, runs: number, warmup: number, searchOne: (qi: number) => void): Timing {
+  for (let w = 0; w < warmup; w++) for (let q = 0; q < nq; q++) searchOne(q);
+  const lat = new Float64Array(nq);
+  const qpsRuns: number[] = [];
+  const means: number[] = [];
+  const p99s: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const start = nowNs();
+    let prev = start;
+    for (let q = 0; q < nq; q++) {
+      searchOne(q);
+      const t = nowNs();
+      lat[q] = t - prev;
+      prev = t;
+    }
+    const totalNs = prev - start;
+    qpsRuns.push(nq / (Math.max(totalNs, 1) / 1e9));
+    means.push(totalNs / nq / 1e3);
+    p99s.push(percentile(lat, 99) / 1e3);
+  }
+  return { qpsRuns, meanLatencyUs: median(means), p99LatencyUs: median(p99s) };
+}
+
+/** Time `runs` batched passes over all queries (after `warmup` untimed ones). */
+export async function timeBatch(nq: number, runs: number, warmup: number, searchAll: () => Promise<unknown>): Promise<Timing> {
+  for (let w = 0; w < warmup; w++) await searchAll();
+  const qpsRuns: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const start = nowNs();
+    await searchAll();
+    const totalNs = nowNs() - start;
+    qpsRuns.push(nq / (Math.max(totalNs, 1) / 1e9));
+  }
+  return { qpsRuns, meanLatencyUs: null, p99LatencyUs: null };
+}
+
+/** Whether recall@100 needs an extra (untimed) search with k = 100. */
+export function needsK100Pass(k: number, gtColumns: number): boolean {
+  return k < 100 && gtColumns >= 100;
+}
+
+export interface Recalls {
+  recall1: number | null;
+  recall10: number | null;
+  recall100: number | null;
+}
+
+/**
+ * recall@1/@10/@100 from results with `k` ids per query, and optionally
+ * results of a k = 100 pass. A recall is null when k or the ground truth is
+ * too narrow to compute it.
+ */
+export function computeRecalls(
+  recall: RecallFn,
+  gt: IntVectors,
+  idsK: Int32Array,
+  k: number,
+  ids100: Int32Array | null,
+): Recalls {
+  const at = (n: number): number | null => {
+    if (gt.dim < n) return null;
+    if (k >= n) return recall(idsK, gt, n, k);
+    if (n === 100 && ids100) return recall(ids100, gt, 100, 100);
+    return null;
+  };
+  return { recall1: at(1), recall10: at(10), recall100: at(100) };
+}
+
+export function makePoint(
+  param: string,
+  value: number,
+  recalls: Recalls,
+  timing: Timing,
+  stats: SearchStatsLike | null,
+): SweepPoint {
+  const perQuery = (x: number | undefined): number | null =>
+    stats && stats.queries > 0 && x !== undefined ? roundSig(x / stats.queries) : null;
+  return {
+    param,
+    value,
+    recall1: recalls.recall1,
+    recall10: recalls.recall10,
+    recall100: recalls.recall100,
+    qps: roundSig(median(timing.qpsRuns)),
+    qpsRuns: timing.qpsRuns.map((q) => roundSig(q)),
+    meanLatencyUs: timing.meanLatencyUs === null ? null : roundSig(timing.meanLatencyUs),
+    p99LatencyUs: timing.p99LatencyUs === null ? null : roundSig(timing.p99LatencyUs),
+    clustersProbedPerQuery: perQuery(stats?.clustersProbed),
+    codesScannedPerQuery: perQuery(stats?.codesScanned),
+    rerankedPerQuery: perQuery(stats?.reranked),
+  };
+}
+
+/** Plain recall@k (|top-k result ∩ top-k truth| / k, averaged), used when no engine is at hand. */
+export function plainRecallAtK(ids: Int32Array, gt: IntVectors, k: number, stride = k): number {
+  const nq = Math.min(gt.count, Math.floor(ids.length / stride));
+  if (nq === 0) return 0;
+  let hits = 0;
+  for (let q = 0; q < nq; q++) {
+    const truth = new Set<number>();
+    for (let j = 0; j < k; j++) truth.add(gt.data[q * gt.dim + j]!);
+    for (let j = 0; j < k; j++) if (truth.has(ids[q * stride + j]!)) hits++;
+  }
+  return hits / (nq * k);
+}

@@ -1,0 +1,34 @@
+/** What every benchmark peer is given. */
+import type { LoadedDataset } from './dataset.js';
+import type { RecallFn } from './measure.js';
+import type { Mode } from './types.js';
+
+export interface PeerContext {
+  dataset: LoadedDataset;
+  k: number;
+  runs: number;
+  warmup: number;
+  threads: number;
+  modes: Mode[];
+  /** number of IVF clusters used by rabitq (IVF peers use the same) */
+  clusters: number;
+  nprobe: number[];
+  efSearch: number[];
+  /** rabitq's centroids (clusters * dim), shared with IVF peers */
+  centroids: Float32Array | null;
+  seed: number;
+  hnswM: number;
+  faissMethods: string[];
+  recall: RecallFn;
+  /** scratch directory, removed after the run */
+  tmpDir: string;
+  log: (line: string) => void;
+}
+
+/** Thrown by a peer that cannot run here (missing dependency): reported as skipped. */
+export class PeerUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PeerUnavailable';
+  }
+}

@@ -1,0 +1,180 @@
+/** Building and measuring our own IVF + RaBitQ index. */
+import { InputError } from './errors.js';
+import { computeRecalls, makePoint, needsK100Pass, timeBatch, timeSingle } from './measure.js';
+import { nowNs, roundSig } from './stats.js';
+import type { LoadedDataset } from './dataset.js';
+import type {
+  BuildProgress,
+  Engine,
+  IndexLike,
+  MethodResult,
+  Mode,
+  SearchStatsLike,
+  SweepPoint,
+} from './types.js';
+
+/** Default nprobe sweep: a roughly geometric ladder up to numClusters. */
+export function defaultNprobeSweep(numClusters: number): number[] {
+  const ladder = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+  const out = ladder.filter((v) => v <= numClusters);
+  if (out[out.length - 1] !== numClusters && numClusters <= 512 && numClusters > 0) out.push(numClusters);
+  return out;
+}
+
+export function checkNprobe(nprobe: readonly number[], numClusters: number): void {
+  for (const p of nprobe) {
+    if (p > numClusters) {
+      throw new InputError(`nprobe ${p} is out of range: the index has ${numClusters} clusters`);
+    }
+  }
+}
+
+export interface RabitqBenchOptions {
+  engine: Engine;
+  dataset: LoadedDataset;
+  clusters?: number;
+  seed: number;
+  threads: number;
+  k: number;
+  nprobe: number[] | null;
+  modes: Mode[];
+  runs: number;
+  warmup: number;
+  onProgress?: (p: BuildProgress) => void;
+  /** called once the index is built, before any search */
+  onBuilt?: (index: IndexLike, buildMs: number) => void;
+  onModeStart?: (mode: Mode) => void;
+  onPoint?: (mode: Mode, point: SweepPoint) => void;
+}
+
+export interface RabitqBenchResult {
+  index: IndexLike;
+  nprobe: number[];
+  methods: MethodResult[];
+}
+
+function addStats(acc: SearchStatsLike, s: SearchStatsLike | undefined): void {
+  if (!s) return;
+  acc.queries += s.queries;
+  acc.clustersProbed += s.clustersProbed;
+  acc.codesScanned += s.codesScanned;
+  acc.reranked += s.reranked;
+}
+
+function copyIds(dst: Int32Array, offset: number, src: Int32Array, k: number): void {
+  const n = Math.min(k, src.length);
+  dst.set(src.subarray(0, n), offset);
+  if (n < k) dst.fill(-1, offset + n, offset + k);
+}
+
+/** Untimed pass: result ids (nq * k) and summed search statistics. */
+async function resultPass(
+  index: IndexLike,
+  queries: Float32Array,
+  nq: number,
+  dim: number,
+  k: number,
+  nprobe: number,
+  mode: Mode,
+  threads: number,
+  stats: boolean,
+): Promise<{ ids: Int32Array; stats: SearchStatsLike | null }> {
+  const ids = new Int32Array(nq * k);
+  const acc: SearchStatsLike = { queries: 0, clustersProbed: 0, codesScanned: 0, reranked: 0 };
+  let haveStats = false;
+  if (mode === 'batch') {
+    const r = await index.searchBatch(queries, { k, nprobe, threads, stats });
+    for (let q = 0; q < nq; q++) copyIds(ids, q * k, r.ids.subarray(q * k, (q + 1) * k), k);
+    if (r.stats) {
+      addStats(acc, r.stats);
+      haveStats = true;
+    }
+  } else {
+    for (let q = 0; q < nq; q++) {
+      const r = index.search(queries.subarray(q * dim, (q + 1) * dim), { k, nprobe, stats });
+      copyIds(ids, q * k, r.ids, k);
+      if (r.stats) {
+        addStats(acc, r.stats);
+        haveStats = true;
+      }
+    }
+  }
+  if (haveStats && acc.queries === 0) acc.queries = nq;
+  return { ids, stats: stats && haveStats ? acc : null };
+}
+
+export function rabitqLabel(mode: Mode, threads: number): string {
+  return mode === 'single' ? 'rabitq (single)' : `rabitq (batch, ${threads} thread${threads === 1 ? '' : 's'})`;
+}
+
+export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBenchResult> {
+  const { engine, dataset, k, runs, warmup, threads } = opts;
+  const { dim } = dataset;
+  if (opts.clusters !== undefined && opts.clusters > dataset.base.count) {
+    throw new InputError(
+      `--clusters ${opts.clusters} exceeds the ${dataset.base.count} base vectors`,
+    );
+  }
+  if (opts.clusters !== undefined && opts.nprobe) checkNprobe(opts.nprobe, opts.clusters);
+
+  const t0 = nowNs();
+  const index = await engine.buildIndex(dataset.base.data, {
+    dim,
+    numClusters: opts.clusters,
+    metric: 'l2',
+    seed: opts.seed,
+    threads,
+    onProgress: opts.onProgress,
+  });
+  const totalMs = (nowNs() - t0) / 1e6;
+  const bs = index.buildStats();
+  const mem = index.memoryUsage() as unknown as Record<string, number>;
+  const nprobe = opts.nprobe ?? defaultNprobeSweep(index.numClusters);
+  checkNprobe(nprobe, index.numClusters);
+  opts.onBuilt?.(index, totalMs);
+
+  const nq = dataset.queries.count;
+  const queries = dataset.queries.data;
+  const gt = dataset.groundTruth;
+  const recallFn = engine.recallAtK.bind(engine);
+  const methods: MethodResult[] = [];
+  for (const mode of opts.modes) {
+    const points: SweepPoint[] = [];
+    opts.onModeStart?.(mode);
+    for (const p of nprobe) {
+      const first = await resultPass(index, queries, nq, dim, k, p, mode, threads, true);
+      const ids100 = needsK100Pass(k, gt.dim)
+        ? (await resultPass(index, queries, nq, dim, 100, p, mode, threads, false)).ids
+        : null;
+      const recalls = computeRecalls(recallFn, gt, first.ids, k, ids100);
+      const timing =
+        mode === 'single'
+          ? timeSingle(nq, runs, warmup, (q) => {
+              index.search(queries.subarray(q * dim, (q + 1) * dim), { k, nprobe: p });
+            })
+          : await timeBatch(nq, runs, warmup, () => index.searchBatch(queries, { k, nprobe: p, threads }));
+      const point = makePoint('nprobe', p, recalls, timing, first.stats);
+      points.push(point);
+      opts.onPoint?.(mode, point);
+    }
+    methods.push({
+      method: 'rabitq',
+      label: rabitqLabel(mode, threads),
+      peer: 'rabitq',
+      mode,
+      threads: mode === 'single' ? 1 : threads,
+      status: 'ok',
+      buildSeconds: roundSig(totalMs / 1000),
+      build: {
+        trainMs: roundSig(bs.trainMs),
+        assignMs: roundSig(bs.assignMs),
+        encodeMs: roundSig(bs.encodeMs),
+        totalMs: roundSig(totalMs),
+      },
+      bytesPerVector: roundSig(mem.total! / Math.max(1, index.size)),
+      memory: { ...mem },
+      points,
+    });
+  }
+  return { index, nprobe, methods };
+}

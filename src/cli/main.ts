@@ -1,0 +1,344 @@
+#!/usr/bin/env node
+/**
+ * rabitq command-line interface.
+ *
+ *   rabitq bench [options]   recall / QPS benchmark (see `rabitq bench --help`)
+ *   rabitq info              SIMD level, CPU and affinity
+ */
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  UsageError,
+  parseChoiceList,
+  parseIntList,
+  parseIntOption,
+  parseOptions,
+  type OptionSpec,
+} from './args.js';
+
+export interface CliIO {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  /** whether stderr is an interactive terminal (enables the progress bar) */
+  isTTY: boolean;
+}
+
+const processIO: CliIO = {
+  stdout: (t) => void process.stdout.write(t),
+  stderr: (t) => void process.stderr.write(t),
+  isTTY: Boolean(process.stderr.isTTY),
+};
+
+const MAIN_HELP = `Usage: rabitq <command> [options]
+
+Commands:
+  bench     recall / QPS benchmark of the IVF + RaBitQ index (and optional peers)
+  info      show the SIMD level, CPU and CPU affinity
+  help      show help for a command
+
+Options:
+  -h, --help     show this help
+  -V, --version  show the version
+`;
+
+const BENCH_HELP = `Usage: rabitq bench [options]
+
+Dataset (texmex format):
+  --data <dir>          directory with base.fvecs|base.bvecs, query.fvecs|query.bvecs
+                        and groundtruth.ivecs
+  --base <file>         base vectors (.fvecs or .bvecs); overrides --data
+  --query <file>        query vectors (.fvecs or .bvecs); overrides --data
+  --gt <file>           ground truth neighbour ids (.ivecs); overrides --data
+  --nq <n>              use only the first n queries
+
+Index and search:
+  --clusters <n>        number of IVF clusters (default: the library's default)
+  --nprobe <list>       clusters probed, comma separated, ranges allowed
+                        (e.g. 1,2,4,8-12,64; default: a ladder up to --clusters)
+  --k <n>               neighbours per query (default 10); recall@100 is also
+                        measured in an extra untimed pass when the ground truth
+                        has 100 columns
+  --mode <list>         single (one search() per query) and/or batch
+                        (searchBatch); default single
+  --threads <n>         threads for the build and batch search (default 1)
+  --seed <n>            k-means seed (default 42)
+
+Measurement:
+  --runs <n>            timed runs per point, the median is reported (default 5)
+  --warmup <n>          untimed warm-up runs per point (default 1)
+
+Peers:
+  --compare <list>      faiss, hnswlib, js (plain TypeScript IVF-Flat), or all
+  --efsearch <list>     efSearch sweep for the HNSW peers
+  --hnsw-m <n>          hnswlib M (default 16)
+  --faiss-methods <l>   faiss methods (default ivfflat,ivfpq,ivfrabitq,ivfrabitq4,hnsw)
+
+Output:
+  --out <dir>           where <name>.json/.svg/.md go (default bench/results)
+  --no-out              write no files
+  --name <name>         result file name (default: the dataset directory name)
+  --no-progress         no progress bar during the build
+  -v, --verbose         per-point progress of the peers on stderr
+  -h, --help            show this help
+
+Exit codes: 0 done, 1 failure while running, 2 bad input or usage.
+Pin the process for stable numbers, e.g. taskset -c 1 rabitq bench ...
+`;
+
+const BENCH_SPEC: Record<string, OptionSpec> = {
+  data: { type: 'string' },
+  base: { type: 'string' },
+  query: { type: 'string' },
+  gt: { type: 'string' },
+  nq: { type: 'string' },
+  clusters: { type: 'string' },
+  nprobe: { type: 'string' },
+  k: { type: 'string' },
+  mode: { type: 'string' },
+  threads: { type: 'string' },
+  seed: { type: 'string' },
+  runs: { type: 'string' },
+  warmup: { type: 'string' },
+  compare: { type: 'string' },
+  efsearch: { type: 'string' },
+  'hnsw-m': { type: 'string' },
+  'faiss-methods': { type: 'string' },
+  out: { type: 'string' },
+  name: { type: 'string' },
+  progress: { type: 'boolean' },
+  verbose: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+function packageVersion(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const p = path.join(dir, 'package.json');
+    if (existsSync(p)) {
+      try {
+        const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+        if (pkg.name === 'rabitq') return pkg.version ?? 'unknown';
+      } catch {
+        /* keep looking */
+      }
+    }
+    dir = path.dirname(dir);
+  }
+  return 'unknown';
+}
+
+const PEERS = ['faiss', 'hnswlib', 'js'] as const;
+const MODES = ['single', 'batch'] as const;
+
+/** Turn `rabitq bench` arguments into runner options (throws UsageError). */
+export function benchOptionsFromArgs(argv: readonly string[]) {
+  const { values } = parseOptions(argv, BENCH_SPEC);
+  const str = (n: string) => values[n] as string | undefined;
+  const int = (n: string, min: number, dflt?: number, max?: number) => {
+    const raw = str(n);
+    return raw === undefined ? dflt : parseIntOption(n, raw, min, max);
+  };
+  if (values.out !== undefined && values.out === '') throw new UsageError('--out needs a directory');
+  const name = str('name');
+  if (name !== undefined && !/^[A-Za-z0-9._-]+$/.test(name)) {
+    throw new UsageError(`--name may contain only letters, digits, '.', '_' and '-', got ${JSON.stringify(name)}`);
+  }
+  const clusters = int('clusters', 1);
+  const nprobeRaw = str('nprobe');
+  const nprobe = nprobeRaw === undefined ? null : parseIntList('nprobe', nprobeRaw, 1);
+  if (nprobe && clusters !== undefined) {
+    const bad = nprobe.find((p) => p > clusters);
+    if (bad !== undefined) throw new UsageError(`--nprobe ${bad} is out of range: --clusters is ${clusters}`);
+  }
+  const compareRaw = str('compare');
+  const compare =
+    compareRaw === undefined || compareRaw === 'none'
+      ? []
+      : compareRaw === 'all'
+        ? [...PEERS]
+        : parseChoiceList('compare', compareRaw, PEERS);
+  const efRaw = str('efsearch');
+  const faissRaw = str('faiss-methods');
+  const outFlag = values.out;
+  return {
+    data: str('data'),
+    base: str('base'),
+    query: str('query'),
+    gt: str('gt'),
+    nq: int('nq', 1),
+    clusters,
+    nprobe,
+    efSearch: efRaw === undefined ? null : parseIntList('efsearch', efRaw, 1),
+    k: int('k', 1, 10, 100000)!,
+    threads: int('threads', 1, 1, 1024)!,
+    runs: int('runs', 1, 5, 1000)!,
+    warmup: int('warmup', 0, 1, 1000)!,
+    modes: str('mode') === undefined ? (['single'] as ('single' | 'batch')[]) : parseChoiceList('mode', str('mode')!, MODES),
+    compare,
+    out: outFlag === undefined ? 'bench/results' : (outFlag as string),
+    name,
+    seed: int('seed', 0, 42, 2 ** 31 - 1)!,
+    hnswM: int('hnsw-m', 2, 16, 512)!,
+    faissMethods:
+      faissRaw === undefined
+        ? undefined
+        : faissRaw.split(',').map((s) => s.trim()).filter((s) => /^[a-z0-9_]+$/i.test(s)),
+    progressFlag: values.progress as boolean | undefined,
+    verbose: values.verbose === true,
+    help: values.help === true,
+  };
+}
+
+function errorLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return (msg.split('\n').find((l) => l.trim() !== '') ?? msg).trim();
+}
+
+function hasExitCode2(err: unknown): boolean {
+  return err instanceof Error && (err as { exitCode?: unknown }).exitCode === 2;
+}
+
+async function benchCommand(argv: readonly string[], io: CliIO): Promise<number> {
+  // --no-out is the negation of the string option --out: handle it first.
+  const noOut = argv.includes('--no-out');
+  const rest = argv.filter((a) => a !== '--no-out');
+  const o = benchOptionsFromArgs(rest);
+  if (o.help) {
+    io.stdout(BENCH_HELP);
+    return 0;
+  }
+  if (noOut && rest.some((a) => a === '--out' || a.startsWith('--out='))) {
+    throw new UsageError('--out and --no-out cannot be combined');
+  }
+  let runner: typeof import('../../bench/ann/runner.js');
+  try {
+    runner = await import('../../bench/ann/runner.js');
+  } catch (err) {
+    throw new Error(
+      `the benchmark runner is not available in this installation (run it from a rabitq checkout): ${errorLine(err)}`,
+    );
+  }
+  await runner.runBench(
+    {
+      data: o.data,
+      base: o.base,
+      query: o.query,
+      gt: o.gt,
+      nq: o.nq,
+      clusters: o.clusters,
+      nprobe: o.nprobe,
+      efSearch: o.efSearch,
+      k: o.k,
+      threads: o.threads,
+      runs: o.runs,
+      warmup: o.warmup,
+      modes: o.modes,
+      compare: o.compare,
+      out: noOut ? null : o.out,
+      name: o.name,
+      seed: o.seed,
+      hnswM: o.hnswM,
+      faissMethods: o.faissMethods,
+      progress: o.progressFlag ?? io.isTTY,
+      verbose: o.verbose,
+      commandLine: ['rabitq', 'bench', ...argv],
+    },
+    { out: (l) => io.stdout(l + '\n'), err: (l) => io.stderr(l + '\n') },
+  );
+  return 0;
+}
+
+async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> {
+  const { values } = parseOptions(argv, { help: { type: 'boolean', short: 'h' } });
+  if (values.help) {
+    io.stdout('Usage: rabitq info\n\nShows the SIMD level the native kernels use, the CPU and the CPU affinity.\n');
+    return 0;
+  }
+  const { machineInfo } = await import('../../bench/ann/machine.js');
+  let simd = 'unavailable';
+  try {
+    const spec = '../index.js';
+    const lib = (await import(spec)) as { simdLevel(): string };
+    simd = lib.simdLevel();
+  } catch (err) {
+    simd = `unavailable (${errorLine(err)})`;
+  }
+  const m = machineInfo(simd);
+  io.stdout(
+    [
+      `rabitq ${packageVersion()}`,
+      `  simd      ${m.simdLevel}`,
+      `  cpu       ${m.cpuModel} (${m.logicalCpus} logical CPUs)`,
+      `  affinity  CPUs ${m.cpusAllowedList} (${m.cpusAllowed} allowed)`,
+      `  node      ${m.node} ${m.platform}-${m.arch}`,
+    ].join('\n') + '\n',
+  );
+  return 0;
+}
+
+/**
+ * Run the CLI with `argv` (without the node and script paths). Returns the
+ * exit code; never throws. Errors are reported on one line on stderr.
+ */
+export async function main(argv: readonly string[], io: CliIO = processIO): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const prog = cmd && !cmd.startsWith('-') ? `rabitq ${cmd}` : 'rabitq';
+  try {
+    switch (cmd) {
+      case undefined:
+      case '-h':
+      case '--help':
+        io.stdout(MAIN_HELP);
+        return 0;
+      case 'help':
+        if (rest[0] === 'bench') io.stdout(BENCH_HELP);
+        else if (rest[0] === undefined || rest[0] === 'info') io.stdout(MAIN_HELP);
+        else throw new UsageError(`unknown command ${JSON.stringify(rest[0])}`);
+        return 0;
+      case '-V':
+      case '--version':
+        io.stdout(`${packageVersion()}\n`);
+        return 0;
+      case 'bench':
+        return await benchCommand(rest, io);
+      case 'info':
+        return await infoCommand(rest, io);
+      default:
+        throw new UsageError(
+          cmd.startsWith('-') ? `unknown option ${cmd}` : `unknown command ${JSON.stringify(cmd)}`,
+        );
+    }
+  } catch (err) {
+    if (hasExitCode2(err)) {
+      const hint = err instanceof UsageError ? ` (see ${prog} --help)` : '';
+      io.stderr(`${prog}: error: ${errorLine(err)}${hint}\n`);
+      return 2;
+    }
+    io.stderr(`${prog}: failed: ${errorLine(err)}\n`);
+    if (process.env.RABITQ_DEBUG && err instanceof Error && err.stack) io.stderr(err.stack + '\n');
+    return 1;
+  }
+}
+
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`rabitq: failed: ${errorLine(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
