@@ -20,7 +20,7 @@ struct Factor {
   float residual_norm_sq;  // ||x - c||^2
   float ip_scale;          // -2 ||x - c|| / (<xbar, o> sqrt(D))
   float popcount;          // number of set bits in the code
-  float error_scale;       // 2 ||x - c|| sqrt((1 - <xbar,o>^2) / <xbar,o>^2) / sqrt(D - 1)
+  float error_scale;       // 1.2 * 2 ||x - c|| sqrt((1 - <xbar,o>^2) / <xbar,o>^2) / sqrt(D - 1)
 };
 static_assert(sizeof(Factor) == 16, "Factor must stay 16 bytes");
 
@@ -104,6 +104,7 @@ class IvfRabitqIndex {
 
   size_t dim_ = 0, padded_dim_ = 0, words_ = 0, npairs_ = 0, n_ = 0, num_clusters_ = 0;
   uint64_t seed_ = 0;
+  float quant_sqrt_ = 0;  // sqrt(D/2): typical sqrt(popcount) for the query-quantization bound
   Rotation rotation_;
   std::vector<float> centroids_;          // num_clusters x dim
   std::vector<float> rotated_centroids_;  // num_clusters x padded_dim
