@@ -6,81 +6,25 @@ import { qpsAtRecall, upperEnvelope } from '../bench/ann/envelope.js';
 import { InputError } from '../bench/ann/errors.js';
 import { faissRowsToMethods, parseFaissOutput } from '../bench/ann/faiss.js';
 import { affinityWarnings, parseCpuList } from '../bench/ann/machine.js';
-import { computeRecalls, plainRecallAtK } from '../bench/ann/measure.js';
+import { computeRecalls, plainRecallAtK, timeBatch, timeSingle } from '../bench/ann/measure.js';
 import { summarize } from '../bench/ann/report.js';
 import { runBench, type BenchOptions } from '../bench/ann/runner.js';
-import { median, percentile } from '../bench/ann/stats.js';
+import { median, nowNs, percentile } from '../bench/ann/stats.js';
 import { escapeXml, renderRecallQpsSvg } from '../bench/ann/svg.js';
 import type { BenchReport, Engine, IndexLike, MachineInfo, MethodResult } from '../bench/ann/types.js';
-import { readFvecsFile, readIvecsFile, writeFvecsFile, writeIvecsFile } from '../bench/ann/vecs.js';
+import { bruteForceGt, syntheticVectors, writeSyntheticDataset } from '../bench/ann/synthetic.js';
+import { readFvecsFile, readIvecsFile } from '../bench/ann/vecs.js';
 import { JsIvfFlat, trainKMeans } from '../bench/peers/js_ivfflat.js';
 
 // --------------------------------------------------------------- test data
 
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
-
-/** Clustered synthetic vectors so that IVF recall grows with nprobe. */
-export function syntheticVectors(n: number, dim: number, seed: number, centers = 8): Float32Array {
-  const r = lcg(seed);
-  const c = lcg(12345);
-  const cent = Float32Array.from({ length: centers * dim }, () => c() * 10);
-  const out = new Float32Array(n * dim);
-  for (let i = 0; i < n; i++) {
-    const k = Math.floor(r() * centers);
-    for (let j = 0; j < dim; j++) out[i * dim + j] = cent[k * dim + j]! + (r() - 0.5) * 4;
-  }
-  return out;
-}
-
-export function bruteForceGt(base: Float32Array, queries: Float32Array, dim: number, k: number): Int32Array {
-  const n = base.length / dim;
-  const nq = queries.length / dim;
-  const out = new Int32Array(nq * k);
-  for (let q = 0; q < nq; q++) {
-    const d = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      let s = 0;
-      for (let j = 0; j < dim; j++) {
-        const t = base[i * dim + j]! - queries[q * dim + j]!;
-        s += t * t;
-      }
-      d[i] = s;
-    }
-    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => d[a]! - d[b]! || a - b);
-    for (let j = 0; j < k; j++) out[q * k + j] = order[j]!;
-  }
-  return out;
-}
-
-export async function writeDataset(
-  dir: string,
-  opts: { n?: number; nq?: number; dim?: number; gtK?: number; queryDim?: number; gtRows?: number } = {},
-): Promise<void> {
-  const n = opts.n ?? 600;
-  const nq = opts.nq ?? 20;
-  const dim = opts.dim ?? 8;
-  const gtK = opts.gtK ?? 100;
-  const base = syntheticVectors(n, dim, 1);
-  const queries = syntheticVectors(nq, dim, 2);
-  const gt = bruteForceGt(base, queries, dim, gtK);
-  await writeFvecsFile(path.join(dir, 'base.fvecs'), dim, base);
-  const qd = opts.queryDim ?? dim;
-  await writeFvecsFile(path.join(dir, 'query.fvecs'), qd, qd === dim ? queries : syntheticVectors(nq, qd, 2));
-  const rows = opts.gtRows ?? nq;
-  await writeIvecsFile(path.join(dir, 'groundtruth.ivecs'), gtK, gt.subarray(0, rows * gtK));
-}
+const writeDataset = writeSyntheticDataset;
 
 /**
  * In-process stand-in for the native library: exact IVF-Flat with search
  * statistics, so the runner can be tested without the addon.
  */
-export function fakeEngine(): Engine {
+function fakeEngine(): Engine {
   return {
     simdLevel: () => 'scalar',
     async buildIndex(vectors, opts) {
@@ -144,6 +88,7 @@ function baseOptions(dir: string, over: Partial<BenchOptions> = {}): BenchOption
     threads: 1,
     runs: 2,
     warmup: 1,
+    minRunMs: 0,
     modes: ['single'],
     compare: [],
     out: null,
@@ -161,7 +106,6 @@ let dataDir: string;
 beforeAll(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'rabitq-bench-test-'));
   dataDir = path.join(tmp, 'tiny');
-  await (await import('node:fs/promises')).mkdir(dataDir);
   await writeDataset(dataDir);
 });
 
@@ -249,6 +193,34 @@ describe('stats helpers', () => {
     expect(affinityWarnings({ ...m, cpusAllowedList: '1', cpusAllowed: 1 }, 1)).toEqual([]);
     expect(affinityWarnings({ ...m, cpusAllowedList: '1', cpusAllowed: 1 }, 2)[0]).toMatch(/--threads 2 exceeds/);
     expect(affinityWarnings({ ...m, logicalCpus: 1, cpusAllowedList: '0', cpusAllowed: 1 }, 1)).toEqual([]);
+  });
+
+  it('repeats the query set until a timed run lasts minRunMs', async () => {
+    let calls = 0;
+    const spin = () => {
+      calls++;
+      const end = nowNs() + 100_000;
+      while (nowNs() < end);
+    };
+    const t0 = nowNs();
+    const t = timeSingle(5, 2, 1, spin, 5);
+    const elapsedMs = (nowNs() - t0) / 1e6;
+    // 5 warm-up calls, then whole passes of 5 until each run lasted >= 5 ms
+    expect(elapsedMs).toBeGreaterThanOrEqual(2 * 5);
+    expect(calls).toBeGreaterThan(5 + 2 * 5);
+    expect((calls - 5) % 5).toBe(0);
+    expect(t.qpsRuns).toHaveLength(2);
+    for (const q of t.qpsRuns) expect(q).toBeLessThanOrEqual(10_000);
+    expect(t.meanLatencyUs!).toBeGreaterThanOrEqual(100);
+    expect(t.p99LatencyUs!).toBeGreaterThanOrEqual(100);
+    let batches = 0;
+    const b = await timeBatch(10, 3, 0, async () => {
+      batches++;
+      spin();
+    }, 2);
+    expect(batches).toBeGreaterThan(3);
+    for (const q of b.qpsRuns) expect(q).toBeLessThanOrEqual(10 * 10_000);
+    expect(b.meanLatencyUs).toBeNull();
   });
 
   it('computes recall@1/@10/@100 from k results and a k=100 pass', () => {
@@ -443,7 +415,6 @@ describe('runBench (fake engine)', () => {
 describe('runBench input checks', () => {
   async function dataset(name: string, opts: Parameters<typeof writeDataset>[1]) {
     const dir = path.join(tmp, name);
-    await (await import('node:fs/promises')).mkdir(dir, { recursive: true });
     await writeDataset(dir, opts);
     return dir;
   }
@@ -553,7 +524,7 @@ describe('faiss output parsing', () => {
           peer: 'faiss',
           version: '1.9',
           results: [
-            { method: 'hnsw', mode: 'single', param: 'efSearch', value: 16, recall10: 0.9, qps: 100, buildSeconds: 2, bytesPerVector: 600 },
+            { method: 'faiss-hnsw', mode: 'single', param: 'efSearch', value: 16, recall10: 0.9, qps: 100, buildSeconds: 2, bytesPerVector: 600 },
             { method: 'hnsw', mode: 'batch', param: 'efSearch', value: 16, recall10: 0.9, qps: 300, buildSeconds: 2, bytesPerVector: 600 },
           ],
         }),
@@ -605,5 +576,45 @@ describe('hnswlib peer', () => {
     for (const p of m.points) checkPoint(p, 1);
     expect(m.points[1]!.recall10!).toBeGreaterThanOrEqual(0.95);
     expect(m.bytesPerVector!).toBeGreaterThan(8 * 4);
+  });
+});
+
+// ------------------------------------------------------ with the real library
+
+describe('runBench (native rabitq library)', () => {
+  it('measures the real index on a tiny dataset with consistent numbers', async () => {
+    const c = capture();
+    const outDir = path.join(tmp, 'native-results');
+    const { report, files } = await runBench(
+      baseOptions(dataDir, { clusters: 8, nprobe: [1, 8], modes: ['single', 'batch'], threads: 2, runs: 2, out: outDir, name: 'native' }),
+      c.io,
+    );
+    expect(['scalar', 'avx2', 'avx512']).toContain(report.machine.simdLevel);
+    expect(report.methods.map((m) => m.mode)).toEqual(['single', 'batch']);
+    for (const m of report.methods) {
+      expect(m.status).toBe('ok');
+      expect(m.threads).toBe(m.mode === 'batch' ? 2 : 1);
+      for (const p of m.points) {
+        checkPoint(p, 2);
+        expect(p.clustersProbedPerQuery).toBe(p.value);
+        expect(p.codesScannedPerQuery!).toBeGreaterThan(0);
+        expect(p.codesScannedPerQuery!).toBeLessThanOrEqual(600);
+        expect(p.rerankedPerQuery!).toBeGreaterThanOrEqual(0);
+      }
+      // probing all 8 clusters scans every code and, with re-ranking, is (nearly) exact
+      const all = m.points[1]!;
+      expect(all.codesScannedPerQuery).toBe(600);
+      expect(all.recall10!).toBeGreaterThanOrEqual(0.95);
+      expect(all.recall10!).toBeGreaterThanOrEqual(m.points[0]!.recall10!);
+      const b = m.build!;
+      for (const v of [b.trainMs, b.assignMs, b.encodeMs]) expect(v).toBeGreaterThanOrEqual(0);
+      expect(b.trainMs + b.assignMs + b.encodeMs).toBeLessThanOrEqual(b.totalMs * 1.001 + 0.01);
+      expect(m.bytesPerVector!).toBeGreaterThan(8 * 4);
+    }
+    // single and batch search give the same answers
+    expect(report.methods[0]!.points.map((p) => p.recall10)).toEqual(report.methods[1]!.points.map((p) => p.recall10));
+    const json = JSON.parse(await readFile(files!.json, 'utf8')) as BenchReport;
+    expect(json.config.clusters).toBe(8);
+    expect(json.summary).toHaveLength(2);
   });
 });

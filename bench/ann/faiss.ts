@@ -87,7 +87,8 @@ export function faissRowsToMethods(doc: FaissDocument, threads: number): MethodR
   const groups = new Map<string, FaissRow[]>();
   for (const row of doc.results) {
     const mode = row.mode === 'batch' ? 'batch' : 'single';
-    const key = `${row.method}\u0000${mode}`;
+    const name = String(row.method ?? 'unknown').replace(/^faiss[-_]/, '');
+    const key = `${name}\u0000${mode}`;
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key)!.push(row);
   }

@@ -11,41 +11,74 @@ export interface Timing {
 }
 
 /**
- * Time `runs` passes (after `warmup` untimed passes) of one query at a time.
- * Latency statistics are per run; the median over runs is reported.
+ * Time `runs` runs (after `warmup` untimed passes over the queries) of one
+ * query at a time. A run is one pass over the queries, repeated until it has
+ * lasted at least `minRunMs` (small query sets would otherwise be timed over
+ * a millisecond or two). Latency statistics are per run; the median over
+ * runs is reported.
  */
-export function timeSingle(nq: number, runs: number, warmup: number, searchOne: (qi: number) => void): Timing {
+export function timeSingle(
+  nq: number,
+  runs: number,
+  warmup: number,
+  searchOne: (qi: number) => void,
+  minRunMs = 0,
+): Timing {
   for (let w = 0; w < warmup; w++) for (let q = 0; q < nq; q++) searchOne(q);
-  const lat = new Float64Array(nq);
+  const minNs = minRunMs * 1e6;
+  let lat = new Float64Array(nq);
   const qpsRuns: number[] = [];
   const means: number[] = [];
   const p99s: number[] = [];
   for (let r = 0; r < runs; r++) {
     const start = nowNs();
     let prev = start;
-    for (let q = 0; q < nq; q++) {
-      searchOne(q);
-      const t = nowNs();
-      lat[q] = t - prev;
-      prev = t;
-    }
+    let count = 0;
+    do {
+      if (lat.length < count + nq) {
+        const bigger = new Float64Array(lat.length * 2);
+        bigger.set(lat);
+        lat = bigger;
+      }
+      for (let q = 0; q < nq; q++) {
+        searchOne(q);
+        const t = nowNs();
+        lat[count++] = t - prev;
+        prev = t;
+      }
+    } while (prev - start < minNs);
     const totalNs = prev - start;
-    qpsRuns.push(nq / (Math.max(totalNs, 1) / 1e9));
-    means.push(totalNs / nq / 1e3);
-    p99s.push(percentile(lat, 99) / 1e3);
+    qpsRuns.push(count / (Math.max(totalNs, 1) / 1e9));
+    means.push(totalNs / count / 1e3);
+    p99s.push(percentile(lat.subarray(0, count), 99) / 1e3);
   }
   return { qpsRuns, meanLatencyUs: median(means), p99LatencyUs: median(p99s) };
 }
 
-/** Time `runs` batched passes over all queries (after `warmup` untimed ones). */
-export async function timeBatch(nq: number, runs: number, warmup: number, searchAll: () => Promise<unknown>): Promise<Timing> {
+/**
+ * Time `runs` batched runs over all queries (after `warmup` untimed ones);
+ * a run repeats the batch until it has lasted at least `minRunMs`.
+ */
+export async function timeBatch(
+  nq: number,
+  runs: number,
+  warmup: number,
+  searchAll: () => Promise<unknown>,
+  minRunMs = 0,
+): Promise<Timing> {
   for (let w = 0; w < warmup; w++) await searchAll();
+  const minNs = minRunMs * 1e6;
   const qpsRuns: number[] = [];
   for (let r = 0; r < runs; r++) {
     const start = nowNs();
-    await searchAll();
-    const totalNs = nowNs() - start;
-    qpsRuns.push(nq / (Math.max(totalNs, 1) / 1e9));
+    let passes = 0;
+    let now = start;
+    do {
+      await searchAll();
+      passes++;
+      now = nowNs();
+    } while (now - start < minNs);
+    qpsRuns.push((passes * nq) / (Math.max(now - start, 1) / 1e9));
   }
   return { qpsRuns, meanLatencyUs: null, p99LatencyUs: null };
 }

@@ -8,6 +8,8 @@ export interface PeerContext {
   k: number;
   runs: number;
   warmup: number;
+  /** minimum duration of one timed run, in ms */
+  minRunMs: number;
   threads: number;
   modes: Mode[];
   /** number of IVF clusters used by rabitq (IVF peers use the same) */

@@ -40,6 +40,7 @@ export interface RabitqBenchOptions {
   modes: Mode[];
   runs: number;
   warmup: number;
+  minRunMs?: number;
   onProgress?: (p: BuildProgress) => void;
   /** called once the index is built, before any search */
   onBuilt?: (index: IndexLike, buildMs: number) => void;
@@ -151,8 +152,8 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
         mode === 'single'
           ? timeSingle(nq, runs, warmup, (q) => {
               index.search(queries.subarray(q * dim, (q + 1) * dim), { k, nprobe: p });
-            })
-          : await timeBatch(nq, runs, warmup, () => index.searchBatch(queries, { k, nprobe: p, threads }));
+            }, opts.minRunMs)
+          : await timeBatch(nq, runs, warmup, () => index.searchBatch(queries, { k, nprobe: p, threads }), opts.minRunMs);
       const point = makePoint('nprobe', p, recalls, timing, first.stats);
       points.push(point);
       opts.onPoint?.(mode, point);

@@ -6,11 +6,12 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { loadDataset, resolveDatasetPaths } from './dataset.js';
-import { errorLine, isInputError } from './errors.js';
+import { InputError, errorLine, isInputError } from './errors.js';
 import { DEFAULT_FAISS_METHODS, benchFaiss } from './faiss.js';
 import { affinityWarnings, gitCommit, machineInfo } from './machine.js';
 import { PeerUnavailable, type PeerContext } from './peer_context.js';
 import { buildProgressBar } from './progress.js';
+import { fileReaders } from './readers.js';
 import { benchRabitq, rabitqLabel } from './rabitq.js';
 import {
   curveOf,
@@ -51,6 +52,8 @@ export interface BenchOptions {
   threads: number;
   runs: number;
   warmup: number;
+  /** minimum duration of one timed run in ms (the query set is repeated); default 100 */
+  minRunMs?: number;
   nq?: number;
   modes: Mode[];
   compare: PeerName[];
@@ -101,15 +104,18 @@ function safeName(s: string): string {
 
 export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engine): Promise<BenchOutcome> {
   const started = nowNs();
+  const minRunMs = opts.minRunMs ?? 100;
   const paths = resolveDatasetPaths(opts);
   // Load and check the dataset first: input errors surface before the
   // native library is touched.
-  const engineModule = engineArg ? null : await import('./engine.js');
-  const dataset = await loadDataset(engineArg ?? engineModule!.fileReaders, paths, { nq: opts.nq, k: opts.k });
+  const dataset = await loadDataset(engineArg ?? fileReaders, paths, { nq: opts.nq, k: opts.k });
+  if (opts.clusters !== undefined && opts.clusters > dataset.base.count) {
+    throw new InputError(`--clusters ${opts.clusters} exceeds the ${dataset.base.count} base vectors`);
+  }
   let engine = engineArg;
   if (!engine) {
-    const { loadEngine } = engineModule!;
     try {
+      const { loadEngine } = await import('./engine.js');
       engine = await loadEngine();
     } catch (err) {
       throw new Error(`cannot load the rabitq library: ${errorLine(err)}`);
@@ -155,6 +161,7 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
       modes: opts.modes,
       runs: opts.runs,
       warmup: opts.warmup,
+      minRunMs,
       onProgress: bar.onProgress,
       onBuilt: (index, ms) => {
         bar.stop();
@@ -203,6 +210,7 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
         k,
         runs: opts.runs,
         warmup: opts.warmup,
+        minRunMs,
         threads: opts.threads,
         modes: opts.modes,
         clusters: rabitq.index.numClusters,
@@ -299,6 +307,7 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
       threads: opts.threads,
       runs: opts.runs,
       warmup: opts.warmup,
+      minRunMs,
       modes: opts.modes,
       compare: opts.compare,
       seed: opts.seed,

@@ -190,6 +190,7 @@ export interface BenchConfig {
   threads: number;
   runs: number;
   warmup: number;
+  minRunMs: number;
   modes: Mode[];
   compare: PeerName[];
   seed: number;

@@ -296,7 +296,7 @@ export async function benchJsIvfFlat(ctx: PeerContext): Promise<MethodResult[]> 
     const out = scratch.subarray(0, k);
     const timing = timeSingle(nq, runs, warmup, (i) => {
       index.search(q.subarray(i * dim, (i + 1) * dim), k, nprobe, out);
-    });
+    }, ctx.minRunMs);
     const point = makePoint('nprobe', nprobe, recalls, timing, null);
     points.push(point);
     ctx.log(`  nprobe=${nprobe}: recall@10 ${point.recall10?.toFixed(4) ?? 'n/a'}, ${point.qps.toFixed(0)} QPS`);

@@ -67,12 +67,16 @@ Index and search:
 Measurement:
   --runs <n>            timed runs per point, the median is reported (default 5)
   --warmup <n>          untimed warm-up runs per point (default 1)
+  --min-time <ms>       a timed run repeats the query set until it lasts this
+                        long (default 100)
 
 Peers:
   --compare <list>      faiss, hnswlib, js (plain TypeScript IVF-Flat), or all
   --efsearch <list>     efSearch sweep for the HNSW peers
   --hnsw-m <n>          hnswlib M (default 16)
   --faiss-methods <l>   faiss methods (default ivfflat,ivfpq,ivfrabitq,ivfrabitq4,hnsw)
+                        (faiss runs bench/peers/faiss_peer.py with python3, or
+                        with $RABITQ_PYTHON when set)
 
 Output:
   --out <dir>           where <name>.json/.svg/.md go (default bench/results)
@@ -100,6 +104,7 @@ const BENCH_SPEC: Record<string, OptionSpec> = {
   seed: { type: 'string' },
   runs: { type: 'string' },
   warmup: { type: 'string' },
+  'min-time': { type: 'string' },
   compare: { type: 'string' },
   efsearch: { type: 'string' },
   'hnsw-m': { type: 'string' },
@@ -174,6 +179,7 @@ export function benchOptionsFromArgs(argv: readonly string[]) {
     threads: int('threads', 1, 1, 1024)!,
     runs: int('runs', 1, 5, 1000)!,
     warmup: int('warmup', 0, 1, 1000)!,
+    minRunMs: int('min-time', 0, 100, 600000)!,
     modes: str('mode') === undefined ? (['single'] as ('single' | 'batch')[]) : parseChoiceList('mode', str('mode')!, MODES),
     compare,
     out: outFlag === undefined ? 'bench/results' : (outFlag as string),
@@ -233,6 +239,7 @@ async function benchCommand(argv: readonly string[], io: CliIO): Promise<number>
       threads: o.threads,
       runs: o.runs,
       warmup: o.warmup,
+      minRunMs: o.minRunMs,
       modes: o.modes,
       compare: o.compare,
       out: noOut ? null : o.out,
@@ -258,9 +265,10 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
   const { machineInfo } = await import('../../bench/ann/machine.js');
   let simd = 'unavailable';
   try {
-    const spec = '../index.js';
-    const lib = (await import(spec)) as { simdLevel(): string };
+    const lib = await import('../index.js');
     simd = lib.simdLevel();
+    const pool = lib.threadPoolInfo();
+    simd += ` (native pool: ${pool.threads} threads)`;
   } catch (err) {
     simd = `unavailable (${errorLine(err)})`;
   }
@@ -283,7 +291,7 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
  */
 export async function main(argv: readonly string[], io: CliIO = processIO): Promise<number> {
   const [cmd, ...rest] = argv;
-  const prog = cmd && !cmd.startsWith('-') ? `rabitq ${cmd}` : 'rabitq';
+  const prog = cmd === 'bench' || cmd === 'info' ? `rabitq ${cmd}` : 'rabitq';
   try {
     switch (cmd) {
       case undefined:
