@@ -257,9 +257,12 @@ describe('renderRecallQpsSvg', () => {
     const ds = [...svg.matchAll(/<path d="([^"]+)"/g)].map((m) => m[1]!);
     expect(ds[0]!.split(' ').length).toBe(3);
     expect(ds[2]!.startsWith('M')).toBe(true);
-    // log-scale tick labels cover the data range (100 .. 100k)
+    // log-scale 1-2-5 ticks just cover the data range (150 .. 30k -> 100 .. 50k)
     expect(svg).toContain('>100<');
-    expect(svg).toContain('>100k<');
+    expect(svg).toContain('>1k<');
+    expect(svg).toContain('>50k<');
+    expect(svg).not.toContain('>100k<');
+    expect(svg).not.toContain('>50<');
     // balanced tags
     expect((svg.match(/<g[ >]/g) ?? []).length).toBe((svg.match(/<\/g>/g) ?? []).length);
   });

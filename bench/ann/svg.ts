@@ -32,6 +32,16 @@ export function escapeXml(s: string): string {
     .replace(/'/g, '&apos;');
 }
 
+/** Dash patterns cycled once the palette is exhausted, so curves stay distinguishable. */
+const DASHES = ['', '6,3', '2,3', '8,3,2,3'];
+
+function seriesStyle(i: number): { color: string; dash: string } {
+  return {
+    color: PALETTE[i % PALETTE.length]!,
+    dash: DASHES[Math.floor(i / PALETTE.length) % DASHES.length]!,
+  };
+}
+
 function fmt(x: number): string {
   return (Math.round(x * 100) / 100).toString();
 }
@@ -43,12 +53,15 @@ function qpsTick(v: number): string {
 }
 
 export function renderRecallQpsSvg(series: readonly PlotSeries[], opts: PlotOptions = {}): string {
-  const width = opts.width ?? 800;
-  const height = opts.height ?? 520;
+  // Legend on the right, sized for the longest label (about 7 px per character).
+  const longest = Math.max(0, ...series.map((s) => s.label.length));
+  const legendW = Math.min(420, Math.max(140, 40 + longest * 7));
+  const width = opts.width ?? 580 + legendW;
+  const height = opts.height ?? Math.max(520, 110 + series.length * 20);
   const title = opts.title ?? 'recall@10 vs QPS';
   const xLabel = opts.xLabel ?? 'recall@10';
   const yLabel = opts.yLabel ?? 'queries per second (log scale)';
-  const margin = { left: 80, right: 220, top: 48, bottom: 60 };
+  const margin = { left: 80, right: legendW, top: 48, bottom: 60 };
   const plotW = width - margin.left - margin.right;
   const plotH = height - margin.top - margin.bottom;
 
@@ -67,15 +80,20 @@ export function renderRecallQpsSvg(series: readonly PlotSeries[], opts: PlotOpti
     const minR = Math.min(...all.map((p) => p.recall));
     xMin = Math.max(0, Math.min(0.9, Math.floor(minR * 10) / 10));
   }
-  // y range: whole decades around the data.
+  // y range: the 1-2-5 steps just around the data.
   let yMinExp = 0;
   let yMaxExp = 1;
   if (all.length > 0) {
     const lo = Math.min(...all.map((p) => p.qps));
     const hi = Math.max(...all.map((p) => p.qps));
-    yMinExp = Math.floor(Math.log10(lo));
-    yMaxExp = Math.ceil(Math.log10(hi));
-    if (yMaxExp <= yMinExp) yMaxExp = yMinExp + 1;
+    const steps = (e: number) => [1, 2, 5].map((m) => m * 10 ** e);
+    const below = steps(Math.floor(Math.log10(lo))).filter((v) => v <= lo * (1 + 1e-9));
+    const above = [...steps(Math.floor(Math.log10(hi))), 10 ** (Math.floor(Math.log10(hi)) + 1)].filter(
+      (v) => v >= hi * (1 - 1e-9),
+    );
+    yMinExp = Math.log10(below[below.length - 1] ?? 10 ** Math.floor(Math.log10(lo)));
+    yMaxExp = Math.log10(above[0] ?? 10 ** Math.ceil(Math.log10(hi)));
+    if (yMaxExp - yMinExp < 1e-9) yMaxExp = yMinExp + 1;
   }
   const sx = (r: number) => margin.left + ((r - xMin) / (xMax - xMin)) * plotW;
   const sy = (q: number) =>
@@ -99,14 +117,15 @@ export function renderRecallQpsSvg(series: readonly PlotSeries[], opts: PlotOpti
     out.push(`<line x1="${fmt(sx(t))}" y1="${margin.top}" x2="${fmt(sx(t))}" y2="${margin.top + plotH}"/>`);
   }
   const yTicks: number[] = [];
-  for (let e = yMinExp; e <= yMaxExp; e++) {
+  for (let e = Math.floor(yMinExp) - 1; e <= Math.ceil(yMaxExp); e++) {
     for (const m of [1, 2, 5]) {
       const v = m * 10 ** e;
-      if (Math.log10(v) <= yMaxExp + 1e-9) yTicks.push(v);
+      const lv = Math.log10(v);
+      if (lv >= yMinExp - 1e-9 && lv <= yMaxExp + 1e-9) yTicks.push(v);
     }
   }
   for (const v of yTicks) {
-    const major = Number.isInteger(Math.log10(v));
+    const major = Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9;
     out.push(
       `<line x1="${margin.left}" y1="${fmt(sy(v))}" x2="${margin.left + plotW}" y2="${fmt(sy(v))}"${major ? '' : ' stroke-dasharray="2,3"'}/>`,
     );
@@ -135,14 +154,16 @@ export function renderRecallQpsSvg(series: readonly PlotSeries[], opts: PlotOpti
 
   // Curves: points in increasing recall order.
   usable.forEach((s, i) => {
-    const color = PALETTE[i % PALETTE.length]!;
+    const { color, dash } = seriesStyle(i);
     const pts = [...s.points].sort((a, b) => a.recall - b.recall || b.qps - a.qps);
     const inRange = pts.filter((p) => p.recall >= xMin - 1e-9);
     const d = inRange
       .map((p, j) => `${j === 0 ? 'M' : 'L'}${fmt(sx(p.recall))},${fmt(sy(p.qps))}`)
       .join(' ');
     out.push(`<g class="series" data-label="${escapeXml(s.label)}">`);
-    out.push(`<path d="${d || 'M0,0'}" fill="none" stroke="${color}" stroke-width="2"/>`);
+    out.push(
+      `<path d="${d || 'M0,0'}" fill="none" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`,
+    );
     for (const p of inRange) {
       out.push(`<circle cx="${fmt(sx(p.recall))}" cy="${fmt(sy(p.qps))}" r="3" fill="${color}"/>`);
     }
@@ -153,10 +174,12 @@ export function renderRecallQpsSvg(series: readonly PlotSeries[], opts: PlotOpti
   const lx = margin.left + plotW + 16;
   out.push('<g class="legend">');
   usable.forEach((s, i) => {
-    const color = PALETTE[i % PALETTE.length]!;
+    const { color, dash } = seriesStyle(i);
     const y = margin.top + 8 + i * 20;
-    out.push(`<rect x="${lx}" y="${y - 5}" width="18" height="4" fill="${color}"/>`);
-    out.push(`<text x="${lx + 24}" y="${y}">${escapeXml(s.label)}</text>`);
+    out.push(
+      `<line x1="${lx}" y1="${y - 4}" x2="${lx + 20}" y2="${y - 4}" stroke="${color}" stroke-width="3"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`,
+    );
+    out.push(`<text x="${lx + 26}" y="${y}">${escapeXml(s.label)}</text>`);
   });
   out.push('</g>');
   out.push('</svg>');
