@@ -68,9 +68,9 @@ class SearchScratch {
   std::vector<float> qrot, qres, coarse, tile, est, lower;
   std::vector<uint8_t> qu, luts;
   std::vector<uint64_t> planes, code_bits;
-  std::vector<std::pair<float, uint32_t>> probe;
+  std::vector<std::pair<float, uint32_t>> probe, cands;
   std::vector<uint16_t> ip;
-  TopK top;
+  TopK top, upper;
   // Current cluster's query terms.
   float lo = 0, delta = 0, sumq = 0, qnorm2 = 0;
   uint64_t query_hash = 0;
@@ -321,21 +321,40 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
     tiles_.partial_distances(query, 1, s.coarse.data(), s.tile.data());
     coarse = s.coarse.data();
   }
+  // The nprobe nearest centroids, probed nearest first. A bounded max-heap
+  // touches most of the numClusters distances with one compare each.
   const size_t nprobe = std::min(sp.nprobe, num_clusters_);
-  s.probe.resize(num_clusters_);
-  for (size_t c = 0; c < num_clusters_; ++c) s.probe[c] = {coarse[c], static_cast<uint32_t>(c)};
-  if (nprobe < num_clusters_)
-    std::nth_element(s.probe.begin(), s.probe.begin() + static_cast<long>(nprobe), s.probe.end());
-  std::sort(s.probe.begin(), s.probe.begin() + static_cast<long>(nprobe));
+  auto& probe = s.probe;
+  probe.clear();
+  for (size_t c = 0; c < num_clusters_; ++c) {
+    const std::pair<float, uint32_t> e{coarse[c], static_cast<uint32_t>(c)};
+    if (probe.size() < nprobe) {
+      probe.push_back(e);
+      std::push_heap(probe.begin(), probe.end());
+    } else if (e < probe.front()) {
+      std::pop_heap(probe.begin(), probe.end());
+      probe.back() = e;
+      std::push_heap(probe.begin(), probe.end());
+    }
+  }
+  std::sort_heap(probe.begin(), probe.end());
 
   rotation_.apply(query, s.qrot.data());
   s.query_hash = hash_query(query, dim_);
   s.top.reset(sp.k);
+  // Re-ranking is deferred: while scanning, keep every vector whose lower
+  // bound is below the k-th smallest upper bound seen so far (no vector above
+  // it can be in the top k), then re-rank those in ascending lower-bound
+  // order and stop at the first lower bound above the exact k-th distance.
+  // This re-ranks far fewer vectors than deciding during the scan, when the
+  // top k is still poor.
+  s.upper.reset(sp.k);
+  s.cands.clear();
   SearchStats st;
   st.queries = 1;
   const size_t block_bytes = npairs_ * 32;
   for (size_t pi = 0; pi < nprobe; ++pi) {
-    const size_t c = s.probe[pi].second;
+    const size_t c = probe[pi].second;
     const size_t begin = offsets_[c], count = offsets_[c + 1] - begin;
     st.clusters_probed++;
     if (count == 0) continue;
@@ -368,15 +387,43 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
                  f[j].ip_scale * (two_lo * f[j].popcount + two_delta * static_cast<float>(ip[j]) - sumq);
         lower[j] = est[j] - err_mul * f[j].error_scale + quant_mul * f[j].ip_scale;
       }
+      if (!sp.rerank) {
+        for (size_t j = 0; j < nb; ++j) s.top.push(est[j], ids_[begin + b0 + j]);
+        continue;
+      }
+      float threshold = s.upper.full() ? s.upper.worst() : std::numeric_limits<float>::infinity();
       for (size_t j = 0; j < nb; ++j) {
-        const size_t pos = begin + b0 + j;
-        if (!sp.rerank) {
-          s.top.push(est[j], ids_[pos]);
-        } else if (!s.top.full() || lower[j] < s.top.worst()) {
-          st.reranked++;
-          s.top.push(k.l2sq(query, &vectors_[pos * dim_], dim_), ids_[pos]);
+        if (lower[j] < threshold) {
+          const uint32_t pos = static_cast<uint32_t>(begin + b0 + j);
+          s.cands.push_back({lower[j], pos});
+          s.upper.push(2.f * est[j] - lower[j], static_cast<int32_t>(pos));
+          if (s.upper.full()) threshold = s.upper.worst();
         }
       }
+    }
+  }
+  if (sp.rerank) {
+    const float threshold = s.upper.full() ? s.upper.worst() : std::numeric_limits<float>::infinity();
+    auto& cands = s.cands;
+    size_t m = 0;
+    for (auto& e : cands)
+      if (e.first < threshold) cands[m++] = e;
+    cands.resize(m);
+    // A min-heap (O(m)) popped only as far as needed beats sorting them all.
+    auto greater = [](const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) { return b < a; };
+    std::make_heap(cands.begin(), cands.end(), greater);
+    auto end = cands.end();
+    while (end != cands.begin()) {
+      const std::pair<float, uint32_t> best = cands.front();
+      if (s.top.full() && best.first >= s.top.worst()) break;
+      std::pop_heap(cands.begin(), end, greater);
+      --end;
+      // The next candidate is at the heap's root: fetch its vector while
+      // this one is scored.
+      if (end != cands.begin()) __builtin_prefetch(&vectors_[static_cast<size_t>(cands.front().second) * dim_]);
+      const size_t pos = best.second;
+      st.reranked++;
+      s.top.push(k.l2sq(query, &vectors_[pos * dim_], dim_), ids_[pos]);
     }
   }
   auto& h = s.top.h;

@@ -1,0 +1,400 @@
+// Every SIMD kernel table the CPU supports against the scalar reference, and
+// the scalar reference against plain definitions.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "kernels/kernels.h"
+#include "testing.h"
+
+using rabitq::Kernels;
+using rabitq::SimdLevel;
+using rabitq_test::Rng;
+
+namespace {
+
+// SIMD tables other than scalar that this CPU can run.
+std::vector<const Kernels*> simd_tables() {
+  std::vector<const Kernels*> out;
+  for (SimdLevel l : {SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+    if (const Kernels* k = rabitq::kernels_for(l)) out.push_back(k);
+  }
+  return out;
+}
+
+// Every dimension 1..300 plus a few long ones.
+std::vector<size_t> test_dims() {
+  std::vector<size_t> d;
+  for (size_t i = 1; i <= 300; ++i) d.push_back(i);
+  for (size_t i : {383, 384, 511, 512, 513, 767, 960, 1000, 1023, 1024, 1025, 1536, 2047, 4096}) d.push_back(i);
+  return d;
+}
+
+// Floats agree to 1e-5 relative; `scale` (the sum of |terms|) adds an
+// absolute allowance for sums that cancel to nearly zero.
+bool close(float got, float want, double scale) {
+  const double diff = std::fabs(static_cast<double>(got) - static_cast<double>(want));
+  return diff <= 1e-5 * std::fabs(static_cast<double>(want)) + 1e-6 * scale;
+}
+
+// A buffer whose data starts `offset` elements past a 64-byte boundary, so
+// kernels see unaligned inputs.
+template <typename T>
+struct Buf {
+  std::vector<T> storage;
+  T* p;
+  Buf(size_t n, size_t offset) : storage(n + offset + 64 / sizeof(T)) {
+    uintptr_t base = reinterpret_cast<uintptr_t>(storage.data());
+    uintptr_t aligned = (base + 63) & ~uintptr_t(63);
+    p = reinterpret_cast<T*>(aligned) + offset;
+  }
+};
+
+void fill(float* x, size_t n, Rng& rng, float lo = -1.f, float hi = 1.f) {
+  for (size_t i = 0; i < n; ++i) x[i] = rng.uniform(lo, hi);
+}
+
+TEST_CASE(kernels, "tables are complete and the levels are ordered") {
+  const Kernels& s = rabitq::scalar_kernels();
+  CHECK(s.level == SimdLevel::kScalar);
+  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+    const Kernels* k = rabitq::kernels_for(l);
+    if (static_cast<int>(l) <= static_cast<int>(rabitq::detected_level())) {
+      CHECK_MSG(k != nullptr, rabitq::level_name(l));
+    } else {
+      CHECK_MSG(k == nullptr, rabitq::level_name(l));
+      CHECK_THROWS(rabitq::set_active_level(l), rabitq::Error);
+    }
+    if (k == nullptr) continue;
+    CHECK(k->level == l);
+    CHECK(std::strcmp(k->name, rabitq::level_name(l)) == 0);
+    CHECK(k->l2sq && k->dot && k->minmax && k->quantize && k->popcount_and && k->bitplane_ip && k->fastscan &&
+          k->dot_tile16);
+  }
+  SimdLevel parsed;
+  CHECK(rabitq::parse_level("avx2", &parsed) && parsed == SimdLevel::kAvx2);
+  CHECK(rabitq::parse_level("avx512", &parsed) && parsed == SimdLevel::kAvx512);
+  CHECK(rabitq::parse_level("scalar", &parsed) && parsed == SimdLevel::kScalar);
+  CHECK(!rabitq::parse_level("AVX2", &parsed));
+  CHECK(!rabitq::parse_level("", &parsed));
+  CHECK(!rabitq::parse_level("sse", &parsed));
+}
+
+TEST_CASE(kernels, "set_active_level switches between every supported level") {
+  const SimdLevel before = rabitq::active_level();
+  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+    if (rabitq::kernels_for(l) == nullptr) continue;
+    rabitq::set_active_level(l);
+    CHECK(rabitq::active_level() == l);
+    CHECK(&rabitq::active_kernels() == rabitq::kernels_for(l));
+  }
+  rabitq::set_active_level(before);
+}
+
+TEST_CASE(kernels, "scalar l2sq/dot/minmax match their definitions") {
+  Rng rng(11);
+  const Kernels& s = rabitq::scalar_kernels();
+  for (size_t d : test_dims()) {
+    std::vector<float> a(d), b(d);
+    fill(a.data(), d, rng);
+    fill(b.data(), d, rng);
+    double l2 = 0, ip = 0, absip = 0;
+    float lo = a[0], hi = a[0];
+    for (size_t i = 0; i < d; ++i) {
+      double t = double(a[i]) - double(b[i]);
+      l2 += t * t;
+      ip += double(a[i]) * double(b[i]);
+      absip += std::fabs(double(a[i]) * double(b[i]));
+      lo = std::min(lo, a[i]);
+      hi = std::max(hi, a[i]);
+    }
+    CHECK_MSG(close(s.l2sq(a.data(), b.data(), d), float(l2), l2), "d=" << d);
+    CHECK_MSG(close(s.dot(a.data(), b.data(), d), float(ip), absip), "d=" << d);
+    float l, h;
+    s.minmax(a.data(), d, &l, &h);
+    CHECK_MSG(l == lo && h == hi, "d=" << d);
+  }
+}
+
+TEST_CASE(kernels, "l2sq and dot equal scalar at every level") {
+  const Kernels& s = rabitq::scalar_kernels();
+  for (const Kernels* k : simd_tables()) {
+    Rng rng(1000 + static_cast<int>(k->level));
+    for (size_t d : test_dims()) {
+      const size_t oa = d % 4, ob = (d / 4) % 4;
+      Buf<float> a(d, oa), b(d, ob);
+      // Mostly unit-scale data, sometimes large magnitudes with an offset.
+      const float scale = (d % 5 == 0) ? 1000.f : 1.f;
+      fill(a.p, d, rng, -scale, scale);
+      fill(b.p, d, rng, -scale, scale);
+      if (d % 7 == 0)
+        for (size_t i = 0; i < d; ++i) b.p[i] = a.p[i] + rng.uniform(-1e-3f, 1e-3f) * scale;
+      double l2scale = 0, ipscale = 0;
+      for (size_t i = 0; i < d; ++i) {
+        double t = double(a.p[i]) - double(b.p[i]);
+        l2scale += t * t;
+        ipscale += std::fabs(double(a.p[i]) * double(b.p[i]));
+      }
+      const float l2s = s.l2sq(a.p, b.p, d), l2k = k->l2sq(a.p, b.p, d);
+      CHECK_MSG(close(l2k, l2s, l2scale), k->name << " l2sq d=" << d << " got " << l2k << " want " << l2s);
+      const float ips = s.dot(a.p, b.p, d), ipk = k->dot(a.p, b.p, d);
+      CHECK_MSG(close(ipk, ips, ipscale), k->name << " dot d=" << d << " got " << ipk << " want " << ips);
+      CHECK_MSG(k->l2sq(a.p, a.p, d) == 0.f, k->name << " d=" << d);
+      if (rabitq_test::case_failures() > 50) return;
+    }
+  }
+}
+
+TEST_CASE(kernels, "minmax equals scalar at every level") {
+  const Kernels& s = rabitq::scalar_kernels();
+  for (const Kernels* k : simd_tables()) {
+    Rng rng(2000 + static_cast<int>(k->level));
+    for (size_t d : test_dims()) {
+      Buf<float> x(d, d % 3 + 1);
+      fill(x.p, d, rng, -50.f, 50.f);
+      // Put the extremes in the tail, the head, or anywhere.
+      const size_t where = d % 3 == 0 ? d - 1 : d % 3 == 1 ? 0 : rng.below(d);
+      x.p[where] = 1000.f;
+      x.p[rng.below(d)] = -1000.f;
+      float sl, sh, kl, kh;
+      s.minmax(x.p, d, &sl, &sh);
+      k->minmax(x.p, d, &kl, &kh);
+      CHECK_MSG(sl == kl && sh == kh, k->name << " d=" << d << " scalar " << sl << "," << sh << " simd " << kl << ","
+                                              << kh);
+    }
+    // All equal and all negative.
+    std::vector<float> c(37, -3.f);
+    float l, h;
+    k->minmax(c.data(), c.size(), &l, &h);
+    CHECK(l == -3.f && h == -3.f);
+  }
+}
+
+TEST_CASE(kernels, "quantize equals scalar for B = 1..8, including clamping") {
+  const Kernels& s = rabitq::scalar_kernels();
+  for (const Kernels* k : simd_tables()) {
+    Rng rng(3000 + static_cast<int>(k->level));
+    for (size_t d : test_dims()) {
+      Buf<float> x(d, d % 4), off(d, (d + 1) % 4);
+      fill(x.p, d, rng, -2.f, 3.f);
+      for (size_t i = 0; i < d; ++i) off.p[i] = static_cast<float>(rng.uniform()) * 0.99999f;
+      float lo, hi;
+      s.minmax(x.p, d, &lo, &hi);
+      const float range = hi > lo ? hi - lo : 1.f;
+      for (uint32_t bits = 1; bits <= 8; ++bits) {
+        const uint32_t maxval = (1u << bits) - 1;
+        // 0: in range ((x-lo)*inv <= maxval), 1: overflowing (clamps at
+        // maxval), 2: lo above the minimum (clamps at 0).
+        for (int variant = 0; variant < 3; ++variant) {
+          float qlo = lo, inv = static_cast<float>(maxval) / range * 0.9999f;
+          if (variant == 1) inv *= 1.7f;
+          if (variant == 2) qlo = lo + 0.4f * range;
+          std::vector<uint8_t> os(d + 64, 0xAB), ok(d + 64, 0xAB);
+          const uint32_t ss = s.quantize(x.p, d, qlo, inv, off.p, maxval, os.data());
+          const uint32_t sk = k->quantize(x.p, d, qlo, inv, off.p, maxval, ok.data());
+          CHECK_MSG(ss == sk, k->name << " d=" << d << " B=" << bits << " variant " << variant << " sum " << sk
+                                      << " want " << ss);
+          CHECK_MSG(os == ok, k->name << " d=" << d << " B=" << bits << " variant " << variant);
+          uint64_t sum = 0;
+          bool in_range = true;
+          for (size_t i = 0; i < d; ++i) {
+            sum += ok[i];
+            in_range = in_range && ok[i] <= maxval;
+          }
+          CHECK_MSG(in_range && sum == sk, k->name << " d=" << d);
+          bool guard = true;
+          for (size_t i = d; i < d + 64; ++i) guard = guard && ok[i] == 0xAB;
+          CHECK_MSG(guard, k->name << " wrote past the end at d=" << d);
+        }
+      }
+      if (rabitq_test::case_failures() > 50) return;
+    }
+  }
+}
+
+TEST_CASE(kernels, "scalar quantize matches its definition") {
+  Rng rng(3500);
+  const size_t d = 200;
+  std::vector<float> x(d), off(d);
+  fill(x.data(), d, rng);
+  for (auto& o : off) o = static_cast<float>(rng.uniform());
+  std::vector<uint8_t> out(d);
+  const uint32_t sum = rabitq::scalar_kernels().quantize(x.data(), d, -1.f, 7.f / 2.f * 0.999f, off.data(), 7, out.data());
+  uint32_t want_sum = 0;
+  for (size_t i = 0; i < d; ++i) {
+    float v = (x[i] + 1.f) * (7.f / 2.f * 0.999f);
+    v += off[i];
+    uint32_t q = static_cast<uint32_t>(std::floor(std::max(v, 0.f)));
+    q = std::min(q, 7u);
+    CHECK_MSG(out[i] == q, "i=" << i);
+    want_sum += q;
+  }
+  CHECK(sum == want_sum);
+}
+
+uint64_t naive_popcount_and(const uint64_t* a, const uint64_t* b, size_t words) {
+  uint64_t s = 0;
+  for (size_t w = 0; w < words; ++w)
+    for (int bit = 0; bit < 64; ++bit) s += ((a[w] & b[w]) >> bit) & 1u;
+  return s;
+}
+
+TEST_CASE(kernels, "popcount_and equals scalar and the definition") {
+  const Kernels& s = rabitq::scalar_kernels();
+  Rng rng(4000);
+  for (size_t words : test_dims()) {
+    Buf<uint64_t> a(words, words % 3), b(words, (words + 1) % 3);
+    for (size_t i = 0; i < words; ++i) {
+      a.p[i] = rng.next();
+      b.p[i] = rng.next();
+    }
+    if (words % 11 == 0)
+      for (size_t i = 0; i < words; ++i) a.p[i] = b.p[i] = ~uint64_t(0);
+    const uint64_t want = s.popcount_and(a.p, b.p, words);
+    if (words <= 300) CHECK_MSG(want == naive_popcount_and(a.p, b.p, words), "words=" << words);
+    for (const Kernels* k : simd_tables())
+      CHECK_MSG(k->popcount_and(a.p, b.p, words) == want, k->name << " words=" << words);
+  }
+}
+
+TEST_CASE(kernels, "bitplane_ip equals scalar and the B-bit inner product") {
+  const Kernels& s = rabitq::scalar_kernels();
+  Rng rng(5000);
+  for (size_t words : test_dims()) {
+    if (words > 300 && words != 1024 && words != 4096) continue;
+    for (size_t bits = 1; bits <= 10; ++bits) {
+      Buf<uint64_t> planes(bits * words, bits % 3), code(words, words % 3);
+      for (size_t i = 0; i < bits * words; ++i) planes.p[i] = rng.next();
+      for (size_t i = 0; i < words; ++i) code.p[i] = rng.next();
+      const uint64_t want = s.bitplane_ip(planes.p, bits, code.p, words);
+      if (words <= 40) {
+        // Rebuild each coordinate's B-bit value and sum where the code bit is set.
+        uint64_t ref = 0;
+        for (size_t j = 0; j < words * 64; ++j) {
+          if (!((code.p[j / 64] >> (j % 64)) & 1u)) continue;
+          uint64_t v = 0;
+          for (size_t b = 0; b < bits; ++b) v |= ((planes.p[b * words + j / 64] >> (j % 64)) & 1u) << b;
+          ref += v;
+        }
+        CHECK_MSG(want == ref, "words=" << words << " bits=" << bits);
+      }
+      for (const Kernels* k : simd_tables())
+        CHECK_MSG(k->bitplane_ip(planes.p, bits, code.p, words) == want,
+                  k->name << " words=" << words << " bits=" << bits);
+    }
+    if (rabitq_test::case_failures() > 50) return;
+  }
+}
+
+void naive_fastscan(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
+  for (size_t j = 0; j < 32; ++j) {
+    uint32_t sum = 0;
+    for (size_t sub = 0; sub < 2 * npairs; ++sub) {
+      const size_t p = sub / 2;
+      const uint8_t byte = codes[p * 32 + j];
+      const uint8_t nib = sub % 2 == 0 ? (byte & 15) : (byte >> 4);
+      sum += luts[p * 32 + (sub % 2) * 16 + nib];
+    }
+    out[j] = static_cast<uint16_t>(sum);
+  }
+}
+
+TEST_CASE(kernels, "fastscan equals scalar and a plain loop") {
+  const Kernels& s = rabitq::scalar_kernels();
+  Rng rng(6000);
+  std::vector<size_t> pairs;
+  for (size_t p = 1; p <= 130; ++p) pairs.push_back(p);
+  for (size_t p : {192, 200, 258}) pairs.push_back(p);
+  for (size_t npairs : pairs) {
+    for (int pattern = 0; pattern < 3; ++pattern) {
+      Buf<uint8_t> codes(npairs * 32, npairs % 5), luts(npairs * 32, (npairs + 2) % 5);
+      for (size_t i = 0; i < npairs * 32; ++i) {
+        codes.p[i] = static_cast<uint8_t>(rng.next());
+        // pattern 0: any entry <= 127; 1: all at the 127 maximum; 2: small.
+        luts.p[i] = pattern == 0 ? static_cast<uint8_t>(rng.below(128)) : pattern == 1 ? 127 : static_cast<uint8_t>(rng.below(4));
+      }
+      uint16_t want[32], got[32 + 8], naive[32];
+      s.fastscan(codes.p, luts.p, npairs, want);
+      naive_fastscan(codes.p, luts.p, npairs, naive);
+      CHECK_MSG(std::memcmp(want, naive, sizeof want) == 0, "scalar npairs=" << npairs);
+      for (const Kernels* k : simd_tables()) {
+        std::fill(got, got + 40, uint16_t(0xBEEF));
+        k->fastscan(codes.p, luts.p, npairs, got);
+        CHECK_MSG(std::memcmp(want, got, sizeof want) == 0, k->name << " npairs=" << npairs << " pattern " << pattern);
+        bool guard = true;
+        for (int i = 32; i < 40; ++i) guard = guard && got[i] == 0xBEEF;
+        CHECK_MSG(guard, k->name << " wrote past out[31]");
+      }
+    }
+    if (rabitq_test::case_failures() > 50) return;
+  }
+}
+
+TEST_CASE(kernels, "dot_tile16 equals scalar and per-column dots") {
+  const Kernels& s = rabitq::scalar_kernels();
+  Rng rng(7000);
+  std::vector<size_t> dims;
+  for (size_t d = 1; d <= 70; ++d) dims.push_back(d);
+  for (size_t d : {96, 127, 128, 129, 300, 960, 1024, 4096}) dims.push_back(d);
+  for (size_t dim : dims) {
+    for (size_t np : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17}) {
+      if (dim >= 960 && np > 9) continue;
+      Buf<float> xs(np * dim, dim % 4), ct(dim * 16, (dim + 1) % 4);
+      fill(xs.p, np * dim, rng);
+      fill(ct.p, dim * 16, rng);
+      std::vector<float> want(np * 16);
+      s.dot_tile16(xs.p, np, dim, ct.p, want.data());
+      // Each SIMD table's output, with 16 guard values past the end.
+      const auto tables = simd_tables();
+      std::vector<std::vector<float>> got(tables.size(), std::vector<float>(np * 16 + 16, 12345.f));
+      for (size_t t = 0; t < tables.size(); ++t) tables[t]->dot_tile16(xs.p, np, dim, ct.p, got[t].data());
+      for (size_t p = 0; p < np; ++p) {
+        for (size_t j = 0; j < 16; ++j) {
+          double ref = 0, scale = 0;
+          for (size_t t = 0; t < dim; ++t) {
+            ref += double(xs.p[p * dim + t]) * double(ct.p[t * 16 + j]);
+            scale += std::fabs(double(xs.p[p * dim + t]) * double(ct.p[t * 16 + j]));
+          }
+          CHECK_MSG(close(want[p * 16 + j], float(ref), scale), "scalar dim=" << dim << " np=" << np);
+          for (size_t t = 0; t < tables.size(); ++t)
+            CHECK_MSG(close(got[t][p * 16 + j], want[p * 16 + j], scale),
+                      tables[t]->name << " dim=" << dim << " np=" << np << " p=" << p << " j=" << j);
+        }
+      }
+      for (size_t t = 0; t < tables.size(); ++t) {
+        bool guard = true;
+        for (size_t i = np * 16; i < got[t].size(); ++i) guard = guard && got[t][i] == 12345.f;
+        CHECK_MSG(guard, tables[t]->name << " wrote past the output at np=" << np);
+      }
+      if (rabitq_test::case_failures() > 50) return;
+    }
+  }
+}
+
+// Run by ctest with RABITQ_SIMD set (see CMakeLists.txt): the level chosen
+// at first use follows the variable, and a bad value is a clear error.
+TEST_CASE(simd_env, "RABITQ_SIMD selects the initial level") {
+  const char* env = std::getenv("RABITQ_SIMD");
+  if (env == nullptr || *env == '\0') {
+    CHECK(rabitq::active_level() == rabitq::detected_level());
+    return;
+  }
+  SimdLevel wanted;
+  if (!rabitq::parse_level(env, &wanted) || rabitq::kernels_for(wanted) == nullptr) {
+    bool threw = false;
+    try {
+      rabitq::active_kernels();
+    } catch (const rabitq::Error& e) {
+      threw = e.kind() == rabitq::ErrorKind::kRange && std::string(e.what()).find(env) != std::string::npos;
+    }
+    CHECK_MSG(threw, "RABITQ_SIMD=" << env << " should throw a RangeError naming the value");
+  } else {
+    CHECK(rabitq::active_level() == wanted);
+  }
+}
+
+}  // namespace
