@@ -375,6 +375,46 @@ TEST_CASE(kernels, "dot_tile16 equals scalar and per-column dots") {
   }
 }
 
+// Exact-size heap buffers so that, under RABITQ_SANITIZE=ON, AddressSanitizer
+// reports any read or write past an input or output (the other cases pad
+// their buffers to test alignment).
+TEST_CASE(kernels, "no kernel touches memory past its exact-size buffers") {
+  Rng rng(8000);
+  std::vector<const Kernels*> all{&rabitq::scalar_kernels()};
+  for (const Kernels* k : simd_tables()) all.push_back(k);
+  std::vector<size_t> dims;
+  for (size_t d = 1; d <= 70; ++d) dims.push_back(d);
+  for (size_t d : {127, 129, 255, 257, 1023}) dims.push_back(d);
+  for (const Kernels* k : all) {
+    for (size_t d : dims) {
+      std::vector<float> a(d), b(d), off(d, 0.5f);
+      fill(a.data(), d, rng);
+      fill(b.data(), d, rng);
+      std::vector<uint8_t> q(d);
+      volatile float sink = k->l2sq(a.data(), b.data(), d) + k->dot(a.data(), b.data(), d);
+      float lo, hi;
+      k->minmax(a.data(), d, &lo, &hi);
+      k->quantize(a.data(), d, lo, 15.f / (hi - lo + 1e-3f), off.data(), 15, q.data());
+      std::vector<uint64_t> w1(d), w2(d), planes(4 * d);
+      for (auto& w : w1) w = rng.next();
+      for (auto& w : w2) w = rng.next();
+      for (auto& w : planes) w = rng.next();
+      volatile uint64_t isink = k->popcount_and(w1.data(), w2.data(), d);
+      isink = isink + k->bitplane_ip(planes.data(), 4, w1.data(), d);
+      std::vector<uint8_t> codes(d * 32), luts(d * 32, 3);
+      std::vector<uint16_t> out(32);
+      k->fastscan(codes.data(), luts.data(), d, out.data());
+      for (size_t np : {1, 4, 5, 8, 9}) {
+        std::vector<float> xs(np * d, 0.25f), ct(d * 16, 0.5f), o(np * 16);
+        k->dot_tile16(xs.data(), np, d, ct.data(), o.data());
+      }
+      (void)sink;
+      (void)isink;
+    }
+  }
+  CHECK(true);
+}
+
 // Run by ctest with RABITQ_SIMD set (see CMakeLists.txt): the level chosen
 // at first use follows the variable, and a bad value is a clear error.
 TEST_CASE(simd_env, "RABITQ_SIMD selects the initial level") {

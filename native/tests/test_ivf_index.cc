@@ -1,0 +1,158 @@
+// IvfRabitqIndex end to end: build on clustered random data, search with
+// every cluster probed, and compare with brute force.
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <vector>
+
+#include "common.h"
+#include "ivf_index.h"
+#include "kernels/kernels.h"
+#include "testing.h"
+
+using rabitq::SimdLevel;
+using rabitq_test::Rng;
+
+namespace {
+
+struct Data {
+  size_t n, nq, dim;
+  std::vector<float> base, queries;
+  std::vector<std::vector<int32_t>> truth;  // top k ids per query
+};
+
+// Gaussian blobs around random centres; queries drawn from the same blobs.
+Data clustered(size_t n, size_t nq, size_t dim, size_t blobs, size_t k, uint64_t seed) {
+  Rng rng(seed);
+  Data d{n, nq, dim, {}, {}, {}};
+  std::vector<float> centres(blobs * dim);
+  for (auto& c : centres) c = static_cast<float>(rng.normal() * 3.0);
+  auto draw = [&](std::vector<float>& out, size_t count) {
+    out.resize(count * dim);
+    for (size_t i = 0; i < count; ++i) {
+      const size_t b = rng.below(blobs);
+      for (size_t t = 0; t < dim; ++t) out[i * dim + t] = centres[b * dim + t] + static_cast<float>(rng.normal());
+    }
+  };
+  draw(d.base, n);
+  draw(d.queries, nq);
+  d.truth.resize(nq);
+  std::vector<std::pair<double, int32_t>> all(n);
+  for (size_t q = 0; q < nq; ++q) {
+    for (size_t i = 0; i < n; ++i) {
+      double s = 0;
+      for (size_t t = 0; t < dim; ++t) {
+        const double x = double(d.queries[q * dim + t]) - double(d.base[i * dim + t]);
+        s += x * x;
+      }
+      all[i] = {s, static_cast<int32_t>(i)};
+    }
+    std::partial_sort(all.begin(), all.begin() + k, all.end());
+    for (size_t i = 0; i < k; ++i) d.truth[q].push_back(all[i].second);
+  }
+  return d;
+}
+
+double recall(const std::vector<std::vector<int32_t>>& truth, const std::vector<int32_t>& ids, size_t k) {
+  size_t hit = 0;
+  for (size_t q = 0; q < truth.size(); ++q) {
+    std::set<int32_t> t(truth[q].begin(), truth[q].end());
+    for (size_t i = 0; i < k; ++i) hit += t.count(ids[q * k + i]);
+  }
+  return double(hit) / double(truth.size() * k);
+}
+
+void check_index(const Data& d, rabitq::RotationKind rotation, size_t clusters, const char* what) {
+  rabitq::ThreadPool pool(3);
+  const size_t k = 10;
+  const SimdLevel before = rabitq::active_level();
+  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+    if (rabitq::kernels_for(l) == nullptr) continue;
+    rabitq::set_active_level(l);
+    rabitq::BuildParams bp;
+    bp.dim = d.dim;
+    bp.num_clusters = clusters;
+    bp.seed = 5;
+    bp.rotation = rotation;
+    auto idx = rabitq::IvfRabitqIndex::build(d.base.data(), d.n, bp, pool);
+    CHECK(idx->size() == d.n && idx->dim() == d.dim && idx->num_clusters() == clusters);
+    CHECK(idx->padded_dim() % 64 == 0 && idx->padded_dim() >= d.dim);
+    for (bool bitplane : {false, true}) {
+      rabitq::SearchParams sp;
+      sp.k = k;
+      sp.nprobe = clusters;
+      sp.bitplane = bitplane;
+      std::vector<int32_t> ids(d.nq * k), bids(d.nq * k);
+      std::vector<float> dists(d.nq * k), bdists(d.nq * k);
+      rabitq::SearchStats st;
+      for (size_t q = 0; q < d.nq; ++q)
+        idx->search(d.queries.data() + q * d.dim, sp, ids.data() + q * k, dists.data() + q * k, &st);
+      const double r = recall(d.truth, ids, k);
+      CHECK_MSG(r >= 0.99, what << " " << rabitq::level_name(l) << (bitplane ? " bitplane" : " fastscan")
+                                << " recall@10 " << r);
+      CHECK(st.codes_scanned >= d.nq * d.n);  // every cluster probed
+      bool sorted = true;
+      for (size_t q = 0; q < d.nq; ++q)
+        for (size_t i = 1; i < k; ++i) sorted = sorted && dists[q * k + i - 1] <= dists[q * k + i];
+      CHECK(sorted);
+      // The batch path returns the same answers.
+      rabitq::SearchStats total;
+      idx->search_batch(d.queries.data(), d.nq, sp, bids.data(), bdists.data(), &total, nullptr, pool, 0);
+      CHECK_MSG(bids == ids, what << " batch ids differ from single-query ids");
+      CHECK(total.queries == d.nq);
+    }
+    // Estimates are finite and the bounds non-negative.
+    std::vector<float> est(d.n), bound(d.n);
+    idx->estimate_all(d.queries.data(), est.data(), bound.data(), false);
+    bool finite = true;
+    for (size_t i = 0; i < d.n; ++i) finite = finite && std::isfinite(est[i]) && std::isfinite(bound[i]) && bound[i] >= 0;
+    CHECK(finite);
+  }
+  rabitq::set_active_level(before);
+}
+
+TEST_CASE(ivf_index, "FHT rotation, 100-d clustered data: recall@10 >= 0.99 at full nprobe") {
+  const Data d = clustered(6000, 60, 100, 24, 10, 101);
+  check_index(d, rabitq::RotationKind::kFht, 32, "fht/100d");
+}
+
+TEST_CASE(ivf_index, "dense rotation, 64-d: recall@10 >= 0.99 at full nprobe") {
+  const Data d = clustered(3000, 40, 64, 12, 10, 202);
+  check_index(d, rabitq::RotationKind::kDense, 16, "dense/64d");
+}
+
+TEST_CASE(ivf_index, "odd sizes: 1 cluster, tiny dims, k above a cluster's size") {
+  rabitq::ThreadPool pool(2);
+  for (size_t dim : {1, 3, 65}) {
+    const Data d = clustered(70, 5, dim, 3, 10, 300 + dim);
+    for (size_t clusters : {1, 7}) {
+      rabitq::BuildParams bp;
+      bp.dim = dim;
+      bp.num_clusters = clusters;
+      auto idx = rabitq::IvfRabitqIndex::build(d.base.data(), d.n, bp, pool);
+      rabitq::SearchParams sp;
+      sp.k = 10;
+      sp.nprobe = clusters;
+      std::vector<int32_t> ids(d.nq * 10);
+      std::vector<float> dists(d.nq * 10);
+      for (size_t q = 0; q < d.nq; ++q)
+        idx->search(d.queries.data() + q * dim, sp, ids.data() + q * 10, dists.data() + q * 10, nullptr);
+      CHECK_MSG(recall(d.truth, ids, 10) >= 0.99, "dim=" << dim << " clusters=" << clusters);
+    }
+  }
+}
+
+TEST_CASE(ivf_index, "invalid parameters throw RangeError-kind errors") {
+  rabitq::ThreadPool pool(1);
+  std::vector<float> v(40, 1.f);
+  rabitq::BuildParams bp;
+  bp.dim = 4;
+  bp.num_clusters = 11;  // more than the 10 vectors
+  CHECK_THROWS(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool), rabitq::Error);
+  bp.num_clusters = 2;
+  CHECK_THROWS(rabitq::IvfRabitqIndex::build(v.data(), 0, bp, pool), rabitq::Error);
+  v[7] = std::nanf("");
+  CHECK_THROWS(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool), rabitq::Error);
+}
+
+}  // namespace
