@@ -344,7 +344,7 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
   s.top.reset(sp.k);
   // Re-ranking is deferred: while scanning, keep every vector whose lower
   // bound is below the k-th smallest upper bound seen so far (no vector above
-  // it can be in the top k), then re-rank those in ascending lower-bound
+  // it can be in the top k; the upper bounds use twice the error width), then re-rank those in ascending lower-bound
   // order and stop at the first lower bound above the exact k-th distance.
   // This re-ranks far fewer vectors than deciding during the scan, when the
   // top k is still poor.
@@ -396,7 +396,10 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
         if (lower[j] < threshold) {
           const uint32_t pos = static_cast<uint32_t>(begin + b0 + j);
           s.cands.push_back({lower[j], pos});
-          s.upper.push(2.f * est[j] - lower[j], static_cast<int32_t>(pos));
+          // Twice the bound above the estimate: the threshold only filters
+          // candidates (re-ranking still stops at the exact k-th distance),
+          // and a too-small threshold would silently drop true neighbours.
+          s.upper.push(3.f * est[j] - 2.f * lower[j], static_cast<int32_t>(pos));
           if (s.upper.full()) threshold = s.upper.worst();
         }
       }
