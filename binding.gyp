@@ -12,7 +12,7 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["<@(rabitq_common_cflags)", "-fPIC"],
       "conditions": [
-        ["target_arch=='x64'", { "cflags_cc": ["-mavx2", "-mfma", "-mpopcnt"] }]
+        ["target_arch=='x64'", { "cflags_cc": ["-mavx2", "-mfma", "-mpopcnt", "-mf16c"] }]
       ]
     },
     {
@@ -22,7 +22,7 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["<@(rabitq_common_cflags)", "-fPIC"],
       "conditions": [
-        ["target_arch=='x64'", { "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mpopcnt", "-Wno-uninitialized", "-Wno-maybe-uninitialized"] }]
+        ["target_arch=='x64'", { "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mpopcnt", "-mf16c", "-Wno-uninitialized", "-Wno-maybe-uninitialized"] }]
       ]
     },
     {

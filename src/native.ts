@@ -57,6 +57,8 @@ export interface NativeKernels {
   bitplaneIp(level: SimdLevelName, planes: BigUint64Array, bits: number, code: BigUint64Array): number;
   fastscan(level: SimdLevelName, codes: Uint8Array, luts: Uint8Array, npairs: number, out: Uint16Array): void;
   dotTile16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Float32Array, out: Float32Array): void;
+  dotTile16F16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Uint16Array, out: Float32Array): void;
+  floatToHalf(input: Float32Array, out: Uint16Array): void;
 }
 
 export interface NativeAddon {

@@ -117,6 +117,21 @@ Napi::Value KernelDotTile16(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// (level, xs, np, dim, ct u16, out)
+Napi::Value KernelDotTile16F16(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  k.dot_tile16_f16(data_of<float>(info[1]), info[2].As<Napi::Number>().Uint32Value(),
+                   info[3].As<Napi::Number>().Uint32Value(), data_of<uint16_t>(info[4]), data_of<float>(info[5]));
+  return info.Env().Undefined();
+}
+// (float32 in, uint16 out)
+Napi::Value KernelFloatToHalf(const Napi::CallbackInfo& info) {
+  const float* in = data_of<float>(info[0]);
+  uint16_t* out = data_of<uint16_t>(info[1]);
+  for (size_t i = 0; i < length_of(info[0]); ++i) out[i] = rabitq::float_to_half(in[i]);
+  return info.Env().Undefined();
+}
+
 // ---- process-wide settings ---------------------------------------------------
 
 Napi::Value SimdLevel(const Napi::CallbackInfo& info) {
@@ -468,6 +483,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   k.Set("bitplaneIp", Napi::Function::New(env, KernelBitplaneIp));
   k.Set("fastscan", Napi::Function::New(env, KernelFastscan));
   k.Set("dotTile16", Napi::Function::New(env, KernelDotTile16));
+  k.Set("dotTile16F16", Napi::Function::New(env, KernelDotTile16F16));
+  k.Set("floatToHalf", Napi::Function::New(env, KernelFloatToHalf));
   exports.Set("kernels", k);
   return exports;
 }

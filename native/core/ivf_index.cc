@@ -147,7 +147,7 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::build(const float* data, size_t 
   kp.threads = p.threads;
   if (p.progress) kp.progress = [&](size_t d, size_t t) { p.progress(0, d, t); };
   ix.centroids_ = train_kmeans(data, n, dim, kp, pool);
-  ix.tiles_ = CentroidTiles(ix.centroids_.data(), nc, dim);
+  ix.tiles_ = CentroidTiles(ix.centroids_.data(), nc, dim, /*half=*/true);
   ix.timings_.train_ms = ms_since(t0);
 
   // 2. Assign every vector to its nearest centroid.
@@ -523,7 +523,7 @@ MemoryUsage IvfRabitqIndex::memory_usage() const {
   m.ids = ids_.size() * sizeof(int32_t);
   m.vectors = vectors_.size() * sizeof(float);
   m.centroids = (centroids_.size() + rotated_centroids_.size() + rotated_centroid_sums_.size()) * sizeof(float) +
-                tiles_.num_tiles() * 16 * (dim_ + 1) * sizeof(float);
+                tiles_.num_tiles() * 16 * (dim_ * sizeof(uint16_t) + sizeof(float));
   m.other = (offsets_.size() + block_offsets_.size()) * sizeof(uint32_t) + rounding_offsets_.size() * sizeof(float);
   return m;
 }

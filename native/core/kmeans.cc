@@ -17,8 +17,8 @@ namespace {
 constexpr size_t kPointBlock = 64;  // points per work item in the blocked distance step
 }
 
-CentroidTiles::CentroidTiles(const float* centroids, size_t num, size_t dim)
-    : num_(num), dim_(dim), tiles_((num + 15) / 16) {
+CentroidTiles::CentroidTiles(const float* centroids, size_t num, size_t dim, bool half)
+    : num_(num), dim_(dim), tiles_((num + 15) / 16), half_(half) {
   ct_.assign(tiles_ * dim * 16, 0.f);
   norms_.assign(tiles_ * 16, std::numeric_limits<float>::infinity());
   const Kernels& k = active_kernels();
@@ -29,12 +29,29 @@ CentroidTiles::CentroidTiles(const float* centroids, size_t num, size_t dim)
     for (size_t d = 0; d < dim; ++d) t[d * 16 + j] = v[d];
     norms_[c] = k.dot(v, v, dim);
   }
+  if (half_) {
+    float maxabs = 0.f;
+    for (float v : ct_) maxabs = std::max(maxabs, std::fabs(v));
+    scale_ = maxabs > 0.f ? maxabs / 16384.f : 1.f;
+    ct16_.resize(ct_.size());
+    for (size_t i = 0; i < ct_.size(); ++i) ct16_[i] = float_to_half(ct_[i] / scale_);
+    std::vector<float>().swap(ct_);
+  }
+}
+
+void CentroidTiles::dots(const float* xs, size_t np, size_t tile, float* out) const {
+  const Kernels& k = active_kernels();
+  if (!half_) {
+    k.dot_tile16(xs, np, dim_, &ct_[tile * dim_ * 16], out);
+    return;
+  }
+  k.dot_tile16_f16(xs, np, dim_, &ct16_[tile * dim_ * 16], out);
+  for (size_t i = 0; i < np * 16; ++i) out[i] *= scale_;
 }
 
 void CentroidTiles::partial_distances(const float* xs, size_t np, float* out, float* scratch) const {
-  const Kernels& k = active_kernels();
   for (size_t tile = 0; tile < tiles_; ++tile) {
-    k.dot_tile16(xs, np, dim_, &ct_[tile * dim_ * 16], scratch);
+    dots(xs, np, tile, scratch);
     const float* nrm = &norms_[tile * 16];
     const size_t base = tile * 16;
     const size_t cnt = std::min<size_t>(16, num_ - base);
@@ -53,7 +70,7 @@ void CentroidTiles::nearest(const float* xs, size_t np, uint32_t* best, float* b
     best_dist[p] = std::numeric_limits<float>::infinity();
   }
   for (size_t tile = 0; tile < tiles_; ++tile) {
-    k.dot_tile16(xs, np, dim_, &ct_[tile * dim_ * 16], scratch);
+    dots(xs, np, tile, scratch);
     const float* nrm = &norms_[tile * 16];
     for (size_t p = 0; p < np; ++p) {
       const float* s = scratch + p * 16;

@@ -15,7 +15,10 @@ namespace rabitq {
 class CentroidTiles {
  public:
   CentroidTiles() = default;
-  CentroidTiles(const float* centroids, size_t num, size_t dim);
+  // half: store the tiles as IEEE half floats (scaled so the largest
+  // magnitude maps to 2^14); used for the search-time coarse step, where the
+  // scan is memory-bound and half precision only perturbs near-ties.
+  CentroidTiles(const float* centroids, size_t num, size_t dim, bool half = false);
 
   size_t num() const { return num_; }
   size_t dim() const { return dim_; }
@@ -29,7 +32,11 @@ class CentroidTiles {
 
  private:
   size_t num_ = 0, dim_ = 0, tiles_ = 0;
-  std::vector<float> ct_;     // tiles_ * dim_ * 16
+  void dots(const float* xs, size_t np, size_t tile, float* out) const;
+  bool half_ = false;
+  float scale_ = 1.f;          // half tiles hold centroid / scale_
+  std::vector<float> ct_;      // tiles_ * dim_ * 16
+  std::vector<uint16_t> ct16_;
   std::vector<float> norms_;  // tiles_ * 16; padding centroids get +inf
 };
 

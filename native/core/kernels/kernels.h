@@ -44,7 +44,14 @@ struct Kernels {
   // 16 vectors transposed (ct[t*16 + j] = vector j, coordinate t). The
   // building block of the blocked point-to-centroid distance computations.
   void (*dot_tile16)(const float* xs, size_t np, size_t dim, const float* ct, float* out);
+  // The same with the 16 vectors stored as IEEE half floats: halves the
+  // bytes streamed by the memory-bound single-query centroid scan.
+  void (*dot_tile16_f16)(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out);
 };
+
+// IEEE 754 binary16 conversions (round to nearest even), portable.
+uint16_t float_to_half(float f);
+float half_to_float(uint16_t h);
 
 const Kernels& scalar_kernels();
 // nullptr when the ISA was not compiled in.

@@ -2,7 +2,7 @@
 // binding.gyp / CMakeLists.txt); only called after CPUID says the CPU has them.
 #include "kernels.h"
 
-#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
 namespace rabitq {
@@ -207,11 +207,29 @@ void dot_tile16_avx2(const float* xs, size_t np, size_t dim, const float* ct, fl
   }
 }
 
+// F16C ships with every AVX2 CPU (Intel since Ivy Bridge, AMD since Piledriver).
+void dot_tile16_f16_avx2(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out) {
+  for (size_t p = 0; p < np; ++p) {
+    __m256 a0 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps();
+    const float* x0 = xs + p * dim;
+    for (size_t t = 0; t < dim; ++t) {
+      __m256 v = _mm256_broadcast_ss(x0 + t);
+      __m256 c0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16)));
+      __m256 c1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16 + 8)));
+      a0 = _mm256_fmadd_ps(v, c0, a0);
+      b0 = _mm256_fmadd_ps(v, c1, b0);
+    }
+    _mm256_storeu_ps(out + p * 16, a0);
+    _mm256_storeu_ps(out + p * 16 + 8, b0);
+  }
+}
+
 }  // namespace
 
 const Kernels* avx2_kernels() {
   static const Kernels k = {SimdLevel::kAvx2, "avx2",  l2sq_avx2,        dot_avx2,         minmax_avx2,
-                            quantize_avx2,    popcount_and_avx2, bitplane_ip_avx2, fastscan_avx2, dot_tile16_avx2};
+                            quantize_avx2,    popcount_and_avx2, bitplane_ip_avx2, fastscan_avx2, dot_tile16_avx2,
+                            dot_tile16_f16_avx2};
   return &k;
 }
 

@@ -192,12 +192,47 @@ void dot_tile16_avx512(const float* xs, size_t np, size_t dim, const float* ct, 
   }
 }
 
+void dot_tile16_f16_avx512(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out) {
+  size_t p = 0;
+  for (; p + 4 <= np; p += 4) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const float* x = xs + p * dim;
+    for (size_t t = 0; t < dim; ++t) {
+      __m512 c = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + t * 16)));
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[t]), c, a0);
+      a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[dim + t]), c, a1);
+      a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[2 * dim + t]), c, a2);
+      a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[3 * dim + t]), c, a3);
+    }
+    _mm512_storeu_ps(out + p * 16, a0);
+    _mm512_storeu_ps(out + (p + 1) * 16, a1);
+    _mm512_storeu_ps(out + (p + 2) * 16, a2);
+    _mm512_storeu_ps(out + (p + 3) * 16, a3);
+  }
+  for (; p < np; ++p) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    const float* x = xs + p * dim;
+    size_t t = 0;
+    for (; t + 2 <= dim; t += 2) {
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[t]),
+                           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + t * 16))), a0);
+      a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[t + 1]),
+                           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + t * 16 + 16))), a1);
+    }
+    if (t < dim)
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[t]),
+                           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + t * 16))), a0);
+    _mm512_storeu_ps(out + p * 16, _mm512_add_ps(a0, a1));
+  }
+}
+
 }  // namespace
 
 const Kernels* avx512_kernels() {
   // Popcount entries are completed by dispatch.cc (VPOPCNTDQ or AVX2).
   static Kernels k = {SimdLevel::kAvx512, "avx512", l2sq_avx512, dot_avx512,     minmax_avx512,
-                      quantize_avx512,    nullptr,  nullptr,     fastscan_avx512, dot_tile16_avx512};
+                      quantize_avx512,    nullptr,  nullptr,     fastscan_avx512, dot_tile16_avx512,
+                      dot_tile16_f16_avx512};
   return &k;
 }
 

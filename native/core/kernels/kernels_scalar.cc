@@ -2,6 +2,8 @@
 // they are also the path on CPUs (and architectures) without AVX2.
 #include "kernels.h"
 
+#include <cstring>
+
 namespace rabitq {
 namespace {
 
@@ -80,12 +82,71 @@ void dot_tile16_scalar(const float* xs, size_t np, size_t dim, const float* ct, 
   }
 }
 
+void dot_tile16_f16_scalar(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out) {
+  for (size_t p = 0; p < np; ++p) {
+    float acc[16] = {0};
+    const float* x = xs + p * dim;
+    for (size_t t = 0; t < dim; ++t) {
+      const float xv = x[t];
+      const uint16_t* c = ct + t * 16;
+      for (int j = 0; j < 16; ++j) acc[j] += xv * half_to_float(c[j]);
+    }
+    for (int j = 0; j < 16; ++j) out[p * 16 + j] = acc[j];
+  }
+}
+
 }  // namespace
+
+uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t absx = x & 0x7fffffffu;
+  if (absx >= 0x7f800000u) return static_cast<uint16_t>(sign | (absx > 0x7f800000u ? 0x7e00u : 0x7c00u));
+  if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow to inf
+  if (absx < 0x38800000u) {  // subnormal or zero in half
+    if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
+    const uint32_t mant = (absx & 0x7fffffu) | 0x800000u;
+    const int shift = 113 - static_cast<int>(absx >> 23) + 13;
+    uint32_t h = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1u))) ++h;
+    return static_cast<uint16_t>(sign | h);
+  }
+  uint32_t h = ((absx - 0x38000000u) >> 13);
+  const uint32_t rem = absx & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+  return static_cast<uint16_t>(sign | h);
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, x;
+  if (exp == 0) {
+    if (mant == 0) {
+      x = sign;
+    } else {
+      int e = -1;
+      do {
+        ++e;
+        mant <<= 1;
+      } while ((mant & 0x400u) == 0);
+      x = sign | (static_cast<uint32_t>(112 - e) << 23) | ((mant & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    x = sign | 0x7f800000u | (mant << 13);
+  } else {
+    x = sign | ((exp + 112) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
 
 const Kernels& scalar_kernels() {
   static const Kernels k = {SimdLevel::kScalar, "scalar",   l2sq_scalar,        dot_scalar,
                             minmax_scalar,      quantize_scalar, popcount_and_scalar, bitplane_ip_scalar,
-                            fastscan_scalar,    dot_tile16_scalar};
+                            fastscan_scalar,    dot_tile16_scalar,  dot_tile16_f16_scalar};
   return k;
 }
 
