@@ -112,6 +112,7 @@ describe('kernel levels', () => {
       expect(() => k.bitplaneIp(level, new BigUint64Array(4), 2, new BigUint64Array(2)), level).toThrow(RangeError);
       expect(() => k.fastscan(level, new Uint8Array(32), new Uint8Array(32), 1, new Uint16Array(32)), level).toThrow(RangeError);
       expect(() => k.dotTile16(level, a, 1, 8, new Float32Array(128), new Float32Array(16)), level).toThrow(RangeError);
+      expect(() => k.dotTile16F16(level, a, 1, 8, new Uint16Array(128), new Float32Array(16)), level).toThrow(RangeError);
     }
     // The level in use is unchanged by the failed calls.
     expect(native.simdLevel()).toBe(initialLevel);
@@ -202,6 +203,29 @@ describe('float kernels equal scalar', () => {
             expectClose(want[p * 16 + j], ref, abs, `scalar dotTile16 dim=${dim} np=${np}`);
             expectClose(got[p * 16 + j], want[p * 16 + j], abs, `${level} dotTile16 dim=${dim} np=${np} p=${p} j=${j}`);
           }
+        }
+        expect(got.subarray(np * 16).every((v) => v === 123), 'no write past the output').toBe(true);
+      }
+    }
+  });
+
+  it.each(SIMD_LEVELS)('%s dotTile16F16 (half-precision tiles) for np = 1..9', (level) => {
+    const r = rng(9);
+    for (const dim of [1, 2, 3, 7, 8, 9, 16, 17, 33, 64, 100, 128, 129, 960]) {
+      for (let np = 1; np <= 9; np++) {
+        const xs = floats(np * dim, np % 4, r);
+        const ctBuf = new Uint16Array(dim * 16 + 3);
+        k.floatToHalf(floats(dim * 16 + 3, 0, r, -2, 2), ctBuf);
+        const ct = ctBuf.subarray(dim % 4 === 0 ? 0 : 1, (dim % 4 === 0 ? 0 : 1) + dim * 16);
+        const want = new Float32Array(np * 16);
+        const got = new Float32Array(np * 16 + 16).fill(123);
+        k.dotTile16F16('scalar', xs, np, dim, ct, want);
+        k.dotTile16F16(level, xs, np, dim, ct, got.subarray(0, np * 16));
+        for (let i = 0; i < np * 16; i++) {
+          const p = Math.floor(i / 16);
+          let abs = 0;
+          for (let t = 0; t < dim; t++) abs += Math.abs(xs[p * dim + t]) * 2;
+          expectClose(got[i], want[i], abs, `${level} dotTile16F16 dim=${dim} np=${np} i=${i}`);
         }
         expect(got.subarray(np * 16).every((v) => v === 123), 'no write past the output').toBe(true);
       }

@@ -73,7 +73,7 @@ TEST_CASE(kernels, "tables are complete and the levels are ordered") {
     CHECK(k->level == l);
     CHECK(std::strcmp(k->name, rabitq::level_name(l)) == 0);
     CHECK(k->l2sq && k->dot && k->minmax && k->quantize && k->popcount_and && k->bitplane_ip && k->fastscan &&
-          k->dot_tile16);
+          k->dot_tile16 && k->dot_tile16_f16);
   }
   SimdLevel parsed;
   CHECK(rabitq::parse_level("avx2", &parsed) && parsed == SimdLevel::kAvx2);
@@ -375,6 +375,89 @@ TEST_CASE(kernels, "dot_tile16 equals scalar and per-column dots") {
   }
 }
 
+TEST_CASE(kernels, "half floats: every binary16 value round-trips through float") {
+  size_t bad = 0;
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float f = rabitq::half_to_float(static_cast<uint16_t>(h));
+    const bool is_nan = ((h >> 10) & 31u) == 31u && (h & 0x3ffu) != 0;
+    if (is_nan) {
+      if (!std::isnan(f) || !std::isnan(rabitq::half_to_float(rabitq::float_to_half(f)))) ++bad;
+    } else if (rabitq::float_to_half(f) != h) {
+      ++bad;
+    }
+  }
+  CHECK_MSG(bad == 0, bad << " halves do not round-trip");
+  CHECK(rabitq::half_to_float(0x3c00) == 1.f);
+  CHECK(rabitq::half_to_float(0xc000) == -2.f);
+  CHECK(rabitq::half_to_float(0x7bff) == 65504.f);
+  CHECK(rabitq::half_to_float(0x0001) == std::ldexp(1.f, -24));
+}
+
+TEST_CASE(kernels, "float_to_half picks the nearest half, ties to even") {
+  Rng rng(8500);
+  size_t bad = 0;
+  for (int i = 0; i < 200000; ++i) {
+    // Exponents from deep subnormal to overflow.
+    const float f = static_cast<float>((rng.uniform() * 2 - 1) * std::ldexp(1.0, static_cast<int>(rng.below(48)) - 30));
+    const uint16_t h = rabitq::float_to_half(f);
+    const double got = rabitq::half_to_float(h);
+    if (std::fabs(f) >= 65520.f) {
+      if (!std::isinf(got)) ++bad;
+      continue;
+    }
+    const double err = std::fabs(got - f);
+    // Neighbours in magnitude (same sign).
+    const uint16_t mag = h & 0x7fffu, sign = h & 0x8000u;
+    const double up = rabitq::half_to_float(static_cast<uint16_t>(sign | (mag + 1)));
+    const double down = mag > 0 ? rabitq::half_to_float(static_cast<uint16_t>(sign | (mag - 1))) : got;
+    const double eu = std::fabs(up - f), ed = std::fabs(down - f);
+    if (err > eu || err > ed) ++bad;
+    if ((err == eu && mag != 0x7bff && (h & 1u)) || (err == ed && mag > 0 && (h & 1u) && ed != 0)) ++bad;
+  }
+  CHECK_MSG(bad == 0, bad << " conversions are not nearest-even");
+}
+
+TEST_CASE(kernels, "dot_tile16_f16 equals scalar and the decoded dot products") {
+  const Kernels& s = rabitq::scalar_kernels();
+  Rng rng(8700);
+  std::vector<size_t> dims;
+  for (size_t d = 1; d <= 40; ++d) dims.push_back(d);
+  for (size_t d : {64, 96, 127, 128, 129, 300, 960, 1024}) dims.push_back(d);
+  const auto tables = simd_tables();
+  for (size_t dim : dims) {
+    for (size_t np : {1, 2, 3, 4, 5, 7, 8, 9, 13}) {
+      Buf<float> xs(np * dim, dim % 4);
+      fill(xs.p, np * dim, rng);
+      Buf<uint16_t> ct(dim * 16, (dim + 1) % 4);
+      for (size_t i = 0; i < dim * 16; ++i) ct.p[i] = rabitq::float_to_half(rng.uniform(-2.f, 2.f));
+      std::vector<float> want(np * 16);
+      s.dot_tile16_f16(xs.p, np, dim, ct.p, want.data());
+      std::vector<std::vector<float>> got(tables.size(), std::vector<float>(np * 16 + 16, 12345.f));
+      for (size_t t = 0; t < tables.size(); ++t) tables[t]->dot_tile16_f16(xs.p, np, dim, ct.p, got[t].data());
+      for (size_t p = 0; p < np; ++p) {
+        for (size_t j = 0; j < 16; ++j) {
+          double ref = 0, scale = 0;
+          for (size_t t = 0; t < dim; ++t) {
+            const double c = rabitq::half_to_float(ct.p[t * 16 + j]);
+            ref += double(xs.p[p * dim + t]) * c;
+            scale += std::fabs(double(xs.p[p * dim + t]) * c);
+          }
+          CHECK_MSG(close(want[p * 16 + j], float(ref), scale), "scalar dim=" << dim << " np=" << np);
+          for (size_t t = 0; t < tables.size(); ++t)
+            CHECK_MSG(close(got[t][p * 16 + j], want[p * 16 + j], scale),
+                      tables[t]->name << " f16 dim=" << dim << " np=" << np << " p=" << p << " j=" << j);
+        }
+      }
+      for (size_t t = 0; t < tables.size(); ++t) {
+        bool guard = true;
+        for (size_t i = np * 16; i < got[t].size(); ++i) guard = guard && got[t][i] == 12345.f;
+        CHECK_MSG(guard, tables[t]->name << " f16 wrote past the output at np=" << np);
+      }
+      if (rabitq_test::case_failures() > 50) return;
+    }
+  }
+}
+
 // Exact-size heap buffers so that, under RABITQ_SANITIZE=ON, AddressSanitizer
 // reports any read or write past an input or output (the other cases pad
 // their buffers to test alignment).
@@ -407,6 +490,8 @@ TEST_CASE(kernels, "no kernel touches memory past its exact-size buffers") {
       for (size_t np : {1, 4, 5, 8, 9}) {
         std::vector<float> xs(np * d, 0.25f), ct(d * 16, 0.5f), o(np * 16);
         k->dot_tile16(xs.data(), np, d, ct.data(), o.data());
+        std::vector<uint16_t> ch(d * 16, 0x3c00);
+        k->dot_tile16_f16(xs.data(), np, d, ch.data(), o.data());
       }
       (void)sink;
       (void)isink;

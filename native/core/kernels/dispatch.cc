@@ -10,6 +10,10 @@
 #include "../common.h"
 #include "kernels.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 namespace rabitq {
 
 void avx512_vpopcnt_kernels(uint64_t (**popcount_and)(const uint64_t*, const uint64_t*, size_t),
@@ -17,10 +21,24 @@ void avx512_vpopcnt_kernels(uint64_t (**popcount_and)(const uint64_t*, const uin
 
 namespace {
 
+// The AVX2 and AVX-512 kernel files are also compiled with -mf16c (the
+// half-precision tiles). CPUID leaf 1 ECX bit 29; read directly because not
+// every compiler's __builtin_cpu_supports knows "f16c".
+bool cpu_has_f16c() {
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx & (1u << 29)) != 0;
+#else
+  return false;
+#endif
+}
+
 bool cpu_has_avx2() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt") &&
+         cpu_has_f16c();
 #else
   return false;
 #endif
