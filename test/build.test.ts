@@ -1,0 +1,175 @@
+/**
+ * The build files agree with each other, stay portable, and the published
+ * tarball installs (compiling from source) and works in a fresh folder.
+ */
+import { describe, it, expect } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, '..');
+const read = (rel: string): string => readFileSync(path.join(repoRoot, rel), 'utf8');
+
+/** Removes `#` comments that are outside quoted strings (gyp and CMake both use `#`). */
+function stripHashComments(text: string): string {
+  let out = '';
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote !== null) {
+      out += c;
+      if (c === '\\' && i + 1 < text.length) out += text[++i];
+      else if (c === quote) quote = null;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+      out += c;
+    } else if (c === '#') {
+      while (i < text.length && text[i] !== '\n') i++;
+      out += '\n';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+/** binding.gyp is a Python literal; ours is JSON once comments and trailing commas go. */
+function parseGyp(text: string): unknown {
+  const json = stripHashComments(text).replace(/,(\s*[}\]])/g, '$1');
+  return JSON.parse(json);
+}
+
+/** Every string in every "sources" array, anywhere in the gyp tree. */
+function gypSources(node: unknown, out: Set<string> = new Set()): Set<string> {
+  if (Array.isArray(node)) {
+    for (const x of node) gypSources(x, out);
+  } else if (node !== null && typeof node === 'object') {
+    for (const [key, value] of Object.entries(node)) {
+      if (key === 'sources' && Array.isArray(value)) {
+        for (const s of value) if (typeof s === 'string') out.add(path.posix.normalize(s));
+      } else {
+        gypSources(value, out);
+      }
+    }
+  }
+  return out;
+}
+
+/** The files of every `set(RABITQ_..._SOURCES ...)` in CMakeLists.txt, by variable. */
+function cmakeSourceLists(text: string): Map<string, string[]> {
+  const lists = new Map<string, string[]>();
+  const re = /\bset\(\s*(RABITQ_\w*SOURCES)\s+([^)]*)\)/gi;
+  for (const m of stripHashComments(text).matchAll(re)) {
+    const files = m[2]!.split(/\s+/).filter((t) => /\.(cc|cpp|c)$/.test(t)).map((t) => path.posix.normalize(t.replace(/^"|"$/g, '')));
+    lists.set(m[1]!, files);
+  }
+  return lists;
+}
+
+function nativeSourceFiles(): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    for (const e of readdirSync(path.join(repoRoot, rel), { withFileTypes: true })) {
+      const child = `${rel}/${e.name}`;
+      if (e.isDirectory()) walk(child);
+      else if (/\.(cc|cpp|c)$/.test(e.name)) out.push(child);
+    }
+  };
+  walk('native/core');
+  walk('native/binding');
+  return out.sort();
+}
+
+describe('build files', () => {
+  const gyp = parseGyp(read('binding.gyp'));
+  const cmakeText = read('CMakeLists.txt');
+  const cmakeLists = cmakeSourceLists(cmakeText);
+  const cmakeSources = new Set([...cmakeLists.values()].flat());
+
+  it('binding.gyp and CMakeLists.txt compile the same set of native sources', () => {
+    const gypSet = gypSources(gyp);
+    expect(gypSet.size).toBeGreaterThan(0);
+    expect(cmakeSources.size).toBeGreaterThan(0);
+    expect([...cmakeSources].sort()).toEqual([...gypSet].sort());
+  });
+
+  it('every CMake source list is used by a target', () => {
+    const body = stripHashComments(cmakeText).replace(/\bset\(\s*RABITQ_\w*SOURCES\s+[^)]*\)/gi, '');
+    for (const name of cmakeLists.keys()) expect(body, name).toContain(`\${${name}}`);
+  });
+
+  it('every .cc under native/core and native/binding is built (tests excepted)', () => {
+    expect(nativeSourceFiles()).toEqual([...gypSources(gyp)].sort());
+  });
+
+  it('no build file tunes for the build machine (-march=native and friends)', () => {
+    const files = ['binding.gyp', 'CMakeLists.txt', 'package.json'];
+    for (const f of files) {
+      const text = f === 'package.json' ? read(f) : stripHashComments(read(f));
+      expect(text, f).not.toMatch(/-m(arch|tune|cpu)=native|\/arch:native/);
+    }
+  });
+
+  it('package.json ships what an install from source needs', () => {
+    const pkg = JSON.parse(read('package.json')) as { files: string[]; scripts: Record<string, string>; gypfile?: boolean };
+    for (const entry of ['dist/src', 'native', 'binding.gyp']) expect(pkg.files).toContain(entry);
+    expect(pkg.scripts.install).toBe('node-gyp-build');
+    expect(pkg.gypfile).toBe(true);
+  });
+});
+
+describe('npm pack + install from the tarball', () => {
+  // Compiles the addon from source in a fresh folder: slow on two cores.
+  it('installs, compiles from source, and runs simdLevel() and exactKnn()', { timeout: 600_000 }, async () => {
+    const distIndex = path.join(repoRoot, 'dist', 'src', 'index.js');
+    expect(existsSync(distIndex), `${distIndex} is missing: run npm run build:ts first`).toBe(true);
+    const tmp = mkdtempSync(path.join(os.tmpdir(), 'rabitq-pack-'));
+    let ok = false;
+    try {
+      // --ignore-scripts: pack the dist/ already built rather than re-running tsc here.
+      const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], {
+        cwd: repoRoot,
+        maxBuffer: 64 << 20,
+      });
+      const info = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
+      const tgz = path.join(tmp, path.basename(info[0]!.filename));
+      const files = info[0]!.files.map((f) => f.path);
+      for (const f of ['package.json', 'binding.gyp', 'dist/src/index.js', 'dist/src/native.js', 'native/binding/addon.cc', 'native/core/kernels/kernels.h']) {
+        expect(files, `tarball lacks ${f}`).toContain(f);
+      }
+      for (const f of files) expect(f, 'no build output or tests in the tarball').not.toMatch(/^(build|build-[^/]*|test|node_modules)\//);
+
+      const app = path.join(tmp, 'app');
+      await run('mkdir', ['-p', app]);
+      writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'rabitq-pack-check', version: '1.0.0', private: true }));
+      // Force the compile even if the tarball carries a matching prebuild.
+      const env = { ...process.env, npm_config_build_from_source: 'true', JOBS: '2' };
+      await run('npm', ['install', tgz, '--no-audit', '--no-fund'], { cwd: app, env, maxBuffer: 64 << 20, timeout: 540_000 });
+      const pkgDir = path.join(app, 'node_modules', 'rabitq');
+      expect(existsSync(path.join(pkgDir, 'build', 'Release', 'rabitq.node')), 'addon compiled in the installed package').toBe(true);
+
+      const script = [
+        "const m = await import('rabitq');",
+        'const base = new Float32Array([0, 0, 1, 0, 0, 1, 1, 1, 5, 5]);',
+        'const queries = new Float32Array([0.9, 0.2, 4, 4]);',
+        'const r = await m.exactKnn(base, queries, { dim: 2, k: 2 });',
+        'console.log(JSON.stringify({ level: m.simdLevel(), ids: Array.from(r.ids), d: Array.from(r.distances) }));',
+      ].join('\n');
+      const res = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: app, timeout: 60_000 });
+      const out = JSON.parse(res.stdout.trim()) as { level: string; ids: number[]; d: number[] };
+      expect(['scalar', 'avx2', 'avx512']).toContain(out.level);
+      expect(out.ids).toEqual([1, 3, 4, 3]);
+      expect(out.d[0]).toBeCloseTo(0.05, 5);
+      expect(out.d[2]).toBeCloseTo(2, 5);
+      ok = true;
+    } finally {
+      if (ok) rmSync(tmp, { recursive: true, force: true });
+      else console.error(`pack/install test failed; files kept in ${tmp}`);
+    }
+  });
+});
