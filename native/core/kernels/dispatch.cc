@@ -22,13 +22,18 @@ void avx512_vpopcnt_kernels(uint64_t (**popcount_and)(const uint64_t*, const uin
 namespace {
 
 // The AVX2 and AVX-512 kernel files are also compiled with -mf16c (the
-// half-precision tiles). CPUID leaf 1 ECX bit 29; read directly because not
-// every compiler's __builtin_cpu_supports knows "f16c".
+// half-precision tiles). CPUID leaf 1 ECX bit 29, read directly because not
+// every compiler's __builtin_cpu_supports knows "f16c". Read once: CPUID
+// traps to the hypervisor in VMs (microseconds), and kernels_for() runs on
+// every kernel call from the binding.
 bool cpu_has_f16c() {
 #if defined(__x86_64__)
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
-  return (ecx & (1u << 29)) != 0;
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+    return (ecx & (1u << 29)) != 0;
+  }();
+  return has;
 #else
   return false;
 #endif
