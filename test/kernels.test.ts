@@ -99,6 +99,21 @@ describe('kernel levels', () => {
     expect(native.simdLevel()).toBe(initialLevel);
   });
 
+  it('choosing a level per call is cheap: no CPUID or other trap per kernel call', () => {
+    // In a VM each CPUID instruction traps (microseconds); a kernel call at
+    // d = 1 is about 0.2 us. Best of 3 rounds, 10x headroom for loaded machines.
+    const one = new Float32Array([1]);
+    for (const level of LEVELS) {
+      let best = Infinity;
+      for (let round = 0; round < 3; round++) {
+        const t0 = performance.now();
+        for (let i = 0; i < 5000; i++) k.l2sq(level, one, one);
+        best = Math.min(best, ((performance.now() - t0) * 1000) / 5000);
+      }
+      expect(best, `${level}: microseconds per call`).toBeLessThan(2);
+    }
+  });
+
   it('unknown or unsupported levels throw RangeError from setSimdLevel and every kernel', () => {
     const a = new Float32Array(8);
     const bad = ['bogus', '', 'AVX2', 'sse4', 'avx-512', ...UNSUPPORTED] as SimdLevelName[];
