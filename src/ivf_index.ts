@@ -54,6 +54,8 @@ export interface SearchStats {
   clustersProbed: number;
   codesScanned: number;
   reranked: number;
+  /** Vectors whose lower bound passed the scan-time threshold (re-rank candidates). */
+  candidates: number;
 }
 
 export interface SearchResult {
@@ -74,7 +76,7 @@ export interface MemoryUsage { codes: number; factors: number; ids: number; vect
 const MAX_K = 1 << 20;
 
 function statsFrom(a: Float64Array, off = 0): SearchStats {
-  return { queries: a[off]!, clustersProbed: a[off + 1]!, codesScanned: a[off + 2]!, reranked: a[off + 3]! };
+  return { queries: a[off]!, clustersProbed: a[off + 1]!, codesScanned: a[off + 2]!, reranked: a[off + 3]!, candidates: a[off + 4]! };
 }
 
 function checkOptionsObject(name: string, v: unknown): asserts v is object {
@@ -179,7 +181,7 @@ export class IvfRabitqIndex {
     this.#checkQueries('query', query, true);
     const ids = new Int32Array(p.k);
     const distances = new Float32Array(p.k);
-    const stats = options.stats ? new Float64Array(4) : null;
+    const stats = options.stats ? new Float64Array(5) : null;
     this.#native.search(query, p.k, p.nprobe, p.rerank, p.epsilon, p.bitplane, ids, distances, stats);
     return stats ? { ids, distances, stats: statsFrom(stats) } : { ids, distances };
   }
@@ -195,11 +197,11 @@ export class IvfRabitqIndex {
     if (options.threads !== undefined) assertIntInRange('options.threads', options.threads, 1, 1024);
     const ids = new Int32Array(nq * p.k);
     const distances = new Float32Array(nq * p.k);
-    const stats = options.stats ? new Float64Array(4 + 4 * nq) : null;
+    const stats = options.stats ? new Float64Array(5 + 5 * nq) : null;
     await this.#native.searchBatch(queries, { ...p, threads }, ids, distances, stats);
     if (!stats) return { ids, distances };
     const perQueryStats: SearchStats[] = [];
-    for (let q = 0; q < nq; q++) perQueryStats.push(statsFrom(stats, 4 + 4 * q));
+    for (let q = 0; q < nq; q++) perQueryStats.push(statsFrom(stats, 5 + 5 * q));
     return { ids, distances, stats: statsFrom(stats), perQueryStats };
   }
 

@@ -263,6 +263,7 @@ class Index : public Napi::ObjectWrap<Index> {
     out[1] = static_cast<double>(st.clusters_probed);
     out[2] = static_cast<double>(st.codes_scanned);
     out[3] = static_cast<double>(st.reranked);
+    out[4] = static_cast<double>(st.candidates);
   }
 
   // search(query, k, nprobe, rerank, epsilon, bitplane, idsOut, distsOut, statsOut|null)
@@ -311,10 +312,10 @@ class Index : public Napi::ObjectWrap<Index> {
       total_ = total;
     }
     void OnOK() override {
-      // stats layout: 4 totals, then 4 per query.
+      // stats layout: 5 totals, then 5 per query.
       if (stats_) {
         stats_out(total_, stats_);
-        for (size_t q = 0; q < nq_; ++q) stats_out(per_query_[q], stats_ + 4 + q * 4);
+        for (size_t q = 0; q < nq_; ++q) stats_out(per_query_[q], stats_ + 5 + q * 5);
       }
       deferred_.Resolve(Env().Undefined());
     }

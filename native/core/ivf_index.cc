@@ -147,7 +147,7 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::build(const float* data, size_t 
   kp.threads = p.threads;
   if (p.progress) kp.progress = [&](size_t d, size_t t) { p.progress(0, d, t); };
   ix.centroids_ = train_kmeans(data, n, dim, kp, pool);
-  ix.tiles_ = CentroidTiles(ix.centroids_.data(), nc, dim, /*half=*/true);
+  ix.tiles_ = CentroidTiles(ix.centroids_.data(), nc, dim, /*half=*/getenv("NOHALF") == nullptr);
   ix.timings_.train_ms = ms_since(t0);
 
   // 2. Assign every vector to its nearest centroid.
@@ -353,6 +353,52 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
   SearchStats st;
   st.queries = 1;
   const size_t block_bytes = npairs_ * 32;
+  const size_t vec_bytes = dim_ * sizeof(float);
+  // Re-rank the pending candidates in rounds: pick the next few with the
+  // smallest lower bounds (nth_element, linear), prefetch their vectors so the
+  // memory loads overlap, score them, then drop every candidate whose lower
+  // bound no longer beats the k-th exact distance. Called after each probed
+  // cluster, so the exact k-th distance tightens the scan early.
+  auto flush_candidates = [&]() {
+    auto& cands = s.cands;
+    const float upper = s.upper.full() ? s.upper.worst() : std::numeric_limits<float>::infinity();
+    size_t m = 0;
+    for (auto& e : cands)
+      if (e.first < upper) cands[m++] = e;
+    st.candidates += m;
+    const size_t round = std::max<size_t>(2 * sp.k, 16);
+    size_t done = 0;
+    while (done < m) {
+      if (s.top.full()) {
+        const float w = s.top.worst();
+        size_t keep = done;
+        for (size_t i = done; i < m; ++i)
+          if (cands[i].first < w) cands[keep++] = cands[i];
+        m = keep;
+        if (done >= m) break;
+      }
+      size_t end = std::min(m, done + round);
+      if (end < m)
+        std::nth_element(cands.begin() + static_cast<long>(done), cands.begin() + static_cast<long>(end),
+                         cands.begin() + static_cast<long>(m));
+      std::sort(cands.begin() + static_cast<long>(done), cands.begin() + static_cast<long>(end));
+      for (size_t i = done; i < end; ++i) {
+        const char* v = reinterpret_cast<const char*>(&vectors_[static_cast<size_t>(cands[i].second) * dim_]);
+        for (size_t off = 0; off < vec_bytes && off < 512; off += 64) __builtin_prefetch(v + off);
+      }
+      for (size_t i = done; i < end; ++i) {
+        if (s.top.full() && cands[i].first >= s.top.worst()) {
+          m = i;  // a sorted round: nothing after this can enter either
+          break;
+        }
+        const size_t pos = cands[i].second;
+        st.reranked++;
+        s.top.push(k.l2sq(query, &vectors_[pos * dim_], dim_), ids_[pos]);
+      }
+      done = end;
+    }
+    cands.clear();
+  };
   for (size_t pi = 0; pi < nprobe; ++pi) {
     const size_t c = probe[pi].second;
     const size_t begin = offsets_[c], count = offsets_[c + 1] - begin;
@@ -392,6 +438,7 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
         continue;
       }
       float threshold = s.upper.full() ? s.upper.worst() : std::numeric_limits<float>::infinity();
+      if (s.top.full()) threshold = std::min(threshold, s.top.worst());
       for (size_t j = 0; j < nb; ++j) {
         if (lower[j] < threshold) {
           const uint32_t pos = static_cast<uint32_t>(begin + b0 + j);
@@ -400,34 +447,11 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
           // candidates (re-ranking still stops at the exact k-th distance),
           // and a too-small threshold would silently drop true neighbours.
           s.upper.push(3.f * est[j] - 2.f * lower[j], static_cast<int32_t>(pos));
-          if (s.upper.full()) threshold = s.upper.worst();
+          if (s.upper.full()) threshold = std::min(threshold, s.upper.worst());
         }
       }
     }
-  }
-  if (sp.rerank) {
-    const float threshold = s.upper.full() ? s.upper.worst() : std::numeric_limits<float>::infinity();
-    auto& cands = s.cands;
-    size_t m = 0;
-    for (auto& e : cands)
-      if (e.first < threshold) cands[m++] = e;
-    cands.resize(m);
-    // A min-heap (O(m)) popped only as far as needed beats sorting them all.
-    auto greater = [](const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) { return b < a; };
-    std::make_heap(cands.begin(), cands.end(), greater);
-    auto end = cands.end();
-    while (end != cands.begin()) {
-      const std::pair<float, uint32_t> best = cands.front();
-      if (s.top.full() && best.first >= s.top.worst()) break;
-      std::pop_heap(cands.begin(), end, greater);
-      --end;
-      // The next candidate is at the heap's root: fetch its vector while
-      // this one is scored.
-      if (end != cands.begin()) __builtin_prefetch(&vectors_[static_cast<size_t>(cands.front().second) * dim_]);
-      const size_t pos = best.second;
-      st.reranked++;
-      s.top.push(k.l2sq(query, &vectors_[pos * dim_], dim_), ids_[pos]);
-    }
+    if (sp.rerank) flush_candidates();
   }
   auto& h = s.top.h;
   std::sort(h.begin(), h.end());

@@ -49,11 +49,13 @@ struct SearchStats {
   uint64_t clusters_probed = 0;
   uint64_t codes_scanned = 0;
   uint64_t reranked = 0;
+  uint64_t candidates = 0;  // vectors kept for possible re-ranking (lower bound under the threshold)
   void add(const SearchStats& o) {
     queries += o.queries;
     clusters_probed += o.clusters_probed;
     codes_scanned += o.codes_scanned;
     reranked += o.reranked;
+    candidates += o.candidates;
   }
 };
 
