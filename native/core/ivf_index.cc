@@ -66,7 +66,7 @@ uint64_t hash_query(const float* q, size_t dim) {
 class SearchScratch {
  public:
   std::vector<float> qrot, qres, coarse, tile, est, lower;
-  std::vector<uint8_t> qu, luts;
+  std::vector<uint8_t> qu, luts, tail;
   std::vector<uint64_t> planes, code_bits;
   std::vector<std::pair<float, uint32_t>> probe, cands;
   std::vector<uint16_t> ip;
@@ -86,6 +86,7 @@ class SearchScratch {
       code_bits.resize(idx.words_);
     }
     if (luts.size() < idx.npairs_ * 32) luts.resize(idx.npairs_ * 32);
+    if (tail.size() < idx.npairs_ * 32) tail.resize(idx.npairs_ * 32);
     if (coarse.size() < idx.num_clusters_) coarse.resize(idx.num_clusters_);
     if (tile.size() < 16 * kQueryBlock) tile.resize(16 * kQueryBlock);
     if (ip.size() < kFastScanBlock) {
@@ -169,11 +170,6 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::build(const float* data, size_t 
   ix.offsets_.assign(nc + 1, 0);
   for (size_t i = 0; i < n; ++i) ix.offsets_[labels[i] + 1]++;
   for (size_t c = 0; c < nc; ++c) ix.offsets_[c + 1] += ix.offsets_[c];
-  ix.block_offsets_.assign(nc + 1, 0);
-  for (size_t c = 0; c < nc; ++c) {
-    const size_t cnt = ix.offsets_[c + 1] - ix.offsets_[c];
-    ix.block_offsets_[c + 1] = ix.block_offsets_[c] + static_cast<uint32_t>((cnt + kFastScanBlock - 1) / kFastScanBlock);
-  }
   ix.ids_.resize(n);
   ix.vectors_.resize(n * dim);
   for (size_t pos = 0; pos < n; ++pos) {
@@ -195,7 +191,7 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::build(const float* data, size_t 
     ix.rounding_offsets_.resize(kRoundingRows * pd);
     for (auto& v : ix.rounding_offsets_) v = u(rng);
   }
-  ix.codes_.assign(static_cast<size_t>(ix.block_offsets_[nc]) * ix.npairs_ * 32, 0);
+  ix.codes_.assign(n * ix.npairs_, 0);
   ix.factors_.resize(n);
   const size_t slots = pool.slots_for(nc, p.threads);
   std::vector<std::vector<float>> scratch(slots, std::vector<float>(pd));
@@ -217,7 +213,6 @@ void IvfRabitqIndex::encode_cluster(size_t c, const float*, float* o) {
   const float* rc = &rotated_centroids_[c * pd];
   const float sqrt_d = std::sqrt(static_cast<float>(pd));
   const size_t begin = offsets_[c], end = offsets_[c + 1];
-  uint8_t* blocks = &codes_[static_cast<size_t>(block_offsets_[c]) * npairs_ * 32];
   for (size_t pos = begin; pos < end; ++pos) {
     rotation_.apply(&vectors_[pos * dim_], o);
     double norm2 = 0, l1 = 0;
@@ -226,9 +221,9 @@ void IvfRabitqIndex::encode_cluster(size_t c, const float*, float* o) {
       norm2 += double(o[i]) * o[i];
       l1 += std::fabs(double(o[i]));
     }
-    const size_t local = pos - begin;
-    uint8_t* block = blocks + (local / kFastScanBlock) * npairs_ * 32;
-    const size_t lane = local % kFastScanBlock;
+    size_t stride;
+    uint8_t* block = code_block(c, pos - begin, &stride);
+    const size_t lane = (pos - begin) % kFastScanBlock;
     uint32_t pop = 0;
     for (size_t pair = 0; pair < npairs_; ++pair) {
       uint8_t byte = 0;
@@ -238,7 +233,7 @@ void IvfRabitqIndex::encode_cluster(size_t c, const float*, float* o) {
           pop++;
         }
       }
-      block[pair * 32 + lane] = byte;
+      block[pair * stride + lane] = byte;
     }
     Factor& f = factors_[pos];
     f.residual_norm_sq = static_cast<float>(norm2);
@@ -260,13 +255,39 @@ void IvfRabitqIndex::encode_cluster(size_t c, const float*, float* o) {
   }
 }
 
+// Codes of a cluster: full blocks of 32 vectors (32 bytes per pair), then the
+// last r < 32 vectors stored compactly (r bytes per pair), so the codes take
+// exactly D/8 bytes per vector however small the clusters are.
+uint8_t* IvfRabitqIndex::code_block(size_t c, size_t local, size_t* stride) {
+  return const_cast<uint8_t*>(static_cast<const IvfRabitqIndex*>(this)->code_block(c, local, stride));
+}
+
+const uint8_t* IvfRabitqIndex::code_block(size_t c, size_t local, size_t* stride) const {
+  const size_t count = offsets_[c + 1] - offsets_[c];
+  const size_t full = count / kFastScanBlock;
+  const size_t b = local / kFastScanBlock;
+  const uint8_t* base = &codes_[static_cast<size_t>(offsets_[c]) * npairs_];
+  *stride = b < full ? kFastScanBlock : count - full * kFastScanBlock;
+  return base + b * npairs_ * kFastScanBlock;
+}
+
+// A 32-lane block for the FastScan kernel: in place for full blocks, copied
+// into `scratch` (npairs_ * 32 bytes) for the compact tail.
+const uint8_t* IvfRabitqIndex::scan_block(size_t c, size_t local, uint8_t* scratch) const {
+  size_t stride;
+  const uint8_t* block = code_block(c, local, &stride);
+  if (stride == kFastScanBlock) return block;
+  for (size_t p = 0; p < npairs_; ++p) std::memcpy(scratch + p * kFastScanBlock, block + p * stride, stride);
+  return scratch;
+}
+
 void IvfRabitqIndex::unpack_code(size_t cluster, size_t local, uint64_t* bits) const {
-  const uint8_t* block =
-      &codes_[(static_cast<size_t>(block_offsets_[cluster]) + local / kFastScanBlock) * npairs_ * 32];
+  size_t stride;
+  const uint8_t* block = code_block(cluster, local, &stride);
   const size_t lane = local % kFastScanBlock;
   std::memset(bits, 0, words_ * sizeof(uint64_t));
   for (size_t pair = 0; pair < npairs_; ++pair) {
-    const uint64_t byte = block[pair * 32 + lane];
+    const uint64_t byte = block[pair * stride + lane];
     bits[pair / 8] |= byte << ((pair % 8) * 8);
   }
 }
@@ -352,7 +373,6 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
   s.cands.clear();
   SearchStats st;
   st.queries = 1;
-  const size_t block_bytes = npairs_ * 32;
   const size_t vec_bytes = dim_ * sizeof(float);
   // Re-rank the pending candidates in rounds: pick the next few with the
   // smallest lower bounds (nth_element, linear), prefetch their vectors so the
@@ -412,7 +432,6 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
     // errors e_i of variance <= 1/4, i.e. a standard deviation of at most
     // delta * sqrt(popcount) ~ delta * sqrt(D/2), scaled by |ip_scale| = -ip_scale.
     const float quant_mul = sp.epsilon * s.delta * quant_sqrt_;
-    const uint8_t* blocks = &codes_[static_cast<size_t>(block_offsets_[c]) * block_bytes];
     st.codes_scanned += count;
     for (size_t b0 = 0; b0 < count; b0 += kFastScanBlock) {
       const size_t nb = std::min(kFastScanBlock, count - b0);
@@ -423,7 +442,7 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
           ip[j] = static_cast<uint16_t>(k.bitplane_ip(s.planes.data(), kQueryBits, s.code_bits.data(), words_));
         }
       } else {
-        k.fastscan(blocks + (b0 / kFastScanBlock) * block_bytes, s.luts.data(), npairs_, ip);
+        k.fastscan(scan_block(c, b0, s.tail.data()), s.luts.data(), npairs_, ip);
       }
       const Factor* f = &factors_[begin + b0];
       float* est = s.est.data();
@@ -514,8 +533,6 @@ void IvfRabitqIndex::estimate_all(const float* query, float* estimates, float* b
     const size_t begin = offsets_[c], count = offsets_[c + 1] - begin;
     if (count == 0) continue;
     prepare_cluster_query(s, c, bitplane);
-    const float* blocks = nullptr;
-    (void)blocks;
     for (size_t b0 = 0; b0 < count; b0 += kFastScanBlock) {
       const size_t nb = std::min(kFastScanBlock, count - b0);
       uint16_t* ip = s.ip.data();
@@ -525,8 +542,7 @@ void IvfRabitqIndex::estimate_all(const float* query, float* estimates, float* b
           ip[j] = static_cast<uint16_t>(k.bitplane_ip(s.planes.data(), kQueryBits, s.code_bits.data(), words_));
         }
       } else {
-        k.fastscan(&codes_[(static_cast<size_t>(block_offsets_[c]) + b0 / kFastScanBlock) * npairs_ * 32],
-                   s.luts.data(), npairs_, ip);
+        k.fastscan(scan_block(c, b0, s.tail.data()), s.luts.data(), npairs_, ip);
       }
       for (size_t j = 0; j < nb; ++j) {
         const size_t pos = begin + b0 + j;
@@ -548,7 +564,7 @@ MemoryUsage IvfRabitqIndex::memory_usage() const {
   m.vectors = vectors_.size() * sizeof(float);
   m.centroids = (centroids_.size() + rotated_centroids_.size() + rotated_centroid_sums_.size()) * sizeof(float) +
                 tiles_.num_tiles() * 16 * (dim_ * sizeof(uint16_t) + sizeof(float));
-  m.other = (offsets_.size() + block_offsets_.size()) * sizeof(uint32_t) + rounding_offsets_.size() * sizeof(float);
+  m.other = offsets_.size() * sizeof(uint32_t) + rounding_offsets_.size() * sizeof(float);
   return m;
 }
 

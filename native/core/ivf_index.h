@@ -103,6 +103,9 @@ class IvfRabitqIndex {
                    float* dists, SearchStats* stats) const;
   void prepare_cluster_query(SearchScratch& s, size_t c, bool bitplane) const;
   void unpack_code(size_t cluster, size_t pos, uint64_t* bits) const;
+  const uint8_t* code_block(size_t c, size_t local, size_t* stride) const;
+  uint8_t* code_block(size_t c, size_t local, size_t* stride);
+  const uint8_t* scan_block(size_t c, size_t local, uint8_t* scratch) const;
 
   size_t dim_ = 0, padded_dim_ = 0, words_ = 0, npairs_ = 0, n_ = 0, num_clusters_ = 0;
   uint64_t seed_ = 0;
@@ -113,8 +116,7 @@ class IvfRabitqIndex {
   std::vector<float> rotated_centroid_sums_;
   CentroidTiles tiles_;
   std::vector<uint32_t> offsets_;        // cluster c holds positions [offsets_[c], offsets_[c+1])
-  std::vector<uint32_t> block_offsets_;  // first FastScan block of cluster c
-  std::vector<uint8_t> codes_;           // blocks of 32 codes, npairs_*32 bytes each
+  std::vector<uint8_t> codes_;           // cluster c at offsets_[c] * npairs_: FastScan blocks, compact tail
   std::vector<Factor> factors_;          // by position
   std::vector<int32_t> ids_;             // by position
   std::vector<float> vectors_;           // by position, for re-ranking
