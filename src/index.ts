@@ -15,6 +15,8 @@ export {
 } from './io.js';
 export type { VectorFile, ReadOptions } from './io.js';
 export { RabitqError, VectorFileError } from './errors.js';
+export { createBatcher, QueueFullError, TimeoutError, BatcherClosedError } from './batcher.js';
+export type { Batcher, BatcherOptions, BatcherSearchOptions, BatcherResult, BatcherStats, BatcherRejections, BatchableIndex } from './batcher.js';
 export type { SimdLevelName };
 
 /** The SIMD level in use: 'scalar', 'avx2' or 'avx512' (RABITQ_SIMD forces a lower one). */

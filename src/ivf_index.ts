@@ -5,6 +5,7 @@
  */
 import { native, type NativeIndex, type NativeInfo } from './native.js';
 import { assertFloat32Array, assertIntInRange, describeValue } from './errors.js';
+import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
 
 export type BuildPhase = 'train' | 'assign' | 'encode';
 export interface BuildProgress { phase: BuildPhase; done: number; total: number }
@@ -203,6 +204,14 @@ export class IvfRabitqIndex {
     const perQueryStats: SearchStats[] = [];
     for (let q = 0; q < nq; q++) perQueryStats.push(statsFrom(stats, 5 + 5 * q));
     return { ids, distances, stats: statsFrom(stats), perQueryStats };
+  }
+
+  /**
+   * A micro-batcher in front of this index: concurrent single-query
+   * searches are grouped and run through searchBatch (see src/batcher.ts).
+   */
+  batcher(options: BatcherOptions = {}): Batcher {
+    return createBatcher(this, options);
   }
 
   /**

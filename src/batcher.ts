@@ -1,0 +1,546 @@
+/**
+ * Micro-batching of single-query searches.
+ *
+ * Many concurrent callers each ask for one query; the batcher gathers them
+ * and runs them together through `index.searchBatch` on the native pool, so
+ * the JS thread never blocks on a search and the pool works on full batches.
+ *
+ * Policy:
+ * - Queries are grouped by their (k, nprobe) pair: a batch only ever holds
+ *   queries with the same k and the same nprobe (nprobe clamped to the number
+ *   of clusters, as the index does). Each group has its own FIFO queue.
+ * - A group is ready when it holds maxBatchSize queries, or maxDelayMs after
+ *   its oldest query arrived, whichever comes first. Ready groups are served
+ *   oldest-first; at most maxInFlight batches run at once, so a busy pool
+ *   makes the queue grow instead of the number of running batches.
+ * - At most `capacity` queries wait (all groups together); past that a search
+ *   rejects at once with QueueFullError. Memory stays bounded by
+ *   capacity + maxInFlight * maxBatchSize query copies.
+ * - With timeoutMs, a query still waiting timeoutMs after it was submitted
+ *   rejects with TimeoutError and is never run. A query whose batch has
+ *   started runs to completion.
+ * - Each query is validated when submitted (same checks and messages as
+ *   index.search); a bad query rejects only its own Promise.
+ */
+import { RabitqError, assertFloat32Array, assertIntInRange, describeValue } from './errors.js';
+import type { BatchSearchOptions } from './ivf_index.js';
+
+/** The waiting queue is full; retry later. */
+export class QueueFullError extends RabitqError {
+  readonly capacity: number;
+  constructor(capacity: number) {
+    super('EQUEUEFULL', `the search queue is full (capacity ${capacity} queries); retry later`);
+    this.capacity = capacity;
+  }
+}
+
+/** A query waited longer than timeoutMs before its batch started; it was not run. */
+export class TimeoutError extends RabitqError {
+  readonly timeoutMs: number;
+  constructor(timeoutMs: number, waitedMs: number) {
+    super('ETIMEDOUT', `the query waited ${waitedMs.toFixed(1)} ms in the queue, more than timeoutMs (${timeoutMs}); it was not run`);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** search() was called after close(). */
+export class BatcherClosedError extends RabitqError {
+  constructor() {
+    super('ECLOSED', 'the batcher is closed: it accepts no new searches');
+  }
+}
+
+export interface BatcherOptions {
+  /** Largest batch handed to searchBatch (default 64). */
+  maxBatchSize?: number;
+  /** Longest time the oldest query of a group waits for the batch to fill, in ms (default 2). */
+  maxDelayMs?: number;
+  /** Most queries waiting at once, all groups together (default 1024). */
+  capacity?: number;
+  /** Reject queries that waited longer than this, in ms (default: no limit). */
+  timeoutMs?: number;
+  /** Most batches running at once (default 2). */
+  maxInFlight?: number;
+  /** Worker threads per batch, passed to searchBatch (default: the whole pool). */
+  threads?: number;
+}
+
+export interface BatcherSearchOptions {
+  k: number;
+  nprobe: number;
+}
+
+export interface BatcherResult {
+  /** This query's k ids (a fresh array). */
+  ids: Int32Array;
+  /** This query's k squared distances (a fresh array). */
+  distances: Float32Array;
+}
+
+export interface BatcherRejections {
+  /** QueueFullError */
+  queueFull: number;
+  /** TimeoutError */
+  timeout: number;
+  /** TypeError / RangeError from validation */
+  invalid: number;
+  /** search() after close() */
+  closed: number;
+  /** searchBatch itself failed */
+  failed: number;
+}
+
+export interface BatcherStats {
+  /** Queries waiting now. */
+  queued: number;
+  /** Queries in batches running now. */
+  running: number;
+  /** Batches started so far. */
+  batches: number;
+  /** Queries answered so far. */
+  completed: number;
+  /** Batches by size: counts[i] counts sizes in (bounds[i-1], bounds[i]]; bounds are 1, 2, 4, ..., maxBatchSize. */
+  batchSizes: { bounds: number[]; counts: number[] };
+  /** Queue wait of recent queries (submit to batch start), in ms; 0 before any. */
+  queueWaitMs: { p50: number; p99: number; samples: number };
+  rejected: BatcherRejections;
+}
+
+export interface Batcher {
+  /** Queue one query; resolves with exactly its own result. Never throws synchronously. */
+  search(query: Float32Array, options: BatcherSearchOptions): Promise<BatcherResult>;
+  /** Stop accepting, run everything queued, resolve when all of it settled. */
+  close(): Promise<void>;
+  /** Whether close() was called. */
+  readonly closed: boolean;
+  stats(): BatcherStats;
+  /** The stats in the Prometheus text exposition format (metric names start with `prefix`, default `rabitq_batcher_`). */
+  prometheus(prefix?: string): string;
+}
+
+/** What the batcher needs from an index (an IvfRabitqIndex fits). */
+export interface BatchableIndex {
+  readonly dim: number;
+  readonly numClusters?: number;
+  searchBatch(queries: Float32Array, options: BatchSearchOptions): Promise<{ ids: Int32Array; distances: Float32Array }>;
+}
+
+/** Same limit as index.search. */
+const MAX_K = 1 << 20;
+const WAIT_RING = 2048;
+
+interface Pending {
+  query: Float32Array;
+  enqueuedAt: number;
+  resolve: (r: BatcherResult) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Group {
+  key: string;
+  k: number;
+  nprobe: number;
+  /** FIFO; items[head..] are waiting. */
+  items: Pending[];
+  head: number;
+  timer: ReturnType<typeof setTimeout> | null;
+  /** maxDelayMs has passed since the oldest waiting query arrived. */
+  due: boolean;
+}
+
+function now(): number {
+  return performance.now();
+}
+
+function checkOption(name: string, v: unknown, min: number, max: number): void {
+  if (v !== undefined) assertIntInRange(`options.${name}`, v, min, max);
+}
+
+function sizeBounds(maxBatchSize: number): number[] {
+  const b: number[] = [];
+  for (let s = 1; s < maxBatchSize; s *= 2) b.push(s);
+  b.push(maxBatchSize);
+  return b;
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return 0;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+function promNumber(x: number): string {
+  if (Number.isNaN(x)) return 'NaN';
+  if (x === Infinity) return '+Inf';
+  if (x === -Infinity) return '-Inf';
+  return String(x);
+}
+
+/**
+ * Creates a batcher in front of `index`. See the module comment for the
+ * batching, grouping, back-pressure and timeout policy.
+ */
+export function createBatcher(index: BatchableIndex, options: BatcherOptions = {}): Batcher {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`options must be an object, got ${describeValue(options)}`);
+  }
+  checkOption('maxBatchSize', options.maxBatchSize, 1, 1 << 16);
+  if (options.maxDelayMs !== undefined && (typeof options.maxDelayMs !== 'number' || !(options.maxDelayMs >= 0) || !Number.isFinite(options.maxDelayMs))) {
+    throw new RangeError(`options.maxDelayMs must be a finite number >= 0, got ${describeValue(options.maxDelayMs)}`);
+  }
+  checkOption('capacity', options.capacity, 1, 1 << 24);
+  if (options.timeoutMs !== undefined && (typeof options.timeoutMs !== 'number' || !(options.timeoutMs > 0) || !Number.isFinite(options.timeoutMs))) {
+    throw new RangeError(`options.timeoutMs must be a finite number > 0, got ${describeValue(options.timeoutMs)}`);
+  }
+  checkOption('maxInFlight', options.maxInFlight, 1, 1024);
+  checkOption('threads', options.threads, 1, 1024);
+
+  const maxBatchSize = options.maxBatchSize ?? 64;
+  const maxDelayMs = options.maxDelayMs ?? 2;
+  const capacity = options.capacity ?? 1024;
+  const timeoutMs = options.timeoutMs;
+  const maxInFlight = options.maxInFlight ?? 2;
+  const threads = options.threads;
+  const dim = index.dim;
+  const numClusters = index.numClusters;
+
+  const groups = new Map<string, Group>();
+  let queued = 0;
+  let running = 0;
+  let inFlight = 0;
+  let closing = false;
+  let closePromise: Promise<void> | null = null;
+  let onIdle: (() => void) | null = null;
+  let timeoutTimer: ReturnType<typeof setTimeout> | null = null;
+  let timeoutTimerAt = Infinity;
+
+  // stats
+  const bounds = sizeBounds(maxBatchSize);
+  const sizeCounts = new Array<number>(bounds.length).fill(0);
+  let batchSizeSum = 0;
+  let batches = 0;
+  let completed = 0;
+  const waits = new Float64Array(WAIT_RING);
+  let waitCount = 0;
+  let waitSumMs = 0;
+  const rejected: BatcherRejections = { queueFull: 0, timeout: 0, invalid: 0, closed: 0, failed: 0 };
+
+  function recordWait(ms: number): void {
+    waits[waitCount % WAIT_RING] = ms;
+    waitCount++;
+    waitSumMs += ms;
+  }
+
+  function waiting(g: Group): number {
+    return g.items.length - g.head;
+  }
+
+  function shift(g: Group): Pending {
+    const p = g.items[g.head]!;
+    g.items[g.head] = undefined as unknown as Pending;
+    g.head++;
+    if (g.head === g.items.length) {
+      g.items.length = 0;
+      g.head = 0;
+    } else if (g.head >= 1024 && g.head * 2 >= g.items.length) {
+      g.items = g.items.slice(g.head);
+      g.head = 0;
+    }
+    queued--;
+    return p;
+  }
+
+  function isReady(g: Group): boolean {
+    return waiting(g) > 0 && (closing || g.due || waiting(g) >= maxBatchSize);
+  }
+
+  function armDelay(g: Group): void {
+    if (g.timer !== null || waiting(g) === 0) return;
+    g.due = false;
+    const oldest = g.items[g.head]!.enqueuedAt;
+    const delay = oldest + maxDelayMs - now();
+    if (delay <= 0) {
+      g.due = true;
+      return;
+    }
+    g.timer = setTimeout(() => {
+      g.timer = null;
+      if (waiting(g) === 0) return;
+      g.due = true;
+      pump();
+    }, delay);
+  }
+
+  function dropGroupIfEmpty(g: Group): void {
+    if (waiting(g) === 0) {
+      if (g.timer !== null) clearTimeout(g.timer);
+      g.timer = null;
+      groups.delete(g.key);
+    }
+  }
+
+  /** Rejects waiting queries older than timeoutMs; returns the next deadline. */
+  function expire(t: number): number {
+    if (timeoutMs === undefined) return Infinity;
+    let next = Infinity;
+    for (const g of [...groups.values()]) {
+      while (waiting(g) > 0) {
+        const head = g.items[g.head]!;
+        const waited = t - head.enqueuedAt;
+        if (waited < timeoutMs) {
+          next = Math.min(next, head.enqueuedAt + timeoutMs);
+          break;
+        }
+        shift(g);
+        rejected.timeout++;
+        head.reject(new TimeoutError(timeoutMs, waited));
+      }
+      dropGroupIfEmpty(g);
+    }
+    return next;
+  }
+
+  function armTimeout(deadline: number): void {
+    if (timeoutMs === undefined || deadline === Infinity) return;
+    if (timeoutTimer !== null && timeoutTimerAt <= deadline) return;
+    if (timeoutTimer !== null) clearTimeout(timeoutTimer);
+    timeoutTimerAt = deadline;
+    timeoutTimer = setTimeout(() => {
+      timeoutTimer = null;
+      timeoutTimerAt = Infinity;
+      armTimeout(expire(now()));
+      pump();
+      checkIdle();
+    }, Math.max(0, deadline - now()) + 0.5);
+    // pending work keeps the process alive through the delay timers, not this one
+    timeoutTimer.unref?.();
+  }
+
+  function checkIdle(): void {
+    if (closing && queued === 0 && inFlight === 0 && onIdle) {
+      const f = onIdle;
+      onIdle = null;
+      if (timeoutTimer !== null) clearTimeout(timeoutTimer);
+      timeoutTimer = null;
+      f();
+    }
+  }
+
+  function pickReady(): Group | null {
+    let best: Group | null = null;
+    for (const g of groups.values()) {
+      if (!isReady(g)) continue;
+      // full groups first, then the one whose oldest query waited longest
+      if (best === null) {
+        best = g;
+        continue;
+      }
+      const gFull = waiting(g) >= maxBatchSize;
+      const bFull = waiting(best) >= maxBatchSize;
+      if (gFull !== bFull ? gFull : g.items[g.head]!.enqueuedAt < best.items[best.head]!.enqueuedAt) best = g;
+    }
+    return best;
+  }
+
+  function pump(): void {
+    if (inFlight >= maxInFlight) return;
+    const t = now();
+    armTimeout(expire(t));
+    while (inFlight < maxInFlight) {
+      const g = pickReady();
+      if (g === null) break;
+      const n = Math.min(maxBatchSize, waiting(g));
+      const batch: Pending[] = new Array(n);
+      for (let i = 0; i < n; i++) {
+        const p = shift(g);
+        recordWait(t - p.enqueuedAt);
+        batch[i] = p;
+      }
+      // the rest of the group starts a fresh delay from its (new) oldest query
+      if (g.timer !== null) clearTimeout(g.timer);
+      g.timer = null;
+      g.due = false;
+      if (waiting(g) === 0) groups.delete(g.key);
+      else armDelay(g); // may mark it due at once: the loop then serves it
+      run(g.k, g.nprobe, batch);
+    }
+    checkIdle();
+  }
+
+  function run(k: number, nprobe: number, batch: Pending[]): void {
+    const n = batch.length;
+    inFlight++;
+    running += n;
+    batches++;
+    batchSizeSum += n;
+    let b = 0;
+    while (bounds[b]! < n) b++;
+    sizeCounts[b]!++;
+    const queries = new Float32Array(n * dim);
+    for (let i = 0; i < n; i++) queries.set(batch[i]!.query, i * dim);
+    const opts: BatchSearchOptions = threads === undefined ? { k, nprobe } : { k, nprobe, threads };
+    let promise: Promise<{ ids: Int32Array; distances: Float32Array }>;
+    try {
+      promise = index.searchBatch(queries, opts);
+    } catch (err) {
+      promise = Promise.reject(err);
+    }
+    promise.then(
+      (res) => {
+        for (let i = 0; i < n; i++) {
+          batch[i]!.resolve({
+            ids: res.ids.slice(i * k, (i + 1) * k),
+            distances: res.distances.slice(i * k, (i + 1) * k),
+          });
+        }
+        completed += n;
+      },
+      (err: unknown) => {
+        rejected.failed += n;
+        for (const p of batch) p.reject(err);
+      },
+    ).finally(() => {
+      inFlight--;
+      running -= n;
+      pump();
+      checkIdle();
+    });
+  }
+
+  function validate(query: unknown, options: unknown): { k: number; nprobe: number; copy: Float32Array } {
+    // the same checks, in the same order and with the same messages, as index.search
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`options must be an object, got ${describeValue(options)}`);
+    }
+    const o = options as Partial<BatcherSearchOptions>;
+    assertIntInRange('options.k', o.k, 1, MAX_K);
+    assertIntInRange('options.nprobe', o.nprobe, 1);
+    assertFloat32Array('query', query);
+    if (query.length !== dim) throw new RangeError(`query must have length dim (${dim}), got ${query.length}`);
+    const copy = query.slice();
+    for (let i = 0; i < dim; i++) {
+      const x = copy[i]!;
+      if (x - x !== 0) throw new RangeError(`query must contain only finite numbers, found ${x} at column ${i}`);
+    }
+    const nprobe = numClusters === undefined ? o.nprobe : Math.min(o.nprobe, numClusters);
+    return { k: o.k, nprobe, copy };
+  }
+
+  function search(query: Float32Array, options: BatcherSearchOptions): Promise<BatcherResult> {
+    if (closing) {
+      rejected.closed++;
+      return Promise.reject(new BatcherClosedError());
+    }
+    let v: { k: number; nprobe: number; copy: Float32Array };
+    try {
+      v = validate(query, options);
+    } catch (err) {
+      rejected.invalid++;
+      return Promise.reject(err);
+    }
+    if (queued >= capacity) {
+      // make room from queries that are past their timeout before refusing
+      armTimeout(expire(now()));
+      if (queued >= capacity) {
+        rejected.queueFull++;
+        return Promise.reject(new QueueFullError(capacity));
+      }
+    }
+    const key = `${v.k}/${v.nprobe}`;
+    let g = groups.get(key);
+    if (g === undefined) {
+      g = { key, k: v.k, nprobe: v.nprobe, items: [], head: 0, timer: null, due: false };
+      groups.set(key, g);
+    }
+    const group = g;
+    return new Promise<BatcherResult>((resolve, reject) => {
+      const t = now();
+      group.items.push({ query: v.copy, enqueuedAt: t, resolve, reject });
+      queued++;
+      if (timeoutMs !== undefined) armTimeout(t + timeoutMs);
+      if (waiting(group) >= maxBatchSize) pump();
+      else if (group.timer === null) {
+        if (maxDelayMs === 0) {
+          group.due = true;
+          // let the other queries submitted in this same tick join
+          group.timer = setTimeout(() => {
+            group.timer = null;
+            pump();
+          }, 0);
+        } else armDelay(group);
+      }
+    });
+  }
+
+  function close(): Promise<void> {
+    if (closePromise) return closePromise;
+    closing = true;
+    closePromise = new Promise<void>((resolve) => {
+      onIdle = resolve;
+    });
+    for (const g of groups.values()) {
+      if (g.timer !== null) clearTimeout(g.timer);
+      g.timer = null;
+    }
+    pump();
+    checkIdle();
+    return closePromise;
+  }
+
+  function stats(): BatcherStats {
+    const n = Math.min(waitCount, WAIT_RING);
+    const sorted = waits.slice(0, n).sort();
+    return {
+      queued,
+      running,
+      batches,
+      completed,
+      batchSizes: { bounds: [...bounds], counts: [...sizeCounts] },
+      queueWaitMs: { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), samples: n },
+      rejected: { ...rejected },
+    };
+  }
+
+  function prometheus(prefix = 'rabitq_batcher_'): string {
+    const s = stats();
+    const out: string[] = [];
+    const metric = (name: string, type: string, help: string, lines: string[]) => {
+      out.push(`# HELP ${prefix}${name} ${help}`, `# TYPE ${prefix}${name} ${type}`, ...lines);
+    };
+    metric('queue_depth', 'gauge', 'Queries waiting for a batch.', [`${prefix}queue_depth ${s.queued}`]);
+    metric('running_queries', 'gauge', 'Queries in batches running now.', [`${prefix}running_queries ${s.running}`]);
+    metric('queries_completed_total', 'counter', 'Queries answered.', [`${prefix}queries_completed_total ${s.completed}`]);
+    const bucketLines: string[] = [];
+    let cum = 0;
+    for (let i = 0; i < s.batchSizes.bounds.length; i++) {
+      cum += s.batchSizes.counts[i]!;
+      bucketLines.push(`${prefix}batch_size_bucket{le="${s.batchSizes.bounds[i]}"} ${cum}`);
+    }
+    bucketLines.push(`${prefix}batch_size_bucket{le="+Inf"} ${cum}`, `${prefix}batch_size_sum ${batchSizeSum}`, `${prefix}batch_size_count ${s.batches}`);
+    metric('batch_size', 'histogram', 'Queries per batch run.', bucketLines);
+    metric('queue_wait_seconds', 'summary', `Queue wait of the last ${WAIT_RING} queries started.`, [
+      `${prefix}queue_wait_seconds{quantile="0.5"} ${promNumber(s.queueWaitMs.p50 / 1000)}`,
+      `${prefix}queue_wait_seconds{quantile="0.99"} ${promNumber(s.queueWaitMs.p99 / 1000)}`,
+      `${prefix}queue_wait_seconds_sum ${promNumber(waitSumMs / 1000)}`,
+      `${prefix}queue_wait_seconds_count ${waitCount}`,
+    ]);
+    metric('rejections_total', 'counter', 'Queries rejected, by reason.', [
+      `${prefix}rejections_total{reason="queue_full"} ${s.rejected.queueFull}`,
+      `${prefix}rejections_total{reason="timeout"} ${s.rejected.timeout}`,
+      `${prefix}rejections_total{reason="invalid"} ${s.rejected.invalid}`,
+      `${prefix}rejections_total{reason="closed"} ${s.rejected.closed}`,
+      `${prefix}rejections_total{reason="failed"} ${s.rejected.failed}`,
+    ]);
+    return out.join('\n') + '\n';
+  }
+
+  return {
+    search,
+    close,
+    get closed() {
+      return closing;
+    },
+    stats,
+    prometheus,
+  };
+}
