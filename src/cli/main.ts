@@ -4,6 +4,7 @@
  *
  *   rabitq bench [options]   recall / QPS benchmark (see `rabitq bench --help`)
  *   rabitq info              SIMD level, CPU and affinity
+ *   rabitq serve <file>      HTTP search server (see src/cli/serve.ts)
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
@@ -35,6 +36,7 @@ const MAIN_HELP = `Usage: rabitq <command> [options]
 Commands:
   bench     recall / QPS benchmark of the IVF + RaBitQ index (and optional peers)
   info      show the SIMD level, CPU and CPU affinity
+  serve     build an index from a vector file and serve searches over HTTP
   help      show help for a command
 
 Options:
@@ -291,7 +293,7 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
  */
 export async function main(argv: readonly string[], io: CliIO = processIO): Promise<number> {
   const [cmd, ...rest] = argv;
-  const prog = cmd === 'bench' || cmd === 'info' ? `rabitq ${cmd}` : 'rabitq';
+  const prog = cmd === 'bench' || cmd === 'info' || cmd === 'serve' ? `rabitq ${cmd}` : 'rabitq';
   try {
     switch (cmd) {
       case undefined:
@@ -301,6 +303,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         return 0;
       case 'help':
         if (rest[0] === 'bench') io.stdout(BENCH_HELP);
+        else if (rest[0] === 'serve') io.stdout((await import('./serve.js')).SERVE_HELP);
         else if (rest[0] === undefined || rest[0] === 'info') io.stdout(MAIN_HELP);
         else throw new UsageError(`unknown command ${JSON.stringify(rest[0])}`);
         return 0;
@@ -312,6 +315,8 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         return await benchCommand(rest, io);
       case 'info':
         return await infoCommand(rest, io);
+      case 'serve':
+        return await (await import('./serve.js')).serveCommand(rest, io);
       default:
         throw new UsageError(
           cmd.startsWith('-') ? `unknown option ${cmd}` : `unknown command ${JSON.stringify(cmd)}`,

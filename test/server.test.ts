@@ -1,0 +1,297 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IvfRabitqIndex, writeFvecs } from '../src/index.js';
+import { startServer, type RabitqServer, type ServableIndex } from '../src/server.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const DIM = 16;
+const N = 3000;
+
+function synthetic(n: number, dim: number, seed: number): Float32Array {
+  const out = new Float32Array(n * dim);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < out.length; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = s / 0x1_0000_0000 - 0.5;
+  }
+  return out;
+}
+
+function post(url: string, body: unknown, type = 'application/json'): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': type },
+    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
+  });
+}
+
+function binary(v: Float32Array): Uint8Array {
+  const out = new Uint8Array(v.length * 4);
+  const dv = new DataView(out.buffer);
+  v.forEach((x, i) => dv.setFloat32(i * 4, x, true));
+  return out;
+}
+
+let index: IvfRabitqIndex;
+// synthetic and deterministic, so the describe bodies below can use it at collection time
+const queries = synthetic(100, DIM, 77);
+let server: RabitqServer;
+const row = (i: number) => queries.slice(i * DIM, (i + 1) * DIM);
+
+beforeAll(async () => {
+  index = await IvfRabitqIndex.build(synthetic(N, DIM, 3), { dim: DIM, numClusters: 16 });
+  server = await startServer({ index, host: '127.0.0.1', port: 0 });
+  await server.ready;
+}, 60_000);
+
+afterAll(async () => {
+  await server?.close();
+});
+
+describe('search endpoints', () => {
+  it('POST /search answers like index.search', async () => {
+    const res = await post(`${server.url}/search`, { vector: Array.from(row(0)), k: 5, nprobe: 4 });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { ids: number[]; distances: number[] };
+    const direct = index.search(row(0), { k: 5, nprobe: 4 });
+    expect(body.ids).toEqual(Array.from(direct.ids));
+    expect(body.distances).toEqual(Array.from(direct.distances));
+  });
+
+  it('uses k = 10 and nprobe = min(16, clusters) by default', async () => {
+    const res = await post(`${server.url}/search`, { vector: Array.from(row(1)) });
+    const body = (await res.json()) as { ids: number[] };
+    expect(body.ids).toEqual(Array.from(index.search(row(1), { k: 10, nprobe: 16 }).ids));
+  });
+
+  it('POST /search/batch answers every vector', async () => {
+    const vectors = [0, 1, 2, 3].map((i) => Array.from(row(i)));
+    const res = await post(`${server.url}/search/batch`, { vectors, k: 3, nprobe: 8 });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { ids: number[][]; distances: number[][] };
+    expect(body.ids).toHaveLength(4);
+    for (let i = 0; i < 4; i++) {
+      const direct = index.search(row(i), { k: 3, nprobe: 8 });
+      expect(body.ids[i]).toEqual(Array.from(direct.ids));
+      expect(body.distances[i]).toEqual(Array.from(direct.distances));
+    }
+  });
+
+  it('accepts little-endian float32 bodies with k and nprobe in the query string', async () => {
+    const res = await post(`${server.url}/search?k=4&nprobe=2`, binary(row(5)), 'application/octet-stream');
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { ids: number[] }).ids).toEqual(Array.from(index.search(row(5), { k: 4, nprobe: 2 }).ids));
+    const three = new Float32Array(3 * DIM);
+    three.set(queries.subarray(0, 3 * DIM));
+    const rb = await post(`${server.url}/search/batch?k=2&nprobe=16`, binary(three), 'application/octet-stream');
+    expect(rb.status).toBe(200);
+    const body = (await rb.json()) as { ids: number[][] };
+    expect(body.ids).toEqual([0, 1, 2].map((i) => Array.from(index.search(row(i), { k: 2, nprobe: 16 }).ids)));
+  });
+
+  it('GET /healthz and GET /metrics', async () => {
+    const h = await fetch(`${server.url}/healthz`);
+    expect(h.status).toBe(200);
+    expect(await h.json()).toMatchObject({ status: 'ok', vectors: N, dim: DIM });
+    const m = await fetch(`${server.url}/metrics`);
+    expect(m.status).toBe(200);
+    expect(m.headers.get('content-type')).toMatch(/^text\/plain/);
+    const text = await m.text();
+    expect(text).toMatch(/rabitq_http_requests_total\{route="\/search",status="200"\} \d+/);
+    expect(text).toContain('# TYPE rabitq_http_request_duration_seconds histogram');
+    expect(text).toMatch(/rabitq_http_request_duration_seconds_count\{route="\/search"\} \d+/);
+    expect(text).toContain(`rabitq_index_vectors ${N}`);
+    expect(text).toMatch(/rabitq_index_memory_bytes \d+/);
+    expect(text).toContain('rabitq_index_ready 1');
+    expect(text).toMatch(/rabitq_batcher_batch_size_count \d+/);
+    expect(text).toContain('rabitq_batcher_queue_depth 0');
+    expect(text).toContain('rabitq_batcher_rejections_total{reason="queue_full"} 0');
+  });
+});
+
+describe('bad input gets a 400 naming the field', () => {
+  const good = () => Array.from(row(0));
+  const nanBin = row(0);
+  nanBin[3] = NaN;
+  const cases: [string, string, unknown, string, RegExp][] = [
+    ['wrong dimension', '/search', { vector: [1, 2, 3] }, 'application/json', /^vector must have 16 elements .* got 3$/],
+    ['NaN literal', '/search', '{"vector":[1,NaN,2]}', 'application/json', /^vector must contain only finite numbers/],
+    ['null element (JSON.stringify of NaN)', '/search', { vector: [1, null, 2] }, 'application/json', /^vector\[1\] must be number$/],
+    ['string element', '/search', { vector: [1, '2'] }, 'application/json', /^vector\[1\] must be number$/],
+    ['beyond float32', '/search', `{"vector":[1e39${',0'.repeat(DIM - 1)}]}`, 'application/json', /^vector\[0\] must be a finite float32 number/],
+    ['missing vector', '/search', { k: 3 }, 'application/json', /^vector is required$/],
+    ['vector not an array', '/search', { vector: 'abc' }, 'application/json', /^vector must be array$/],
+    ['empty vector', '/search', { vector: [] }, 'application/json', /^vector must NOT have fewer than 1 items$/],
+    ['k = 0', '/search', { vector: good(), k: 0 }, 'application/json', /^k must be >= 1$/],
+    ['k too large', '/search', { vector: good(), k: 5000 }, 'application/json', /^k must be <= 1024$/],
+    ['k fractional', '/search', { vector: good(), k: 2.5 }, 'application/json', /^k must be integer$/],
+    ['k as a string', '/search', { vector: good(), k: '3' }, 'application/json', /^k must be integer$/],
+    ['nprobe = 0', '/search', { vector: good(), nprobe: 0 }, 'application/json', /^nprobe must be >= 1$/],
+    ['unknown field', '/search', { vector: good(), kk: 3 }, 'application/json', /^unknown field "kk"$/],
+    ['not JSON', '/search', '{"vector": [1, 2', 'application/json', /^the body is not valid JSON/],
+    ['batch row of the wrong dimension', '/search/batch', { vectors: [good(), [1, 2]] }, 'application/json', /^vectors\[1\] must have 16 elements/],
+    ['batch element not a number', '/search/batch', { vectors: [good(), [1, true]] }, 'application/json', /^vectors\[1\]\[1\] must be number$/],
+    ['batch missing vectors', '/search/batch', { vector: good() }, 'application/json', /^vectors is required$/],
+    ['batch empty', '/search/batch', { vectors: [] }, 'application/json', /^vectors must NOT have fewer than 1 items$/],
+    ['binary of the wrong length', '/search?k=3', new Uint8Array(10), 'application/octet-stream', /^body: a binary body must be exactly 64 bytes/],
+    ['binary NaN', '/search', binary(nanBin), 'application/octet-stream', /^body\[3\] must be a finite number, got NaN$/],
+    ['binary bad k', '/search?k=abc', binary(row(0)), 'application/octet-stream', /^k must be an integer in 1\.\.1024, got "abc"$/],
+    ['binary k too large', '/search/batch?k=2000', binary(row(0)), 'application/octet-stream', /^k must be an integer in 1\.\.1024/],
+    ['binary batch of a partial row', '/search/batch', new Uint8Array(100), 'application/octet-stream', /^body: a binary body must be a positive multiple of 64 bytes/],
+  ];
+  for (const [name, url, body, type, re] of cases) {
+    it(name, async () => {
+      const res = await post(`${server.url}${url}`, body, type);
+      const json = (await res.json()) as { message: string; statusCode: number };
+      expect({ status: res.status, message: json.message }).toEqual({ status: 400, message: expect.stringMatching(re) });
+    });
+  }
+
+  it('oversize bodies get 413 and too many vectors get 400; the server keeps serving', async () => {
+    const small = await startServer({ index, port: 0, bodyLimit: 2048, maxBatchVectors: 4 });
+    try {
+      await small.ready;
+      const big = await post(`${small.url}/search`, { vector: Array.from({ length: 400 }, () => 0.123456789) });
+      expect(big.status).toBe(413);
+      const many = await post(`${small.url}/search/batch`, { vectors: Array.from({ length: 5 }, () => [0]) });
+      expect(many.status).toBe(400);
+      expect(((await many.json()) as { message: string }).message).toMatch(/^vectors must NOT have more than 4 items$/);
+      const ok = await post(`${small.url}/search`, { vector: Array.from(row(0)) });
+      expect(ok.status).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('never answered 500', async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    expect(text).not.toMatch(/status="5\d\d"/);
+    expect(text).toMatch(/rabitq_http_requests_total\{route="\/search",status="400"\} \d+/);
+  });
+});
+
+describe('load, timeouts and readiness', () => {
+  it('a full queue gets 503 with Retry-After, the rest succeed', async () => {
+    const s = await startServer({ index, port: 0, capacity: 1, maxDelayMs: 20, maxBatchSize: 64 });
+    try {
+      await s.ready;
+      const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => post(`${s.url}/search`, { vector: Array.from(row(i)) })));
+      const codes = rs.map((r) => r.status);
+      expect(codes).toContain(200);
+      expect(codes).toContain(503);
+      expect(codes.every((c) => c === 200 || c === 503)).toBe(true);
+      for (const r of rs.filter((x) => x.status === 503)) {
+        expect(r.headers.get('retry-after')).toBe('1');
+        expect(await r.json()).toMatchObject({ code: 'EQUEUEFULL' });
+      }
+      const batch = await post(`${s.url}/search/batch`, { vectors: [Array.from(row(0)), Array.from(row(1))] });
+      expect(batch.status).toBe(400); // more vectors than the queue can ever hold
+      const metrics = await (await fetch(`${s.url}/metrics`)).text();
+      expect(metrics).toMatch(/rabitq_batcher_rejections_total\{reason="queue_full"\} [1-9]/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a query that waits longer than the timeout gets 504', async () => {
+    const s = await startServer({ index, port: 0, timeoutMs: 5, maxDelayMs: 200 });
+    try {
+      await s.ready;
+      const res = await post(`${s.url}/search`, { vector: Array.from(row(0)) });
+      expect(res.status).toBe(504);
+      expect(await res.json()).toMatchObject({ code: 'ETIMEDOUT' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('answers 503 until the index is loaded', async () => {
+    let resolve!: (i: ServableIndex) => void;
+    const s = await startServer({ index: new Promise<ServableIndex>((r) => (resolve = r)), port: 0 });
+    try {
+      const h = await fetch(`${s.url}/healthz`);
+      expect(h.status).toBe(503);
+      expect(await h.json()).toMatchObject({ status: 'loading' });
+      const early = await post(`${s.url}/search`, { vector: Array.from(row(0)) });
+      expect(early.status).toBe(503);
+      expect(early.headers.get('retry-after')).toBe('1');
+      resolve(index);
+      await s.ready;
+      expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
+      expect((await post(`${s.url}/search`, { vector: Array.from(row(0)) })).status).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('close() lets queued requests finish', async () => {
+    const s = await startServer({ index, port: 0, maxDelayMs: 300 });
+    await s.ready;
+    const inflight = Promise.all([0, 1, 2].map((i) => post(`${s.url}/search`, { vector: Array.from(row(i)), k: 2 })));
+    while (s.batcher!.stats().queued < 3) await new Promise((r) => setTimeout(r, 5));
+    const t0 = performance.now();
+    await s.close();
+    expect(performance.now() - t0).toBeLessThan(250); // drained at once, not after the delay
+    const rs = await inflight;
+    expect(rs.map((r) => r.status)).toEqual([200, 200, 200]);
+  });
+});
+
+describe('rabitq serve (child process)', () => {
+  let tmp: string;
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'rabitq-serve-test-'));
+    await writeFvecs(path.join(tmp, 'small.fvecs'), { dim: DIM, data: synthetic(2000, DIM, 11) });
+  });
+  afterAll(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('serves, then drains and exits 0 on SIGTERM', async () => {
+    const cli = path.join(ROOT, 'dist/src/cli/main.js');
+    expect(existsSync(cli), 'build dist first: npx tsc -p tsconfig.json').toBe(true);
+    const child = spawn(
+      process.execPath,
+      [cli, 'serve', path.join(tmp, 'small.fvecs'), '--port', '0', '--clusters', '8', '--max-delay-ms', '300'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no listening line: ${err}`)), 20_000);
+        child.stderr.on('data', (d: string) => {
+          err += d;
+          const m = /listening on (http:\/\/\S+?);/.exec(err);
+          if (m) {
+            clearTimeout(t);
+            resolve(m[1]!);
+          }
+        });
+      });
+      for (let i = 0; i < 200 && (await fetch(`${url}/healthz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      const vec = Array.from(synthetic(1, DIM, 5));
+      const inflight = Promise.all([0, 1, 2].map(() => post(`${url}/search`, { vector: vec, k: 3 })));
+      await new Promise((r) => setTimeout(r, 100)); // the requests wait in the batcher (max delay 300 ms)
+      child.kill('SIGTERM');
+      const rs = await inflight;
+      expect(rs.map((r) => r.status)).toEqual([200, 200, 200]);
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
+      expect(code).toBe(0);
+      expect(err).toContain('SIGTERM received: draining');
+      expect(err).toContain('stopped');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 40_000);
+});
