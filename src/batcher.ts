@@ -59,7 +59,10 @@ export interface BatcherOptions {
   capacity?: number;
   /** Reject queries that waited longer than this, in ms (default: no limit). */
   timeoutMs?: number;
-  /** Most batches running at once (default 2). */
+  /**
+   * Most batches running at once (default 1: each batch already uses the
+   * whole pool, and the queue meanwhile fills the next batch).
+   */
   maxInFlight?: number;
   /** Worker threads per batch, passed to searchBatch (default: the whole pool). */
   threads?: number;
@@ -199,7 +202,7 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
   const maxDelayMs = options.maxDelayMs ?? 2;
   const capacity = options.capacity ?? 1024;
   const timeoutMs = options.timeoutMs;
-  const maxInFlight = options.maxInFlight ?? 2;
+  const maxInFlight = options.maxInFlight ?? 1;
   const threads = options.threads;
   const dim = index.dim;
   const numClusters = index.numClusters;
@@ -258,11 +261,9 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     if (g.timer !== null || waiting(g) === 0) return;
     g.due = false;
     const oldest = g.items[g.head]!.enqueuedAt;
-    const delay = oldest + maxDelayMs - now();
-    if (delay <= 0) {
-      g.due = true;
-      return;
-    }
+    // always through a timer, even when the delay has already passed (the
+    // process may have been descheduled): being due must lead to a pump()
+    const delay = Math.max(0, oldest + maxDelayMs - now());
     g.timer = setTimeout(() => {
       g.timer = null;
       if (waiting(g) === 0) return;
@@ -361,7 +362,7 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
       g.timer = null;
       g.due = false;
       if (waiting(g) === 0) groups.delete(g.key);
-      else armDelay(g); // may mark it due at once: the loop then serves it
+      else armDelay(g);
       run(g.k, g.nprobe, batch);
     }
     checkIdle();
@@ -385,8 +386,13 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     } catch (err) {
       promise = Promise.reject(err);
     }
+    const done = () => {
+      inFlight--;
+      running -= n;
+    };
     promise.then(
       (res) => {
+        done();
         for (let i = 0; i < n; i++) {
           batch[i]!.resolve({
             ids: res.ids.slice(i * k, (i + 1) * k),
@@ -396,12 +402,11 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
         completed += n;
       },
       (err: unknown) => {
+        done();
         rejected.failed += n;
         for (const p of batch) p.reject(err);
       },
     ).finally(() => {
-      inFlight--;
-      running -= n;
       pump();
       checkIdle();
     });
@@ -459,7 +464,7 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
       queued++;
       if (timeoutMs !== undefined) armTimeout(t + timeoutMs);
       if (waiting(group) >= maxBatchSize) pump();
-      else if (group.timer === null) {
+      else if (group.timer === null && !group.due) {
         if (maxDelayMs === 0) {
           group.due = true;
           // let the other queries submitted in this same tick join

@@ -297,6 +297,14 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     },
   };
 
+  /** A body that is neither JSON nor binary (none at all, e.g.) never reaches the schemas. */
+  function checkBody(request: FastifyRequest, field: string): void {
+    const b = request.body;
+    if (b === undefined || b === null || typeof b !== 'object') {
+      throw new BadRequest(`${field} is required: send a JSON body or little-endian float32 as application/octet-stream`);
+    }
+  }
+
   interface JsonSearch { vector: number[]; k?: number; nprobe?: number }
   interface JsonBatch { vectors: number[][]; k?: number; nprobe?: number }
 
@@ -304,6 +312,7 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     const ready = need(reply);
     if (!ready) return reply;
     const { idx, b } = ready;
+    checkBody(request, 'vector');
     let query: Float32Array;
     let p: SearchParams;
     if (Buffer.isBuffer(request.body)) {
@@ -326,6 +335,7 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     const ready = need(reply);
     if (!ready) return reply;
     const { idx, b } = ready;
+    checkBody(request, 'vectors');
     const dim = idx.dim;
     let data: Float32Array;
     let n: number;

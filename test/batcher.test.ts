@@ -100,6 +100,26 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     expect((await ps[4]!).ids[0]).toBe(5);
   });
 
+  it('runs at most maxInFlight batches at once; the queue fills the next one meanwhile', async () => {
+    vi.useFakeTimers();
+    const idx = fakeIndex(4, true);
+    const b = createBatcher(idx, { maxBatchSize: 4, maxDelayMs: 1 });
+    const ps = Array.from({ length: 10 }, (_, i) => b.search(q(i), { k: 1, nprobe: 1 }));
+    await vi.advanceTimersByTimeAsync(5);
+    expect(idx.calls.map((c) => c.nq)).toEqual([4]);
+    expect(b.stats()).toMatchObject({ queued: 6, running: 4 });
+    idx.release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(idx.calls.map((c) => c.nq)).toEqual([4, 4]);
+    idx.release();
+    await vi.advanceTimersByTimeAsync(0);
+    idx.release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(idx.calls.map((c) => c.nq)).toEqual([4, 4, 2]);
+    expect((await Promise.all(ps)).map((r) => r.ids[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(b.stats()).toMatchObject({ queued: 0, running: 0, completed: 10 });
+  });
+
   it('dispatches maxDelayMs after the first query of a batch arrived', async () => {
     vi.useFakeTimers();
     const idx = fakeIndex();
@@ -226,6 +246,24 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     expect(b.stats().rejected.failed).toBe(1);
   });
 
+  it('dispatches even when the process stalls past maxDelayMs between submit and arming the delay', async () => {
+    // every clock reading is 10 ms after the previous one: the delay has always passed already
+    let t = 0;
+    const spy = vi.spyOn(performance, 'now').mockImplementation(() => (t += 10));
+    try {
+      const idx = fakeIndex();
+      const b = createBatcher(idx, { maxBatchSize: 64, maxDelayMs: 2 });
+      const r = await Promise.race([
+        b.search(q(3), { k: 1, nprobe: 1 }),
+        new Promise((resolve) => setTimeout(() => resolve('stuck'), 500)),
+      ]);
+      expect(r).not.toBe('stuck');
+      expect((r as { ids: Int32Array }).ids[0]).toBe(3);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('checks its options', () => {
     const idx = fakeIndex();
     expect(() => createBatcher(idx, { maxBatchSize: 0 })).toThrow(/options.maxBatchSize/);
@@ -341,7 +379,7 @@ describe('batcher on a real index', () => {
 
   it('keeps the event loop responsive while 10,000 queries flow through', async () => {
     const b = index.batcher({ maxBatchSize: 64, maxDelayMs: 2, capacity: 20_000 });
-    const h = monitorEventLoopDelay({ resolution: 5 });
+    const h = monitorEventLoopDelay({ resolution: 2 });
     h.enable();
     const opts = { k: 10, nprobe: 4 };
     const ps: Promise<unknown>[] = [];

@@ -141,6 +141,10 @@ describe('bad input gets a 400 naming the field', () => {
     ['batch element not a number', '/search/batch', { vectors: [good(), [1, true]] }, 'application/json', /^vectors\[1\]\[1\] must be number$/],
     ['batch missing vectors', '/search/batch', { vector: good() }, 'application/json', /^vectors is required$/],
     ['batch empty', '/search/batch', { vectors: [] }, 'application/json', /^vectors must NOT have fewer than 1 items$/],
+    ['JSON null', '/search', 'null', 'application/json', /^body must be object$/],
+    ['JSON array', '/search/batch', '[[1, 2]]', 'application/json', /^body must be object$/],
+    ['empty JSON body', '/search', '', 'application/json', /^the body is not valid JSON/],
+    ['text body', '/search', 'hello', 'text/plain', /^vector is required: send a JSON body/],
     ['binary of the wrong length', '/search?k=3', new Uint8Array(10), 'application/octet-stream', /^body: a binary body must be exactly 64 bytes/],
     ['binary NaN', '/search', binary(nanBin), 'application/octet-stream', /^body\[3\] must be a finite number, got NaN$/],
     ['binary bad k', '/search?k=abc', binary(row(0)), 'application/octet-stream', /^k must be an integer in 1\.\.1024, got "abc"$/],
@@ -260,7 +264,7 @@ describe('rabitq serve (child process)', () => {
     expect(existsSync(cli), 'build dist first: npx tsc -p tsconfig.json').toBe(true);
     const child = spawn(
       process.execPath,
-      [cli, 'serve', path.join(tmp, 'small.fvecs'), '--port', '0', '--clusters', '8', '--max-delay-ms', '300'],
+      [cli, 'serve', path.join(tmp, 'small.fvecs'), '--port', '0', '--clusters', '8', '--max-delay-ms', '800', '--timeout-ms', '5000'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let err = '';
@@ -282,10 +286,18 @@ describe('rabitq serve (child process)', () => {
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
       const vec = Array.from(synthetic(1, DIM, 5));
       const inflight = Promise.all([0, 1, 2].map(() => post(`${url}/search`, { vector: vec, k: 3 })));
-      await new Promise((r) => setTimeout(r, 100)); // the requests wait in the batcher (max delay 300 ms)
+      // SIGTERM while the three queries wait in the batcher (max delay 800 ms)
+      let queued = false;
+      for (let i = 0; i < 100 && !queued; i++) {
+        queued = /rabitq_batcher_queue_depth 3\n/.test(await (await fetch(`${url}/metrics`)).text());
+        if (!queued) await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(queued).toBe(true);
+      const t0 = performance.now();
       child.kill('SIGTERM');
       const rs = await inflight;
       expect(rs.map((r) => r.status)).toEqual([200, 200, 200]);
+      expect(performance.now() - t0).toBeLessThan(700); // drained at once, not after the delay
       const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
       expect(code).toBe(0);
       expect(err).toContain('SIGTERM received: draining');
