@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IvfRabitqIndex, writeFvecs } from '../src/index.js';
 import { startServer, type RabitqServer, type ServableIndex } from '../src/server.js';
+import { main } from '../src/cli/main.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const DIM = 16;
@@ -257,6 +258,45 @@ describe('rabitq serve (child process)', () => {
   });
   afterAll(async () => {
     await rm(tmp, { recursive: true, force: true });
+  });
+
+  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const code = await main(args, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), isTTY: false });
+    return { code, out, err };
+  }
+
+  it('prints its help and reports bad usage on one line', async () => {
+    const h = await run(['serve', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.out).toContain('Usage: rabitq serve <vectors.fvecs|vectors.bvecs>');
+    expect((await run(['help', 'serve'])).out).toContain('--max-delay-ms');
+    expect((await run(['--help'])).out).toMatch(/serve\s+build an index/);
+    const bad: [string[], RegExp][] = [
+      [['serve'], /missing the vector file/],
+      [['serve', 'vectors.txt'], /must end in \.fvecs or \.bvecs/],
+      [['serve', 'a.fvecs', '--port', 'http'], /--port must be an integer/],
+      [['serve', 'a.fvecs', '--port', '70000'], /--port must be in 0\.\.65535/],
+      [['serve', 'a.fvecs', '--capacity', '0'], /--capacity must be in 1\./],
+      [['serve', 'a.fvecs', '--bogus'], /unknown option --bogus/],
+      [['serve', 'a.fvecs', 'b.fvecs'], /unexpected argument "b.fvecs"/],
+    ];
+    for (const [args, re] of bad) {
+      const r = await run(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err).toMatch(re);
+      expect(r.err).toMatch(/^rabitq serve: error: [^\n]+\n$/);
+    }
+  });
+
+  it('fails cleanly (exit 1) on a missing file and on too many clusters', async () => {
+    const missing = await run(['serve', path.join(tmp, 'nope.fvecs'), '--port', '0']);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/^rabitq serve: failed: .*nope\.fvecs/);
+    const clusters = await run(['serve', path.join(tmp, 'small.fvecs'), '--port', '0', '--clusters', '5000']);
+    expect(clusters.code).toBe(2);
+    expect(clusters.err).toMatch(/--clusters 5000 is more than the 2000 vectors/);
   });
 
   it('serves, then drains and exits 0 on SIGTERM', async () => {
