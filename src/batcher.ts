@@ -116,6 +116,8 @@ export interface Batcher {
   close(): Promise<void>;
   /** Whether close() was called. */
   readonly closed: boolean;
+  /** Queries waiting now (the same as stats().queued, without computing the rest). */
+  readonly queued: number;
   stats(): BatcherStats;
   /** The stats in the Prometheus text exposition format (metric names start with `prefix`, default `rabitq_batcher_`). */
   prometheus(prefix?: string): string;
@@ -544,6 +546,9 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     close,
     get closed() {
       return closing;
+    },
+    get queued() {
+      return queued;
     },
     stats,
     prometheus,

@@ -355,7 +355,7 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
       });
     }
     // all or nothing: refuse the whole request when the queue cannot take it
-    if (b.stats().queued + n > capacity) throw new QueueFullError(capacity);
+    if (b.queued + n > capacity) throw new QueueFullError(capacity);
     const settled = await Promise.allSettled(
       Array.from({ length: n }, (_, i) => b.search(data.subarray(i * dim, (i + 1) * dim), p)),
     );

@@ -156,6 +156,7 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     // other groups share the same capacity
     await expect(b.search(q(5), { k: 2, nprobe: 1 })).rejects.toMatchObject({ code: 'EQUEUEFULL' });
     expect(b.stats().queued).toBe(3);
+    expect(b.queued).toBe(3);
     expect(b.stats().rejected.queueFull).toBe(2);
     await vi.advanceTimersByTimeAsync(5);
     await Promise.all(ok);
