@@ -36,6 +36,20 @@ export class VectorFileError extends RabitqError {
   }
 }
 
+/**
+ * A saved index could not be written or read: bad magic, unknown version,
+ * truncation, a checksum mismatch, inconsistent sizes (code 'EBADINDEX'), or
+ * an operating-system error (code 'EIO'). `file` is the path, or 'buffer'.
+ */
+export class IndexFileError extends RabitqError {
+  readonly file: string;
+
+  constructor(code: 'EBADINDEX' | 'EIO', file: string, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+    this.file = file;
+  }
+}
+
 /** Short, safe rendering of a value for error messages. */
 export function describeValue(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);

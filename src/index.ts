@@ -4,7 +4,7 @@
 import { native, type SimdLevelName } from './native.js';
 
 export { IvfRabitqIndex } from './ivf_index.js';
-export type { BuildOptions, BuildProgress, BuildPhase, SearchOptions, BatchSearchOptions, SearchResult, BatchSearchResult, SearchStats, MemoryUsage } from './ivf_index.js';
+export type { BuildOptions, BuildProgress, BuildPhase, SearchOptions, BatchSearchOptions, SearchResult, BatchSearchResult, SearchStats, MemoryUsage, LoadOptions, Metric, IdArray } from './ivf_index.js';
 export { exactKnn } from './knn.js';
 export type { KnnResult } from './knn.js';
 export { recallAtK } from './recall.js';
@@ -14,7 +14,7 @@ export {
   inspectVectorFile,
 } from './io.js';
 export type { VectorFile, ReadOptions } from './io.js';
-export { RabitqError, VectorFileError } from './errors.js';
+export { RabitqError, VectorFileError, IndexFileError } from './errors.js';
 export { createBatcher, QueueFullError, TimeoutError, BatcherClosedError } from './batcher.js';
 export type { Batcher, BatcherOptions, BatcherSearchOptions, BatcherResult, BatcherStats, BatcherRejections, BatchableIndex } from './batcher.js';
 export type { SimdLevelName };

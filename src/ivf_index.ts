@@ -1,10 +1,16 @@
 /**
  * The public IVF-RaBitQ index. Validates every argument (typed errors naming
- * the argument), then hands pointers to the native core. The index is
- * immutable once built, so concurrent searches are safe.
+ * the argument), then hands pointers to the native core.
+ *
+ * Concurrency: searches run concurrently with each other; add / remove /
+ * compact are serialized against searches inside the native core (a
+ * reader-writer lock), so a search sees the index before or after a change,
+ * never half of one. A synchronous search() called while a change holds the
+ * lock waits for it (add and remove hold it only to append or move entries;
+ * compact holds it while it re-packs).
  */
-import { native, type NativeIndex, type NativeInfo } from './native.js';
-import { assertFloat32Array, assertIntInRange, describeValue } from './errors.js';
+import { native, type NativeFilterArray, type NativeFilterKind, type NativeIndex, type NativeInfo } from './native.js';
+import { IndexFileError, assertFloat32Array, assertIntInRange, assertString, describeValue } from './errors.js';
 import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
 
 export type BuildPhase = 'train' | 'assign' | 'encode';
@@ -15,8 +21,20 @@ export interface BuildOptions {
   dim: number;
   /** Number of IVF partitions. Default: round(4 * sqrt(N)), at most N. */
   numClusters?: number;
-  /** Only 'l2' (squared Euclidean) for now. */
-  metric?: 'l2';
+  /**
+   * 'l2' (squared Euclidean, default), 'cosine' (vectors and queries are
+   * normalized; distances are 1 - cos) or 'ip' (inner product; results are
+   * sorted largest first and `distances` holds the inner products).
+   */
+  metric?: Metric;
+  /**
+   * Your ids, one per vector: Uint32Array (each below 2^31, results come back
+   * as Int32Array) or BigUint64Array (each below 2^63, results as
+   * BigInt64Array). Default 0..n-1. Duplicates are an error.
+   */
+  ids?: Uint32Array | BigUint64Array;
+  /** Keep the raw vectors for exact re-ranking (default true). false saves 4*dim bytes per vector; searches then return estimates. */
+  storeVectors?: boolean;
   /** Seed for k-means, the rotation and the query rounding. Default 42. */
   seed?: number;
   /** Worker threads for the build (default: every CPU this process may use). */
@@ -43,6 +61,14 @@ export interface SearchOptions {
   epsilon?: number;
   /** @internal Use the bit-plane popcount estimator instead of FastScan (same estimates; reference path). */
   bitplane?: boolean;
+  /**
+   * Allow-list applied inside the scan: a Uint32Array or BigUint64Array of
+   * allowed ids, or a Uint8Array bitset (id i allowed when bit i % 8 of byte
+   * i >> 3 is set). Clusters past nprobe are scanned, nearest first, until k
+   * allowed vectors are found, so k results come back when k allowed vectors
+   * exist.
+   */
+  filter?: Uint32Array | BigUint64Array | Uint8Array;
 }
 
 export interface BatchSearchOptions extends SearchOptions {
@@ -59,20 +85,36 @@ export interface SearchStats {
   candidates: number;
 }
 
-export interface SearchResult {
-  /** Ids sorted by distance (ties by id); -1 for missing slots when fewer than k vectors exist. */
-  ids: Int32Array;
-  /** Squared L2 distances; Infinity for missing slots. */
+export type Metric = 'l2' | 'cosine' | 'ip';
+/** Int32Array for indexes with 32-bit ids (the default), BigInt64Array for 64-bit ids. */
+export type IdArray = Int32Array | BigInt64Array;
+
+export interface SearchResult<Ids extends IdArray = Int32Array> {
+  /** Ids, best first (ties by id); -1 for missing slots when fewer than k vectors qualify. */
+  ids: Ids;
+  /** Squared L2 distance, 1 - cos, or the inner product (by metric); Infinity (-Infinity for 'ip') for missing slots. */
   distances: Float32Array;
   stats?: SearchStats;
 }
 
-export interface BatchSearchResult extends SearchResult {
+export interface BatchSearchResult<Ids extends IdArray = Int32Array> extends SearchResult<Ids> {
   /** Per-query counters (when stats: true). */
   perQueryStats?: SearchStats[];
 }
 
-export interface MemoryUsage { codes: number; factors: number; ids: number; vectors: number; centroids: number; other: number; total: number }
+/** Bytes by part. `mapped`: how many of them live in a file mapping (load with mmap: true). */
+export interface MemoryUsage { codes: number; factors: number; ids: number; vectors: number; centroids: number; other: number; total: number; mapped: number }
+
+export interface LoadOptions {
+  /**
+   * Map the file instead of reading it (default false). The header and the
+   * small sections are checked at once; the checksums of the big arrays
+   * (codes, factors, ids, vectors) only with `verify: true` or index.verify().
+   */
+  mmap?: boolean;
+  /** With mmap: also check every checksum now (reads the whole file once). */
+  verify?: boolean;
+}
 
 const MAX_K = 1 << 20;
 
@@ -92,26 +134,54 @@ function firstNonFinite(a: Float32Array): number {
   return -1;
 }
 
-export class IvfRabitqIndex {
+function isAscending(a: Uint32Array | BigUint64Array): boolean {
+  for (let i = 1; i < a.length; i++) if (a[i - 1]! > a[i]!) return false;
+  return true;
+}
+
+function wrapFileError(file: string, e: unknown): unknown {
+  if (e instanceof Error && !(e instanceof IndexFileError) && !(e instanceof TypeError) && !(e instanceof RangeError)) {
+    const code = (e as { code?: string }).code === 'EBADINDEX' ? 'EBADINDEX' : 'EIO';
+    return new IndexFileError(code, file, e.message, { cause: e });
+  }
+  return e;
+}
+
+export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   readonly #native: NativeIndex;
-  readonly #info: NativeInfo;
+  #info: NativeInfo;
   readonly dim: number;
-  readonly size: number;
   readonly numClusters: number;
+  /** 'l2', 'cosine' or 'ip'. */
+  readonly metric: Metric;
+  /** 'u32': ids are numbers (Int32Array results); 'u64': bigints (BigInt64Array results). */
+  readonly idType: 'u32' | 'u64';
+  /** Whether raw vectors are kept for exact re-ranking. */
+  readonly storeVectors: boolean;
 
   private constructor(nativeIndex: NativeIndex) {
     this.#native = nativeIndex;
     this.#info = nativeIndex.info();
     this.dim = this.#info.dim;
-    this.size = this.#info.size;
     this.numClusters = this.#info.numClusters;
+    this.metric = this.#info.metric;
+    this.idType = this.#info.idType;
+    this.storeVectors = this.#info.storeVectors;
+  }
+
+  /** Vectors in the index now (changes with add and remove). */
+  get size(): number {
+    return this.#native.info().size;
   }
 
   /**
    * Builds an index on the native thread pool. `vectors` is copied into the
    * index; do not modify it until the Promise settles.
    */
-  static async build(vectors: Float32Array, options: BuildOptions): Promise<IvfRabitqIndex> {
+  static async build(vectors: Float32Array, options: BuildOptions & { ids: BigUint64Array }): Promise<IvfRabitqIndex<BigInt64Array>>;
+  static async build(vectors: Float32Array, options: BuildOptions & { ids?: Uint32Array }): Promise<IvfRabitqIndex<Int32Array>>;
+  static async build(vectors: Float32Array, options: BuildOptions): Promise<IvfRabitqIndex<IdArray>>;
+  static async build(vectors: Float32Array, options: BuildOptions): Promise<IvfRabitqIndex<IdArray>> {
     assertFloat32Array('vectors', vectors);
     checkOptionsObject('options', options);
     assertIntInRange('options.dim', options.dim, 1, 65536);
@@ -120,8 +190,20 @@ export class IvfRabitqIndex {
       throw new RangeError(`vectors.length (${vectors.length}) is not a multiple of dim (${options.dim})`);
     }
     const n = vectors.length / options.dim;
-    if (options.metric !== undefined && options.metric !== 'l2') {
-      throw new RangeError(`options.metric must be 'l2', got ${describeValue(options.metric)}`);
+    const metric = options.metric ?? 'l2';
+    if (metric !== 'l2' && metric !== 'cosine' && metric !== 'ip') {
+      throw new RangeError(`options.metric must be 'l2', 'cosine' or 'ip', got ${describeValue(options.metric)}`);
+    }
+    const ids = options.ids;
+    if (ids !== undefined) {
+      if (!(ids instanceof Uint32Array) && !(ids instanceof BigUint64Array)) {
+        throw new TypeError(`options.ids must be a Uint32Array or a BigUint64Array, got ${describeValue(ids)}`);
+      }
+      if (ids.length !== n) throw new RangeError(`options.ids has ${ids.length} ids for ${n} vectors`);
+    }
+    const storeVectors = options.storeVectors ?? true;
+    if (typeof storeVectors !== 'boolean') {
+      throw new TypeError(`options.storeVectors must be a boolean, got ${describeValue(storeVectors)}`);
     }
     const numClusters = options.numClusters ?? 0;
     if (options.numClusters !== undefined) assertIntInRange('options.numClusters', options.numClusters, 1, n);
@@ -142,23 +224,159 @@ export class IvfRabitqIndex {
     }
     const nativeIndex = await native.buildIndex(
       vectors,
-      { dim: options.dim, numClusters, kmeansIterations, trainPointsPerCluster, seed, rotation, threads },
+      { dim: options.dim, numClusters, kmeansIterations, trainPointsPerCluster, seed, rotation, threads, metric, storeVectors, ids },
       options.onProgress,
     );
-    return new IvfRabitqIndex(nativeIndex);
+    return new IvfRabitqIndex<IdArray>(nativeIndex);
   }
 
-  #checkSearch(options: SearchOptions): { k: number; nprobe: number; rerank: boolean; epsilon: number; bitplane: boolean } {
+  /**
+   * Loads an index written by save(). Everything is checked before it is
+   * used (see LoadOptions for mmap). Errors are IndexFileError.
+   */
+  static async load<I extends IdArray = Int32Array>(path: string, options: LoadOptions = {}): Promise<IvfRabitqIndex<I>> {
+    assertString('path', path);
+    checkOptionsObject('options', options);
+    const mmap = options.mmap ?? false;
+    const verify = options.verify ?? false;
+    if (typeof mmap !== 'boolean') throw new TypeError(`options.mmap must be a boolean, got ${describeValue(mmap)}`);
+    if (typeof verify !== 'boolean') throw new TypeError(`options.verify must be a boolean, got ${describeValue(verify)}`);
+    try {
+      return new IvfRabitqIndex<I>(await native.loadIndex(path, mmap, verify));
+    } catch (e) {
+      throw wrapFileError(path, e);
+    }
+  }
+
+  /** An index from the bytes of toBuffer() (or of a saved file); the bytes are copied once. */
+  static async fromBuffer<I extends IdArray = Int32Array>(bytes: Uint8Array): Promise<IvfRabitqIndex<I>> {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array or Buffer, got ${describeValue(bytes)}`);
+    try {
+      return new IvfRabitqIndex<I>(await native.indexFromBuffer(bytes));
+    } catch (e) {
+      throw wrapFileError('buffer', e);
+    }
+  }
+
+  /**
+   * Writes the index to `path` atomically: a temporary file in the same
+   * folder, fsync, rename over `path`, fsync of the folder. A crash at any
+   * moment leaves the old file or the new one, whole.
+   */
+  async save(path: string): Promise<void> {
+    assertString('path', path);
+    try {
+      await this.#native.save(path);
+    } catch (e) {
+      throw wrapFileError(path, e);
+    }
+  }
+
+  /** The saved form, in memory (same bytes as save() writes). */
+  async toBuffer(): Promise<Buffer> {
+    return this.#native.toBuffer();
+  }
+
+  /** Checks the checksums a mmap load left unchecked; rejects with IndexFileError on a mismatch. */
+  async verify(): Promise<void> {
+    try {
+      await this.#native.verify();
+    } catch (e) {
+      throw wrapFileError('index', e);
+    }
+  }
+
+  /**
+   * Adds vectors (row-major, n x dim): each goes to its nearest centroid and is
+   * appended to that cluster. `ids` as in BuildOptions.ids (default: the next
+   * ids after the largest ever used). Everything is checked before anything
+   * changes: on an error (bad row, duplicate or existing id) the index is as before.
+   */
+  async add(vectors: Float32Array, ids?: Uint32Array | BigUint64Array, options: { threads?: number } = {}): Promise<void> {
+    assertFloat32Array('vectors', vectors);
+    if (vectors.length === 0 || vectors.length % this.dim !== 0) {
+      throw new RangeError(`vectors.length (${vectors.length}) must be a positive multiple of dim (${this.dim})`);
+    }
+    const n = vectors.length / this.dim;
+    if (ids !== undefined) {
+      if (this.idType === 'u32' && !(ids instanceof Uint32Array)) {
+        throw new TypeError(`ids must be a Uint32Array for an index with 32-bit ids, got ${describeValue(ids)}`);
+      }
+      if (this.idType === 'u64' && !(ids instanceof BigUint64Array)) {
+        throw new TypeError(`ids must be a BigUint64Array for an index with 64-bit ids, got ${describeValue(ids)}`);
+      }
+      if (ids.length !== n) throw new RangeError(`ids has ${ids.length} ids for ${n} vectors`);
+    }
+    const threads = options.threads ?? 0;
+    if (options.threads !== undefined) assertIntInRange('options.threads', options.threads, 1, 1024);
+    await this.#native.add(vectors, ids, threads);
+  }
+
+  /** Removes the vectors with these ids (absent ids are ignored); resolves with how many were removed. */
+  async remove(ids: ArrayLike<number | bigint> | Uint32Array | BigUint64Array): Promise<number> {
+    if (ids === null || typeof ids !== 'object' || typeof (ids as ArrayLike<unknown>).length !== 'number') {
+      throw new TypeError(`ids must be an array or typed array of ids, got ${describeValue(ids)}`);
+    }
+    const wide = new BigUint64Array(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      const v = ids[i];
+      if (typeof v === 'bigint' ? v < 0n : !(Number.isInteger(v) && (v as number) >= 0)) {
+        throw new RangeError(`ids[${i}] must be a non-negative integer, got ${describeValue(v)}`);
+      }
+      wide[i] = BigInt(v as number | bigint);
+    }
+    return this.#native.remove(wide);
+  }
+
+  /** Whether a vector with this id is in the index. */
+  has(id: number | bigint): boolean {
+    if (typeof id === 'number' ? !(Number.isInteger(id) && id >= 0) : typeof id !== 'bigint' || id < 0n) return false;
+    return this.#native.contains(BigInt(id));
+  }
+
+  /** Re-packs the clusters contiguously (sorted by distance to their centroid), releasing removed vectors' space. */
+  async compact(): Promise<void> {
+    await this.#native.compact();
+  }
+
+  #checkSearch(options: SearchOptions): {
+    k: number; nprobe: number; rerank: boolean; epsilon: number; bitplane: boolean;
+    filterKind: NativeFilterKind; filter: NativeFilterArray;
+  } {
     checkOptionsObject('options', options);
     assertIntInRange('options.k', options.k, 1, MAX_K);
     assertIntInRange('options.nprobe', options.nprobe, 1);
-    const rerank = options.rerank ?? true;
+    const rerank = options.rerank ?? this.storeVectors;
+    if (rerank === true && !this.storeVectors) {
+      throw new RangeError('options.rerank needs the raw vectors, and this index was built with storeVectors: false');
+    }
     if (typeof rerank !== 'boolean') throw new TypeError(`options.rerank must be a boolean, got ${describeValue(rerank)}`);
     const epsilon = options.epsilon ?? 1.9;
     if (typeof epsilon !== 'number' || !(epsilon >= 0) || !Number.isFinite(epsilon)) {
       throw new RangeError(`options.epsilon must be a finite number >= 0, got ${describeValue(epsilon)}`);
     }
-    return { k: options.k, nprobe: Math.min(options.nprobe, this.numClusters), rerank, epsilon, bitplane: options.bitplane === true };
+    let filterKind: NativeFilterKind = 0;
+    let filter: NativeFilterArray = null;
+    const f = options.filter;
+    if (f !== undefined) {
+      if (f instanceof Uint8Array) {
+        filterKind = 1;
+        filter = f;
+      } else if (f instanceof Uint32Array) {
+        filterKind = 2;
+        filter = isAscending(f) ? f : f.slice().sort();
+      } else if (f instanceof BigUint64Array) {
+        filterKind = 3;
+        filter = isAscending(f) ? f : f.slice().sort();
+      } else {
+        throw new TypeError(`options.filter must be a Uint32Array or BigUint64Array of ids, or a Uint8Array bitset, got ${describeValue(f)}`);
+      }
+    }
+    return { k: options.k, nprobe: Math.min(options.nprobe, this.numClusters), rerank, epsilon, bitplane: options.bitplane === true, filterKind, filter };
+  }
+
+  #newIds(n: number): Ids {
+    return (this.idType === 'u64' ? new BigInt64Array(n) : new Int32Array(n)) as Ids;
   }
 
   #checkQueries(name: string, q: unknown, single: boolean): number {
@@ -177,13 +395,13 @@ export class IvfRabitqIndex {
   }
 
   /** One query, synchronously on the calling thread: the lowest-latency path. */
-  search(query: Float32Array, options: SearchOptions): SearchResult {
+  search(query: Float32Array, options: SearchOptions): SearchResult<Ids> {
     const p = this.#checkSearch(options);
     this.#checkQueries('query', query, true);
-    const ids = new Int32Array(p.k);
+    const ids = this.#newIds(p.k);
     const distances = new Float32Array(p.k);
     const stats = options.stats ? new Float64Array(5) : null;
-    this.#native.search(query, p.k, p.nprobe, p.rerank, p.epsilon, p.bitplane, ids, distances, stats);
+    this.#native.search(query, p.k, p.nprobe, p.rerank, p.epsilon, p.bitplane, ids, distances, stats, p.filterKind, p.filter);
     return stats ? { ids, distances, stats: statsFrom(stats) } : { ids, distances };
   }
 
@@ -191,15 +409,16 @@ export class IvfRabitqIndex {
    * Many queries (row-major, nq x dim) on the native pool. Resolves with
    * nq*k ids and distances. Do not modify `queries` until it settles.
    */
-  async searchBatch(queries: Float32Array, options: BatchSearchOptions): Promise<BatchSearchResult> {
+  async searchBatch(queries: Float32Array, options: BatchSearchOptions): Promise<BatchSearchResult<Ids>> {
     const p = this.#checkSearch(options);
     const nq = this.#checkQueries('queries', queries, false);
     const threads = options.threads ?? 0;
     if (options.threads !== undefined) assertIntInRange('options.threads', options.threads, 1, 1024);
-    const ids = new Int32Array(nq * p.k);
+    const ids = this.#newIds(nq * p.k);
     const distances = new Float32Array(nq * p.k);
     const stats = options.stats ? new Float64Array(5 + 5 * nq) : null;
-    await this.#native.searchBatch(queries, { ...p, threads }, ids, distances, stats);
+    const { filterKind, filter, ...params } = p;
+    await this.#native.searchBatch(queries, { ...params, threads }, ids, distances, stats, filterKind, filter);
     if (!stats) return { ids, distances };
     const perQueryStats: SearchStats[] = [];
     for (let q = 0; q < nq; q++) perQueryStats.push(statsFrom(stats, 5 + 5 * q));
@@ -211,7 +430,7 @@ export class IvfRabitqIndex {
    * searches are grouped and run through searchBatch (see src/batcher.ts).
    */
   batcher(options: BatcherOptions = {}): Batcher {
-    return createBatcher(this, options);
+    return createBatcher(this as unknown as IvfRabitqIndex<Int32Array>, options);
   }
 
   /**
@@ -228,6 +447,7 @@ export class IvfRabitqIndex {
 
   /** Bytes held by each part of the index. */
   memoryUsage(): MemoryUsage {
+    this.#info = this.#native.info();
     return { ...this.#info.memory };
   }
 

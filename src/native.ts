@@ -12,7 +12,11 @@ export interface NativeInfo {
   paddedDim: number;
   size: number;
   numClusters: number;
-  memory: { codes: number; factors: number; ids: number; vectors: number; centroids: number; other: number; total: number };
+  metric: 'l2' | 'cosine' | 'ip';
+  idType: 'u32' | 'u64';
+  storeVectors: boolean;
+  rotation: 'fht' | 'dense';
+  memory: { codes: number; factors: number; ids: number; vectors: number; centroids: number; other: number; total: number; mapped: number };
   timings: { trainMs: number; assignMs: number; encodeMs: number };
 }
 
@@ -25,12 +29,27 @@ export interface NativeSearchParams {
   threads: number;
 }
 
+/** 0 none, 1 bitset (Uint8Array), 2 ascending Uint32Array, 3 ascending BigUint64Array. */
+export type NativeFilterKind = 0 | 1 | 2 | 3;
+export type NativeFilterArray = Uint8Array | Uint32Array | BigUint64Array | null;
+
 export interface NativeIndex {
   search(
     query: Float32Array, k: number, nprobe: number, rerank: boolean, epsilon: number, bitplane: boolean,
-    ids: Int32Array, dists: Float32Array, stats: Float64Array | null,
+    ids: Int32Array | BigInt64Array, dists: Float32Array, stats: Float64Array | null,
+    filterKind: NativeFilterKind, filter: NativeFilterArray,
   ): void;
-  searchBatch(queries: Float32Array, params: NativeSearchParams, ids: Int32Array, dists: Float32Array, stats: Float64Array | null): Promise<void>;
+  searchBatch(
+    queries: Float32Array, params: NativeSearchParams, ids: Int32Array | BigInt64Array, dists: Float32Array,
+    stats: Float64Array | null, filterKind: NativeFilterKind, filter: NativeFilterArray,
+  ): Promise<void>;
+  add(vectors: Float32Array, ids: Uint32Array | BigUint64Array | undefined, threads: number): Promise<void>;
+  remove(ids: BigUint64Array): Promise<number>;
+  contains(id: bigint): boolean;
+  compact(): Promise<void>;
+  save(path: string): Promise<void>;
+  toBuffer(): Promise<Buffer>;
+  verify(): Promise<void>;
   estimateAll(query: Float32Array, estimates: Float32Array, bounds: Float32Array, bitplane: boolean): void;
   info(): NativeInfo;
   centroids(): Float32Array;
@@ -44,6 +63,9 @@ export interface NativeBuildParams {
   seed: number;
   rotation: 'fht' | 'dense';
   threads: number;
+  metric: 'l2' | 'cosine' | 'ip';
+  storeVectors: boolean;
+  ids: Uint32Array | BigUint64Array | undefined;
 }
 
 export type SimdLevelName = 'scalar' | 'avx2' | 'avx512';
@@ -68,6 +90,8 @@ export interface NativeAddon {
   poolInfo(): { threads: number; affinityCpus: number };
   exactKnn(base: Float32Array, queries: Float32Array, dim: number, k: number, threads: number, ids: Int32Array, dists: Float32Array): Promise<void>;
   buildIndex(vectors: Float32Array, params: NativeBuildParams, onProgress?: (p: { phase: 'train' | 'assign' | 'encode'; done: number; total: number }) => void): Promise<NativeIndex>;
+  loadIndex(path: string, mmap: boolean, verify: boolean): Promise<NativeIndex>;
+  indexFromBuffer(bytes: Uint8Array): Promise<NativeIndex>;
   kernels: NativeKernels;
 }
 

@@ -4,6 +4,7 @@
 // read through raw pointers; results are converted in OnOK.
 #include <napi.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "../core/exact_knn.h"
 #include "../core/ivf_index.h"
 #include "../core/kernels/kernels.h"
+#include "../core/persist/blob.h"
 #include "../core/thread_pool.h"
 
 namespace {
@@ -60,6 +62,39 @@ const rabitq::Kernels& kernels_arg(const Napi::CallbackInfo& info, size_t i) {
   const rabitq::Kernels* k = rabitq::kernels_for(level);
   if (k == nullptr) throw Napi::RangeError::New(info.Env(), "SIMD level " + name + " is not supported by this CPU");
   return *k;
+}
+
+// Search results: the core writes 64-bit ids; 32-bit indexes hand the caller
+// an Int32Array, 64-bit ones a BigInt64Array (written in place).
+struct IdsOut {
+  int32_t* i32 = nullptr;
+  int64_t* i64 = nullptr;
+};
+IdsOut ids_out(const Napi::Value& v) {
+  IdsOut o;
+  if (v.As<Napi::TypedArray>().TypedArrayType() == napi_bigint64_array)
+    o.i64 = data_of<int64_t>(v);
+  else
+    o.i32 = data_of<int32_t>(v);
+  return o;
+}
+
+// (kind, array): 0 none, 1 bitset Uint8Array, 2 ascending Uint32Array, 3 ascending BigUint64Array.
+bool filter_from(const Napi::Value& kind, const Napi::Value& arr, rabitq::Filter* f) {
+  const uint32_t k = kind.IsNumber() ? kind.As<Napi::Number>().Uint32Value() : 0;
+  if (k == 0) return false;
+  const size_t n = length_of(arr);
+  if (k == 1) {
+    f->bits = data_of<uint8_t>(arr);
+    f->nbits = n * 8;
+  } else if (k == 2) {
+    f->sorted32 = data_of<uint32_t>(arr);
+    f->count = n;
+  } else {
+    f->sorted64 = data_of<uint64_t>(arr);
+    f->count = n;
+  }
+  return true;
 }
 
 // ---- kernels, exposed for the tests and the kernel benchmark ----------------
@@ -182,6 +217,8 @@ class PromiseWorker : public Napi::AsyncWorker {
     Napi::Error err = kind_ == ErrorKind::kRange  ? Napi::RangeError::New(env, msg)
                       : kind_ == ErrorKind::kType ? Napi::TypeError::New(env, msg)
                                                   : Napi::Error::New(env, msg);
+    // Bad index files and buffers: a code the TypeScript layer turns into IndexFileError.
+    if (kind_ == ErrorKind::kFormat) err.Set("code", "EBADINDEX");
     Finish();
     deferred_.Reject(err.Value());
   }
@@ -193,6 +230,29 @@ class PromiseWorker : public Napi::AsyncWorker {
   std::vector<Napi::ObjectReference> pins_;
   ErrorKind kind_ = ErrorKind::kGeneric;
 };
+
+// Runs `run` on a libuv worker; `done` makes the resolved value on the JS thread.
+class LambdaWorker : public PromiseWorker {
+ public:
+  LambdaWorker(Napi::Env env, std::function<void()> run, std::function<Napi::Value(Napi::Env)> done)
+      : PromiseWorker(env), run_(std::move(run)), done_(std::move(done)) {}
+  void Run() override { run_(); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    deferred_.Resolve(done_ ? done_(env) : env.Undefined());
+  }
+
+ private:
+  std::function<void()> run_;
+  std::function<Napi::Value(Napi::Env)> done_;
+};
+
+Napi::Value queue(LambdaWorker* w) {
+  auto p = w->Promise();
+  w->Queue();
+  return p;
+}
 
 class ExactKnnWorker : public PromiseWorker {
  public:
@@ -241,6 +301,13 @@ class Index : public Napi::ObjectWrap<Index> {
                                        InstanceMethod("estimateAll", &Index::EstimateAll),
                                        InstanceMethod("info", &Index::Info),
                                        InstanceMethod("centroids", &Index::Centroids),
+                                       InstanceMethod("add", &Index::Add),
+                                       InstanceMethod("remove", &Index::Remove),
+                                       InstanceMethod("contains", &Index::Contains),
+                                       InstanceMethod("compact", &Index::Compact),
+                                       InstanceMethod("save", &Index::Save),
+                                       InstanceMethod("toBuffer", &Index::ToBuffer),
+                                       InstanceMethod("verify", &Index::Verify),
                                    });
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
@@ -266,7 +333,7 @@ class Index : public Napi::ObjectWrap<Index> {
     out[4] = static_cast<double>(st.candidates);
   }
 
-  // search(query, k, nprobe, rerank, epsilon, bitplane, idsOut, distsOut, statsOut|null)
+  // search(query, k, nprobe, rerank, epsilon, bitplane, idsOut, distsOut, statsOut|null, filterKind, filter)
   // Positional arguments: this is the latency-critical path.
   Napi::Value Search(const Napi::CallbackInfo& info) {
     GUARD_BEGIN
@@ -276,10 +343,20 @@ class Index : public Napi::ObjectWrap<Index> {
     sp.rerank = info[3].As<Napi::Boolean>().Value();
     sp.epsilon = info[4].As<Napi::Number>().FloatValue();
     sp.bitplane = info[5].As<Napi::Boolean>().Value();
+    rabitq::Filter filter;
+    if (info.Length() > 10 && filter_from(info[9], info[10], &filter)) sp.filter = &filter;
     rabitq::SearchStats st;
     const bool want_stats = info[8].IsTypedArray();
-    index->search(data_of<float>(info[0]), sp, data_of<int32_t>(info[6]), data_of<float>(info[7]),
-                  want_stats ? &st : nullptr);
+    IdsOut out = ids_out(info[6]);
+    float* dists = data_of<float>(info[7]);
+    if (out.i64) {
+      index->search(data_of<float>(info[0]), sp, out.i64, dists, want_stats ? &st : nullptr);
+    } else {
+      thread_local std::vector<int64_t> ids64;
+      if (ids64.size() < sp.k) ids64.resize(sp.k);
+      index->search(data_of<float>(info[0]), sp, ids64.data(), dists, want_stats ? &st : nullptr);
+      for (size_t i = 0; i < sp.k; ++i) out.i32[i] = static_cast<int32_t>(ids64[i]);
+    }
     if (want_stats) stats_out(st, data_of<double>(info[8]));
     GUARD_END(info.Env())
     return info.Env().Undefined();
@@ -293,8 +370,12 @@ class Index : public Napi::ObjectWrap<Index> {
       nq_ = length_of(info[0]) / idx_->dim();
       sp_ = params_from(info[1].As<Napi::Object>());
       threads_ = info[1].As<Napi::Object>().Get("threads").As<Napi::Number>().Uint32Value();
-      ids_ = data_of<int32_t>(info[2]);
+      ids_ = ids_out(info[2]);
       dists_ = data_of<float>(info[3]);
+      if (info.Length() > 6 && filter_from(info[5], info[6], &filter_)) {
+        sp_.filter = &filter_;
+        Pin(info[6]);
+      }
       if (info[4].IsTypedArray()) {
         stats_ = data_of<double>(info[4]);
         per_query_.resize(nq_);
@@ -307,8 +388,16 @@ class Index : public Napi::ObjectWrap<Index> {
     }
     void Run() override {
       rabitq::SearchStats total;
-      idx_->search_batch(queries_, nq_, sp_, ids_, dists_, &total, per_query_.empty() ? nullptr : per_query_.data(),
+      std::vector<int64_t> wide;
+      int64_t* ids = ids_.i64;
+      if (ids == nullptr) {
+        wide.resize(nq_ * sp_.k);
+        ids = wide.data();
+      }
+      idx_->search_batch(queries_, nq_, sp_, ids, dists_, &total, per_query_.empty() ? nullptr : per_query_.data(),
                          rabitq::ThreadPool::global(), threads_);
+      if (ids_.i32)
+        for (size_t i = 0; i < wide.size(); ++i) ids_.i32[i] = static_cast<int32_t>(wide[i]);
       total_ = total;
     }
     void OnOK() override {
@@ -325,14 +414,15 @@ class Index : public Napi::ObjectWrap<Index> {
     const float* queries_;
     size_t nq_, threads_ = 0;
     rabitq::SearchParams sp_;
-    int32_t* ids_;
+    rabitq::Filter filter_;
+    IdsOut ids_;
     float* dists_;
     double* stats_ = nullptr;
     std::vector<rabitq::SearchStats> per_query_;
     rabitq::SearchStats total_;
   };
 
-  // searchBatch(queries, {k,nprobe,rerank,epsilon,bitplane,threads}, idsOut, distsOut, statsOut|null)
+  // searchBatch(queries, {k,nprobe,rerank,epsilon,bitplane,threads}, idsOut, distsOut, statsOut|null, filterKind, filter)
   Napi::Value SearchBatch(const Napi::CallbackInfo& info) {
     auto* w = new BatchWorker(info, index);
     auto p = w->Promise();
@@ -356,6 +446,11 @@ class Index : public Napi::ObjectWrap<Index> {
     o.Set("paddedDim", static_cast<double>(index->padded_dim()));
     o.Set("size", static_cast<double>(index->size()));
     o.Set("numClusters", static_cast<double>(index->num_clusters()));
+    static const char* metrics[] = {"l2", "cosine", "ip"};
+    o.Set("metric", metrics[static_cast<int>(index->metric())]);
+    o.Set("idType", index->ids64() ? "u64" : "u32");
+    o.Set("storeVectors", index->has_vectors());
+    o.Set("rotation", index->rotation_kind() == rabitq::RotationKind::kDense ? "dense" : "fht");
     auto m = index->memory_usage();
     auto mo = Napi::Object::New(env);
     mo.Set("codes", static_cast<double>(m.codes));
@@ -365,6 +460,7 @@ class Index : public Napi::ObjectWrap<Index> {
     mo.Set("centroids", static_cast<double>(m.centroids));
     mo.Set("other", static_cast<double>(m.other));
     mo.Set("total", static_cast<double>(m.total()));
+    mo.Set("mapped", static_cast<double>(m.mapped));
     o.Set("memory", mo);
     auto t = index->timings();
     auto to = Napi::Object::New(env);
@@ -373,6 +469,86 @@ class Index : public Napi::ObjectWrap<Index> {
     to.Set("encodeMs", t.encode_ms);
     o.Set("timings", to);
     return o;
+  }
+
+  // add(vectors, ids: Uint32Array|BigUint64Array|undefined, threads): Promise<void>
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    auto idx = index;
+    const float* data = data_of<float>(info[0]);
+    const size_t n = length_of(info[0]) / idx->dim();
+    const uint32_t* ids32 = nullptr;
+    const uint64_t* ids64 = nullptr;
+    if (info[1].IsTypedArray()) {
+      if (info[1].As<Napi::TypedArray>().TypedArrayType() == napi_biguint64_array)
+        ids64 = data_of<uint64_t>(info[1]);
+      else
+        ids32 = data_of<uint32_t>(info[1]);
+    }
+    const size_t threads = info[2].As<Napi::Number>().Uint32Value();
+    auto* w = new LambdaWorker(
+        info.Env(), [=] { idx->add(data, n, ids32, ids64, rabitq::ThreadPool::global(), threads); }, nullptr);
+    w->Pin(info[0]);
+    if (info[1].IsTypedArray()) w->Pin(info[1]);
+    w->Pin(info.This());
+    return queue(w);
+  }
+  // remove(ids: BigUint64Array): Promise<number>
+  Napi::Value Remove(const Napi::CallbackInfo& info) {
+    auto idx = index;
+    const uint64_t* ids = data_of<uint64_t>(info[0]);
+    const size_t n = length_of(info[0]);
+    auto removed = std::make_shared<size_t>(0);
+    auto* w = new LambdaWorker(
+        info.Env(), [=] { *removed = idx->remove(ids, n); },
+        [=](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(*removed)); });
+    w->Pin(info[0]);
+    w->Pin(info.This());
+    return queue(w);
+  }
+  // contains(id: bigint): boolean
+  Napi::Value Contains(const Napi::CallbackInfo& info) {
+    bool lossless;
+    const uint64_t id = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+    bool found = false;
+    GUARD_BEGIN
+    found = lossless && index->contains(id);
+    GUARD_END(info.Env())
+    return Napi::Boolean::New(info.Env(), found);
+  }
+  Napi::Value Compact(const Napi::CallbackInfo& info) {
+    auto idx = index;
+    auto* w = new LambdaWorker(info.Env(), [=] { idx->compact(); }, nullptr);
+    w->Pin(info.This());
+    return queue(w);
+  }
+  // save(path): Promise<void>
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    auto idx = index;
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    auto* w = new LambdaWorker(info.Env(), [=] { idx->save(path); }, nullptr);
+    w->Pin(info.This());
+    return queue(w);
+  }
+  // toBuffer(): Promise<Buffer>
+  Napi::Value ToBuffer(const Napi::CallbackInfo& info) {
+    auto idx = index;
+    auto bytes = std::make_shared<std::vector<uint8_t>>();
+    auto* w = new LambdaWorker(
+        info.Env(), [=] { *bytes = idx->to_bytes(); },
+        [=](Napi::Env env) -> Napi::Value {
+          // The Buffer owns the vector's memory: no second copy.
+          auto* held = new std::vector<uint8_t>(std::move(*bytes));
+          return Napi::Buffer<uint8_t>::New(env, held->data(), held->size(),
+                                            [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, held);
+        });
+    w->Pin(info.This());
+    return queue(w);
+  }
+  Napi::Value Verify(const Napi::CallbackInfo& info) {
+    auto idx = index;
+    auto* w = new LambdaWorker(info.Env(), [=] { idx->verify(); }, nullptr);
+    w->Pin(info.This());
+    return queue(w);
   }
 
   Napi::Value Centroids(const Napi::CallbackInfo& info) {
@@ -403,6 +579,19 @@ class BuildWorker : public PromiseWorker {
     params_.rotation = o.Get("rotation").As<Napi::String>().Utf8Value() == "dense" ? rabitq::RotationKind::kDense
                                                                                    : rabitq::RotationKind::kFht;
     params_.threads = o.Get("threads").As<Napi::Number>().Uint32Value();
+    const std::string metric = o.Get("metric").As<Napi::String>().Utf8Value();
+    params_.metric = metric == "cosine" ? rabitq::Metric::kCosine
+                     : metric == "ip"   ? rabitq::Metric::kInnerProduct
+                                        : rabitq::Metric::kL2;
+    params_.store_vectors = o.Get("storeVectors").ToBoolean();
+    Napi::Value ids = o.Get("ids");
+    if (ids.IsTypedArray()) {
+      if (ids.As<Napi::TypedArray>().TypedArrayType() == napi_biguint64_array)
+        params_.ids64 = data_of<uint64_t>(ids);
+      else
+        params_.ids32 = data_of<uint32_t>(ids);
+      Pin(ids);
+    }
     Pin(info[0]);
     if (info[2].IsFunction()) {
       tsfn_ = Napi::ThreadSafeFunction::New(info.Env(), info[2].As<Napi::Function>(), "rabitq-build-progress", 0, 1);
@@ -460,6 +649,40 @@ Napi::Value BuildIndex(const Napi::CallbackInfo& info) {
   return p;
 }
 
+Napi::Value wrap_index(Napi::Env env, std::unique_ptr<rabitq::IvfRabitqIndex>& made) {
+  Napi::Object obj = Index::ctor->New({});
+  Index::Unwrap(obj)->index = std::shared_ptr<rabitq::IvfRabitqIndex>(made.release());
+  return obj;
+}
+
+// loadIndex(path, mmap, verify): Promise<NativeIvfRabitqIndex>
+Napi::Value LoadIndex(const Napi::CallbackInfo& info) {
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  const bool mmap = info[1].ToBoolean(), verify = info[2].ToBoolean();
+  auto made = std::make_shared<std::unique_ptr<rabitq::IvfRabitqIndex>>();
+  auto* w = new LambdaWorker(
+      info.Env(),
+      [=] {
+        auto blob = mmap ? rabitq::persist::Blob::map_file(path) : rabitq::persist::Blob::read_file(path);
+        *made = rabitq::IvfRabitqIndex::load(blob, path, /*lazy=*/mmap && !verify);
+      },
+      [=](Napi::Env env) { return wrap_index(env, *made); });
+  return queue(w);
+}
+
+// indexFromBuffer(bytes: Uint8Array): Promise<NativeIvfRabitqIndex>; the bytes are copied once.
+Napi::Value IndexFromBuffer(const Napi::CallbackInfo& info) {
+  const uint8_t* data = data_of<uint8_t>(info[0]);
+  const size_t n = length_of(info[0]);
+  auto made = std::make_shared<std::unique_ptr<rabitq::IvfRabitqIndex>>();
+  auto* w = new LambdaWorker(
+      info.Env(),
+      [=] { *made = rabitq::IvfRabitqIndex::load(rabitq::persist::Blob::copy_of(data, n), "buffer", false); },
+      [=](Napi::Env env) { return wrap_index(env, *made); });
+  w->Pin(info[0]);
+  return queue(w);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Resolve the SIMD level now so a bad RABITQ_SIMD fails the require with a
   // clear message instead of failing later (or crashing) inside a kernel.
@@ -474,6 +697,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("poolInfo", Napi::Function::New(env, PoolInfo));
   exports.Set("exactKnn", Napi::Function::New(env, ExactKnn));
   exports.Set("buildIndex", Napi::Function::New(env, BuildIndex));
+  exports.Set("loadIndex", Napi::Function::New(env, LoadIndex));
+  exports.Set("indexFromBuffer", Napi::Function::New(env, IndexFromBuffer));
   exports.Set("NativeIvfRabitqIndex", Index::Init(env));
   auto k = Napi::Object::New(env);
   k.Set("l2sq", Napi::Function::New(env, KernelL2sq));

@@ -107,6 +107,31 @@ Rotation::Rotation(RotationKind kind, size_t dim, size_t padded_dim, uint64_t se
   for (auto& s : signs_) s = (rng() & 1) ? 1.0f : -1.0f;
 }
 
+Rotation Rotation::from_state(RotationKind kind, size_t dim, size_t padded_dim, uint64_t seed, const float* state,
+                              size_t count) {
+  RABITQ_THROW_IF_NOT(padded_dim >= dim && padded_dim % 64 == 0, kFormat, "padded dimension must be a multiple of 64");
+  Rotation r;
+  r.kind_ = kind;
+  r.dim_ = dim;
+  r.padded_dim_ = padded_dim;
+  r.seed_ = seed;
+  if (kind == RotationKind::kDense) {
+    RABITQ_THROW_IF_NOT(count == padded_dim * padded_dim, kFormat, "rotation matrix has the wrong size");
+    r.matrix_.assign(state, state + count);
+    for (float v : r.matrix_) RABITQ_THROW_IF_NOT(std::isfinite(v), kFormat, "rotation matrix holds a non-finite value");
+    return r;
+  }
+  RABITQ_THROW_IF_NOT(kind == RotationKind::kFht, kFormat, "unknown rotation kind");
+  r.block_ = 1;
+  while (r.block_ * 2 <= padded_dim) r.block_ *= 2;
+  RABITQ_THROW_IF_NOT(count % padded_dim == 0 && count / padded_dim >= 1 && count / padded_dim <= 64, kFormat,
+                      "rotation signs have the wrong size");
+  r.rounds_ = count / padded_dim;
+  r.signs_.assign(state, state + count);
+  for (float v : r.signs_) RABITQ_THROW_IF_NOT(v == 1.0f || v == -1.0f, kFormat, "rotation signs must be +1 or -1");
+  return r;
+}
+
 void Rotation::apply_fht(float* v) const {
   const size_t n = padded_dim_;
   const bool pow2 = block_ == n;

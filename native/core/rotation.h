@@ -28,6 +28,12 @@ class Rotation {
   size_t padded_dim() const { return padded_dim_; }
   uint64_t seed() const { return seed_; }
 
+  // The random state (FHT: rounds x padded_dim signs; dense: the matrix), so a
+  // saved index does not depend on this build's random generators.
+  const std::vector<float>& state() const { return kind_ == RotationKind::kDense ? matrix_ : signs_; }
+  static Rotation from_state(RotationKind kind, size_t dim, size_t padded_dim, uint64_t seed, const float* state,
+                             size_t count);
+
  private:
   void apply_fht(float* v) const;
   RotationKind kind_ = RotationKind::kFht;

@@ -53,7 +53,7 @@ Data clustered(size_t n, size_t nq, size_t dim, size_t blobs, size_t k, uint64_t
   return d;
 }
 
-double recall(const std::vector<std::vector<int32_t>>& truth, const std::vector<int32_t>& ids, size_t k) {
+double recall(const std::vector<std::vector<int32_t>>& truth, const std::vector<int64_t>& ids, size_t k) {
   size_t hit = 0;
   for (size_t q = 0; q < truth.size(); ++q) {
     std::set<int32_t> t(truth[q].begin(), truth[q].end());
@@ -82,7 +82,7 @@ void check_index(const Data& d, rabitq::RotationKind rotation, size_t clusters, 
       sp.k = k;
       sp.nprobe = clusters;
       sp.bitplane = bitplane;
-      std::vector<int32_t> ids(d.nq * k), bids(d.nq * k);
+      std::vector<int64_t> ids(d.nq * k), bids(d.nq * k);
       std::vector<float> dists(d.nq * k), bdists(d.nq * k);
       rabitq::SearchStats st;
       for (size_t q = 0; q < d.nq; ++q)
@@ -133,7 +133,7 @@ TEST_CASE(ivf_index, "odd sizes: 1 cluster, tiny dims, k above a cluster's size"
       rabitq::SearchParams sp;
       sp.k = 10;
       sp.nprobe = clusters;
-      std::vector<int32_t> ids(d.nq * 10);
+      std::vector<int64_t> ids(d.nq * 10);
       std::vector<float> dists(d.nq * 10);
       for (size_t q = 0; q < d.nq; ++q)
         idx->search(d.queries.data() + q * dim, sp, ids.data() + q * 10, dists.data() + q * 10, nullptr);
