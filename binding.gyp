@@ -35,6 +35,11 @@
         "native/core/kmeans.cc",
         "native/core/exact_knn.cc",
         "native/core/ivf_index.cc",
+        "native/core/ivf_index_io.cc",
+        "native/core/persist/crc32c.cc",
+        "native/core/persist/blob.cc",
+        "native/core/persist/writer.cc",
+        "native/core/persist/reader.cc",
         "native/binding/addon.cc"
       ],
       "dependencies": [
