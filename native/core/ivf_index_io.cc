@@ -144,6 +144,14 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
   if (meta[kQueryBits] != kSavedQueryBits) throw bad("query bits " + std::to_string(meta[kQueryBits]) + " are not supported");
   if (meta[kRotationKind] > 1) throw bad("unknown rotation kind " + std::to_string(meta[kRotationKind]));
   if (meta[kIdBytes] != 4 && meta[kIdBytes] != 8) throw bad("id width " + std::to_string(meta[kIdBytes]) + " is not 4 or 8");
+  // The next default id is above every id ever used, so at least the count
+  // (ids are distinct) and at most one past the largest id of the width
+  // (kMaxId32 / kMaxId64 in ivf_index.cc). Outside that range add() with
+  // default ids would collide with stored ids, or wrap around past 2^64.
+  const uint64_t max_next_id = meta[kIdBytes] == 8 ? uint64_t(1) << 63 : uint64_t(1) << 31;
+  if (meta[kNextId] < n || meta[kNextId] > max_next_id)
+    throw bad("next free id " + std::to_string(meta[kNextId]) + " is outside " + std::to_string(n) + ".." +
+              std::to_string(max_next_id));
   if (meta[kStoreVectors] > 1) throw bad("bad stored-vectors flag");
   if (meta[kRoundingRowsField] != kSavedRoundingRows) throw bad("bad number of rounding rows");
   const uint64_t rot_floats = meta[kRotationFloats];
@@ -174,6 +182,10 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
   ix.centroids_ = floats(kCentroids, nc * dim, "centroids");
   ix.rotated_centroids_ = floats(kRotatedCentroids, nc * pd, "rotated centroids");
   ix.rounding_offsets_ = floats(kRoundingOffsets, kSavedRoundingRows * pd, "rounding offsets");
+  // Offsets of randomized rounding lie in [0, 1]; a large one would push the
+  // quantized query past the float -> integer range in the kernels.
+  for (float x : ix.rounding_offsets_)
+    if (!(x >= 0.f && x <= 1.f)) throw bad("rounding offsets hold " + std::to_string(x) + ", outside 0..1");
   ix.tiles_ = CentroidTiles(ix.centroids_.data(), nc, dim, /*half=*/true);
 
   persist::SectionView cv = sized(kCounts, nc * sizeof(uint32_t), "cluster size");
