@@ -28,6 +28,8 @@ import {
 export interface ServableIndex extends BatchableIndex {
   readonly size: number;
   readonly numClusters: number;
+  /** One query on the calling thread (used when batching is off). */
+  search?(query: Float32Array, options: { k: number; nprobe: number }): { ids: ArrayLike<number | bigint>; distances: Float32Array };
   memoryUsage?(): { total: number };
 }
 
@@ -57,6 +59,17 @@ export interface ServerOptions {
   retryAfterSeconds?: number;
   /** fastify's logger option (default false). */
   logger?: boolean;
+  /**
+   * Route single searches through the batcher (default true). false runs
+   * each request's search on the event loop, one query per native call: the
+   * baseline the load benchmark compares the batcher against.
+   */
+  batching?: boolean;
+}
+
+/** JSON has no 64-bit integers: ids above 2^53 are sent as decimal strings. */
+function idsToJson(ids: ArrayLike<number | bigint>): (number | string)[] {
+  return Array.from(ids, (v) => (typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -1n ? Number(v) : v.toString()) : v));
 }
 
 export interface RabitqServer {
@@ -148,6 +161,7 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     timeoutMs: options.timeoutMs ?? 1000,
   };
   const maxBatchVectors = Math.min(options.maxBatchVectors ?? capacity, capacity);
+  const batching = options.batching ?? true;
 
   let index: ServableIndex | null = null;
   let batcher: Batcher | null = null;
@@ -327,8 +341,8 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
       query = new Float32Array(idx.dim);
       toFloat32('vector', body.vector, query, 0);
     }
-    const r = await b.search(query, p);
-    return { ids: Array.from(r.ids), distances: Array.from(r.distances) };
+    const r = batching || !idx.search ? await b.search(query, p) : idx.search(query, p);
+    return { ids: idsToJson(r.ids), distances: Array.from(r.distances) };
   });
 
   app.post('/search/batch', { schema: batchSchema }, async (request, reply) => {
@@ -362,11 +376,11 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
     const results = settled.map((s) => (s as PromiseFulfilledResult<BatcherResult>).value);
-    return { ids: results.map((r) => Array.from(r.ids)), distances: results.map((r) => Array.from(r.distances)) };
+    return { ids: results.map((r) => idsToJson(r.ids)), distances: results.map((r) => Array.from(r.distances)) };
   });
 
   app.get('/healthz', async (_request, reply) => {
-    if (index && !draining) return { status: 'ok', vectors: index.size, dim: index.dim, clusters: index.numClusters };
+    if (index && !draining) return { status: 'ok', vectors: index.size, dim: index.dim, clusters: index.numClusters, pid: process.pid };
     return reply.status(503).send({
       status: draining ? 'draining' : loadError ? 'failed' : 'loading',
       ...(loadError ? { message: loadError.message } : {}),

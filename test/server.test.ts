@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +32,20 @@ function post(url: string, body: unknown, type = 'application/json'): Promise<Re
     method: 'POST',
     headers: { 'content-type': type },
     body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
+  });
+}
+
+/** GET on a new connection (no keep-alive). */
+function getFresh(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
   });
 }
 
@@ -260,6 +275,28 @@ describe('rabitq serve (child process)', () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
+  async function spawnServe(args: string[]) {
+    const cli = path.join(ROOT, 'dist/src/cli/main.js');
+    const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (err += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const url = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no listening line: ${err}`)), 20_000);
+      const check = () => {
+        const m = /listening on (http:\/\/\S+?);/.exec(err);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]!);
+        } else setTimeout(check, 20);
+      };
+      check();
+    });
+    for (let i = 0; i < 200 && (await fetch(`${url}/healthz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+    return { child, url, exited, stderr: () => err };
+  }
+
   async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
     let out = '';
     let err = '';
@@ -270,12 +307,14 @@ describe('rabitq serve (child process)', () => {
   it('prints its help and reports bad usage on one line', async () => {
     const h = await run(['serve', '--help']);
     expect(h.code).toBe(0);
-    expect(h.out).toContain('Usage: rabitq serve <vectors.fvecs|vectors.bvecs>');
+    expect(h.out).toContain('Usage: rabitq serve <index-file | vectors.fvecs | vectors.bvecs>');
     expect((await run(['help', 'serve'])).out).toContain('--max-delay-ms');
-    expect((await run(['--help'])).out).toMatch(/serve\s+build an index/);
+    expect((await run(['--help'])).out).toMatch(/serve\s+serve an index file/);
+    expect((await run(['--help'])).out).toMatch(/build\s+build an index from a vector file and save it/);
     const bad: [string[], RegExp][] = [
-      [['serve'], /missing the vector file/],
-      [['serve', 'vectors.txt'], /must end in \.fvecs or \.bvecs/],
+      [['serve'], /missing the index file/],
+      [['serve', 'a.fvecs', '--workers', '2'], /--workers needs an index file/],
+      [['serve', 'a.rbq', '--workers', '0'], /--workers must be in 1\./],
       [['serve', 'a.fvecs', '--port', 'http'], /--port must be an integer/],
       [['serve', 'a.fvecs', '--port', '70000'], /--port must be in 0\.\.65535/],
       [['serve', 'a.fvecs', '--capacity', '0'], /--capacity must be in 1\./],
@@ -346,4 +385,59 @@ describe('rabitq serve (child process)', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   }, 40_000);
+
+  it('rabitq build saves an index; serve loads it (mapped) and answers like the loaded index; a bad file exits 1', async () => {
+    const file = path.join(tmp, 'small.rbq');
+    const b = await run(['build', path.join(tmp, 'small.fvecs'), '--out', file, '--clusters', '8', '--no-progress']);
+    expect(b.code, b.err).toBe(0);
+    expect(b.out).toMatch(/2000 vectors x 16, 8 clusters, metric l2/);
+    expect((await run(['build', path.join(tmp, 'small.fvecs')])).err).toMatch(/missing --out/);
+    const loaded = await IvfRabitqIndex.load(file);
+    const vec = synthetic(1, DIM, 5);
+    const direct = loaded.search(vec, { k: 4, nprobe: 8 });
+
+    const bad = path.join(tmp, 'bad.rbq');
+    await writeFile(bad, 'not an index');
+    const r = await run(['serve', bad, '--port', '0']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/failed to load the index: .*bad\.rbq.*bad magic/);
+
+    const { child, url, exited, stderr } = await spawnServe([file, '--port', '0', '--k', '4', '--nprobe', '8']);
+    try {
+      const res = await post(`${url}/search`, { vector: Array.from(vec) });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { ids: number[]; distances: number[] };
+      expect(body.ids).toEqual(Array.from(direct.ids));
+      expect(stderr()).toMatch(/loading .*small\.rbq \(mapped\)/);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('--workers 2 runs two processes on one port; both answer; SIGTERM drains both and exits 0', async () => {
+    const file = path.join(tmp, 'small.rbq');
+    if (!existsSync(file)) expect((await run(['build', path.join(tmp, 'small.fvecs'), '-o', file, '--clusters', '8'])).code).toBe(0);
+    const { child, url, exited, stderr } = await spawnServe([file, '--port', '0', '--workers', '2', '--no-batch']);
+    try {
+      // the listening line comes from a worker; wait until both loaded
+      for (let i = 0; i < 200 && (stderr().match(/index ready/g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      expect((stderr().match(/index ready/g) ?? []).length).toBe(2);
+      // a new connection per request, so the primary spreads them over the workers
+      const pids = new Set<number>();
+      for (let i = 0; i < 40 && pids.size < 2; i++) {
+        const h = JSON.parse(await getFresh(`${url}/healthz`)) as { pid: number };
+        pids.add(h.pid);
+      }
+      expect(pids.size).toBe(2);
+      const res = await post(`${url}/search`, { vector: Array.from(synthetic(1, DIM, 1)), k: 3 });
+      expect(res.status).toBe(200);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(stderr()).toMatch(/draining 2 workers/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 60_000);
 });

@@ -4,6 +4,7 @@
  *
  *   rabitq bench [options]   recall / QPS benchmark (see `rabitq bench --help`)
  *   rabitq info              SIMD level, CPU and affinity
+ *   rabitq build <vectors> -o <index>   build and save an index (src/cli/build.ts)
  *   rabitq serve <file>      HTTP search server (see src/cli/serve.ts)
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
@@ -35,8 +36,9 @@ const MAIN_HELP = `Usage: rabitq <command> [options]
 
 Commands:
   bench     recall / QPS benchmark of the IVF + RaBitQ index (and optional peers)
+  build     build an index from a vector file and save it
   info      show the SIMD level, CPU and CPU affinity
-  serve     build an index from a vector file and serve searches over HTTP
+  serve     serve an index file (or one built from a vector file) over HTTP
   help      show help for a command
 
 Options:
@@ -293,7 +295,7 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
  */
 export async function main(argv: readonly string[], io: CliIO = processIO): Promise<number> {
   const [cmd, ...rest] = argv;
-  const prog = cmd === 'bench' || cmd === 'info' || cmd === 'serve' ? `rabitq ${cmd}` : 'rabitq';
+  const prog = cmd === 'bench' || cmd === 'info' || cmd === 'serve' || cmd === 'build' ? `rabitq ${cmd}` : 'rabitq';
   try {
     switch (cmd) {
       case undefined:
@@ -304,6 +306,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
       case 'help':
         if (rest[0] === 'bench') io.stdout(BENCH_HELP);
         else if (rest[0] === 'serve') io.stdout((await import('./serve.js')).SERVE_HELP);
+        else if (rest[0] === 'build') io.stdout((await import('./build.js')).BUILD_HELP);
         else if (rest[0] === undefined || rest[0] === 'info') io.stdout(MAIN_HELP);
         else throw new UsageError(`unknown command ${JSON.stringify(rest[0])}`);
         return 0;
@@ -317,6 +320,8 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         return await infoCommand(rest, io);
       case 'serve':
         return await (await import('./serve.js')).serveCommand(rest, io);
+      case 'build':
+        return await (await import('./build.js')).buildCommand(rest, io);
       default:
         throw new UsageError(
           cmd.startsWith('-') ? `unknown option ${cmd}` : `unknown command ${JSON.stringify(cmd)}`,

@@ -1,33 +1,41 @@
 /**
- * `rabitq serve <vectors.fvecs|.bvecs> [options]`: builds an index from a
- * vector file and serves it over HTTP (see src/server.ts, docs/SERVING.md).
+ * `rabitq serve <index-file | vectors.fvecs|.bvecs> [options]`: serves an
+ * index over HTTP (see src/server.ts, docs/SERVING.md).
  *
- * Index files cannot be saved or loaded yet, so the index is built at
- * startup; /healthz answers 503 until the build is done. Once save/load
- * exists, an index file will take the place of the vector file.
+ * An index file (made by `rabitq build` or index.save()) is loaded at startup,
+ * mapped by default so several processes share its pages; a vector file is
+ * built into an index at startup instead. /healthz answers 503 until the
+ * index is ready. --workers N runs N processes on one port (node:cluster).
  */
+import cluster from 'node:cluster';
+import os from 'node:os';
 import { UsageError, parseIntOption, parseOptions, type OptionSpec } from './args.js';
+import type { IdArray, IvfRabitqIndex as Index } from '../ivf_index.js';
 
 export interface ServeIO {
   stdout(text: string): void;
   stderr(text: string): void;
 }
 
-export const SERVE_HELP = `Usage: rabitq serve <vectors.fvecs|vectors.bvecs> [options]
+export const SERVE_HELP = `Usage: rabitq serve <index-file | vectors.fvecs | vectors.bvecs> [options]
 
-Builds an IVF + RaBitQ index from the vector file at startup (index files
-cannot be loaded yet), then serves searches over HTTP. /healthz answers 503
-until the index is built.
+Serves searches over HTTP. An index file (from \`rabitq build\` or
+index.save()) is loaded at startup, memory-mapped unless --read is given; a
+.fvecs/.bvecs vector file is built into an index at startup. /healthz answers
+503 until the index is ready.
 
 Index:
-  --clusters <n>        IVF clusters (default: the library's default)
-  --threads <n>         threads for the build (default: all)
-  --seed <n>            k-means seed (default 42)
+  --read                read the index file into memory instead of mapping it
+  --verify              check every checksum of a mapped index at startup
+  --clusters <n>        IVF clusters when building from vectors (default: the library's default)
+  --threads <n>         native threads per process (default: the CPUs it may use, split between workers)
+  --seed <n>            k-means seed when building from vectors (default 42)
 
 HTTP:
   --host <addr>         address to listen on (default 127.0.0.1)
   --port <n>            port, 0 for any free one (default 8080)
   --body-limit-mb <n>   largest request body in MiB (default 16)
+  --workers <n>         processes sharing the port (node:cluster; needs an index file; default 1)
 
 Search defaults and limits:
   --k <n>               k when a request gives none (default 10)
@@ -35,6 +43,7 @@ Search defaults and limits:
   --max-k <n>           largest k a request may ask for (default 1024)
 
 Batching:
+  --no-batch            run each request's search on its own (no batcher; for comparisons)
   --max-batch <n>       largest batch handed to the native pool (default 64)
   --max-delay-ms <n>    longest wait for a batch to fill (default 2)
   --capacity <n>        most queries waiting; past it requests get 503 (default 1024)
@@ -48,6 +57,10 @@ const SERVE_SPEC: Record<string, OptionSpec> = {
   clusters: { type: 'string' },
   threads: { type: 'string' },
   seed: { type: 'string' },
+  read: { type: 'boolean' },
+  verify: { type: 'boolean' },
+  workers: { type: 'string' },
+  batch: { type: 'boolean' },
   host: { type: 'string' },
   port: { type: 'string' },
   'body-limit-mb': { type: 'string' },
@@ -61,7 +74,9 @@ const SERVE_SPEC: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h' },
 };
 
-/** Turn `rabitq serve` arguments into options (throws UsageError). */
+const isVectorFile = (file: string) => /\.(fvecs|bvecs)$/i.test(file);
+
+/** Turn \`rabitq serve\` arguments into options (throws UsageError). */
 export function serveOptionsFromArgs(argv: readonly string[]) {
   const { values, positionals } = parseOptions(argv, SERVE_SPEC, 1);
   const int = (n: string, min: number, max: number, dflt?: number) => {
@@ -70,17 +85,23 @@ export function serveOptionsFromArgs(argv: readonly string[]) {
   };
   const help = values.help === true;
   const file = positionals[0];
-  if (!help && file === undefined) throw new UsageError('missing the vector file (.fvecs or .bvecs) to serve');
-  if (file !== undefined && !/\.(fvecs|bvecs)$/i.test(file)) {
-    throw new UsageError(`the vector file must end in .fvecs or .bvecs, got ${JSON.stringify(file)}`);
-  }
+  if (!help && file === undefined) throw new UsageError('missing the index file (or a .fvecs/.bvecs vector file) to serve');
   const host = (values.host as string | undefined) ?? '127.0.0.1';
   if (host === '') throw new UsageError('--host needs an address');
   const maxK = int('max-k', 1, 1 << 20, 1024)!;
   const k = int('k', 1, maxK, Math.min(10, maxK))!;
+  const workers = int('workers', 1, 256, 1)!;
+  if (workers > 1 && file !== undefined && isVectorFile(file)) {
+    throw new UsageError('--workers needs an index file: build one first with `rabitq build <vectors> --out <index>`');
+  }
   return {
     help,
     file: file ?? '',
+    fromVectors: file !== undefined && isVectorFile(file),
+    mmap: values.read !== true,
+    verify: values.verify === true,
+    workers,
+    batching: values.batch !== false,
     clusters: int('clusters', 1, 1 << 24),
     threads: int('threads', 1, 1024),
     seed: int('seed', 0, 2 ** 31 - 1, 42)!,
@@ -97,9 +118,59 @@ export function serveOptionsFromArgs(argv: readonly string[]) {
   };
 }
 
+/** CPUs this process may run on (sched affinity), as the native pool counts them. */
+function usableCpus(): number {
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+}
+
+/**
+ * The --workers primary: forks the workers (same arguments), restarts one
+ * that dies unexpectedly, forwards SIGTERM/SIGINT and exits 0 once every
+ * worker drained.
+ */
+async function runPrimary(o: ReturnType<typeof serveOptionsFromArgs>, io: ServeIO): Promise<number> {
+  // Each worker gets its share of the CPUs for its native pool, so N
+  // processes do not run N x CPUs threads.
+  const threads = o.threads ?? Math.max(1, Math.floor(usableCpus() / o.workers));
+  const env = { RABITQ_THREADS: String(threads), RABITQ_SERVE_WORKER: '1' };
+  let stopping = false;
+  let restarts = 0;
+  const fork = () => cluster.fork(env);
+  for (let i = 0; i < o.workers; i++) fork();
+  io.stderr(`rabitq serve: ${o.workers} workers (${threads} native threads each) on ${o.host}:${o.port}\n`);
+  return await new Promise<number>((resolve) => {
+    let failed = false;
+    cluster.on('exit', (worker, code, signal) => {
+      if (!stopping) {
+        io.stderr(`rabitq serve: worker ${worker.process.pid} exited (${signal ?? code})\n`);
+        if (code === 1 && restarts === 0 && Object.keys(cluster.workers ?? {}).length === 0) {
+          // Every worker failed at startup (bad index file): do not loop.
+          failed = true;
+        }
+        if (!failed && restarts < 10) {
+          restarts++;
+          fork();
+          return;
+        }
+        stopping = true;
+      }
+      if (Object.keys(cluster.workers ?? {}).length === 0) resolve(failed ? 1 : 0);
+      if (code !== 0) failed = true;
+    });
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      io.stderr(`rabitq serve: ${signal} received: draining ${Object.keys(cluster.workers ?? {}).length} workers\n`);
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
 /**
  * Runs the server until SIGTERM / SIGINT; resolves with the exit code
- * (0 after a clean drain, 1 when the index could not be built).
+ * (0 after a clean drain, 1 when the index could not be loaded or built).
  */
 export async function serveCommand(argv: readonly string[], io: ServeIO): Promise<number> {
   const o = serveOptionsFromArgs(argv);
@@ -107,25 +178,35 @@ export async function serveCommand(argv: readonly string[], io: ServeIO): Promis
     io.stdout(SERVE_HELP);
     return 0;
   }
+  if (o.workers > 1 && cluster.isPrimary) return runPrimary(o, io);
   const [{ startServer }, { IvfRabitqIndex }, { readFvecs, readBvecs }] = await Promise.all([
     import('../server.js'),
     import('../ivf_index.js'),
     import('../io.js'),
   ]);
-  // read the file before listening: a bad file fails the command at once
-  const vf = /\.bvecs$/i.test(o.file) ? await readBvecs(o.file, { asFloat32: true }) : await readFvecs(o.file);
-  if (o.clusters !== undefined && o.clusters > vf.count) {
-    throw new UsageError(`--clusters ${o.clusters} is more than the ${vf.count} vectors in ${o.file}`);
-  }
   const t0 = performance.now();
-  const building = IvfRabitqIndex.build(vf.data, {
-    dim: vf.dim,
-    ...(o.clusters !== undefined ? { numClusters: o.clusters } : {}),
-    ...(o.threads !== undefined ? { threads: o.threads } : {}),
-    seed: o.seed,
-  });
+  let loading: Promise<Index<IdArray>>;
+  let what: string;
+  if (o.fromVectors) {
+    // read the file before listening: a bad file fails the command at once
+    const vf = /\.bvecs$/i.test(o.file) ? await readBvecs(o.file, { asFloat32: true }) : await readFvecs(o.file);
+    if (o.clusters !== undefined && o.clusters > vf.count) {
+      throw new UsageError(`--clusters ${o.clusters} is more than the ${vf.count} vectors in ${o.file}`);
+    }
+    loading = IvfRabitqIndex.build(vf.data, {
+      dim: vf.dim,
+      ...(o.clusters !== undefined ? { numClusters: o.clusters } : {}),
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      seed: o.seed,
+    });
+    what = `building the index of ${vf.count} x ${vf.dim} from ${o.file}`;
+  } else {
+    loading = IvfRabitqIndex.load(o.file, { mmap: o.mmap, verify: o.verify });
+    what = `loading ${o.file}${o.mmap ? ' (mapped)' : ''}`;
+  }
   const server = await startServer({
-    index: building,
+    // The batcher slices ids per query whatever their array type (Int32Array or BigInt64Array).
+    index: loading as unknown as Promise<Index>,
     host: o.host,
     port: o.port,
     bodyLimit: o.bodyLimit,
@@ -136,8 +217,10 @@ export async function serveCommand(argv: readonly string[], io: ServeIO): Promis
     maxDelayMs: o.maxDelayMs,
     capacity: o.capacity,
     timeoutMs: o.timeoutMs,
+    batching: o.batching,
   });
-  io.stderr(`rabitq serve: listening on ${server.url}; building the index of ${vf.count} x ${vf.dim} from ${o.file}\n`);
+  const who = cluster.isWorker ? `rabitq serve [worker ${process.pid}]` : 'rabitq serve';
+  io.stderr(`${who}: listening on ${server.url}; ${what}\n`);
 
   return await new Promise<number>((resolve) => {
     let stopping = false;
@@ -146,29 +229,34 @@ export async function serveCommand(argv: readonly string[], io: ServeIO): Promis
       stopping = true;
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
-      io.stderr(`rabitq serve: ${why}: draining\n`);
+      io.stderr(`${who}: ${why}: draining\n`);
       server.close().then(
         () => {
-          io.stderr('rabitq serve: stopped\n');
+          io.stderr(`${who}: stopped\n`);
           resolve(code);
+          // A worker's IPC channel to the primary would keep it alive.
+          if (cluster.isWorker) process.disconnect();
         },
         (err: unknown) => {
-          io.stderr(`rabitq serve: failed while stopping: ${err instanceof Error ? err.message : String(err)}\n`);
+          io.stderr(`${who}: failed while stopping: ${err instanceof Error ? err.message : String(err)}\n`);
           resolve(1);
         },
       );
     };
     const onSignal = (signal: NodeJS.Signals) => stop(`${signal} received`, 0);
     process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    // Under --workers the primary sends SIGTERM; a terminal's Ctrl-C reaches
+    // every process of the group, and the primary coordinates that.
+    if (!cluster.isWorker) process.on('SIGINT', onSignal);
     server.ready.then(
-      () => {
-        const s = ((performance.now() - t0) / 1000).toFixed(1);
-        io.stderr(`rabitq serve: index ready (${vf.count} vectors, built in ${s} s)\n`);
+      async () => {
+        const s = ((performance.now() - t0) / 1000).toFixed(2);
+        const idx = await loading;
+        io.stderr(`${who}: index ready (${idx.size} vectors x ${idx.dim}, ${o.fromVectors ? 'built' : 'loaded'} in ${s} s)\n`);
       },
       (err: unknown) => {
-        io.stderr(`rabitq serve: failed to build the index: ${err instanceof Error ? err.message : String(err)}\n`);
-        stop('index build failed', 1);
+        io.stderr(`${who}: failed to ${o.fromVectors ? 'build' : 'load'} the index: ${err instanceof Error ? err.message : String(err)}\n`);
+        stop(`index ${o.fromVectors ? 'build' : 'load'} failed`, 1);
       },
     );
   });
