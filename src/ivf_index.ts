@@ -7,7 +7,9 @@
  * reader-writer lock), so a search sees the index before or after a change,
  * never half of one. A synchronous search() called while a change holds the
  * lock waits for it (add and remove hold it only to append or move entries;
- * compact holds it while it re-packs).
+ * compact holds it while it re-packs). add / remove / compact / save /
+ * toBuffer start one at a time, in call order, so changes made without
+ * awaiting each other still apply in the order they were called.
  */
 import { native, type NativeFilterArray, type NativeFilterKind, type NativeIndex, type NativeInfo } from './native.js';
 import { IndexFileError, assertFloat32Array, assertIntInRange, assertString, describeValue } from './errors.js';
@@ -117,6 +119,8 @@ export interface LoadOptions {
 }
 
 const MAX_K = 1 << 20;
+/** Ids are below 2^63 (both widths). */
+const ID_LIMIT = 2n ** 63n;
 
 function statsFrom(a: Float64Array, off = 0): SearchStats {
   return { queries: a[off]!, clustersProbed: a[off + 1]!, codesScanned: a[off + 2]!, reranked: a[off + 3]!, candidates: a[off + 4]! };
@@ -158,6 +162,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   readonly idType: 'u32' | 'u64';
   /** Whether raw vectors are kept for exact re-ranking. */
   readonly storeVectors: boolean;
+  /** Settles when the last queued change / save has (see #serial). */
+  #tail: Promise<unknown> = Promise.resolve();
 
   private constructor(nativeIndex: NativeIndex) {
     this.#native = nativeIndex;
@@ -167,6 +173,17 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     this.metric = this.#info.metric;
     this.idType = this.#info.idType;
     this.storeVectors = this.#info.storeVectors;
+  }
+
+  /**
+   * Runs `op` after every earlier queued operation settled. The native calls
+   * run on a pool of libuv threads in no particular order: without this, an
+   * un-awaited add() followed by remove() of the same ids could remove first.
+   */
+  #serial<T>(op: () => Promise<T>): Promise<T> {
+    const p = this.#tail.then(op);
+    this.#tail = p.catch(() => undefined);
+    return p;
   }
 
   /** Vectors in the index now (changes with add and remove). */
@@ -261,12 +278,13 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   /**
    * Writes the index to `path` atomically: a temporary file in the same
    * folder, fsync, rename over `path`, fsync of the folder. A crash at any
-   * moment leaves the old file or the new one, whole.
+   * moment leaves the old file or the new one, whole. After a mmap load the
+   * checksums left unchecked are checked first (IndexFileError 'EBADINDEX').
    */
   async save(path: string): Promise<void> {
     assertString('path', path);
     try {
-      await this.#native.save(path);
+      await this.#serial(() => this.#native.save(path));
     } catch (e) {
       throw wrapFileError(path, e);
     }
@@ -274,7 +292,12 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
 
   /** The saved form, in memory (same bytes as save() writes). */
   async toBuffer(): Promise<Buffer> {
-    return this.#native.toBuffer();
+    try {
+      return await this.#serial(() => this.#native.toBuffer());
+    } catch (e) {
+      // After a mmap load the checksums are checked first, as by save().
+      throw (e as { code?: unknown }).code === 'EBADINDEX' ? wrapFileError('index', e) : e;
+    }
   }
 
   /** Checks the checksums a mmap load left unchecked; rejects with IndexFileError on a mismatch. */
@@ -309,7 +332,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     }
     const threads = options.threads ?? 0;
     if (options.threads !== undefined) assertIntInRange('options.threads', options.threads, 1, 1024);
-    await this.#native.add(vectors, ids, threads);
+    await this.#serial(() => this.#native.add(vectors, ids, threads));
   }
 
   /** Removes the vectors with these ids (absent ids are ignored); resolves with how many were removed. */
@@ -318,14 +341,17 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
       throw new TypeError(`ids must be an array or typed array of ids, got ${describeValue(ids)}`);
     }
     const wide = new BigUint64Array(ids.length);
+    let count = 0;
     for (let i = 0; i < ids.length; i++) {
       const v = ids[i];
       if (typeof v === 'bigint' ? v < 0n : !(Number.isInteger(v) && (v as number) >= 0)) {
         throw new RangeError(`ids[${i}] must be a non-negative integer, got ${describeValue(v)}`);
       }
-      wide[i] = BigInt(v as number | bigint);
+      const id = BigInt(v as number | bigint);
+      // Ids are below 2^63; larger ones are absent (and would wrap in the BigUint64Array).
+      if (id < ID_LIMIT) wide[count++] = id;
     }
-    return this.#native.remove(wide);
+    return this.#serial(() => this.#native.remove(wide.subarray(0, count)));
   }
 
   /** Whether a vector with this id is in the index. */
@@ -334,9 +360,19 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     return this.#native.contains(BigInt(id));
   }
 
-  /** Re-packs the clusters contiguously (sorted by distance to their centroid), releasing removed vectors' space. */
+  /**
+   * Re-packs the clusters contiguously (sorted by distance to their centroid),
+   * releasing removed vectors' space. After a mmap load it copies everything
+   * out of the file and unmaps it, checking the checksums first (as verify()
+   * does; IndexFileError on a mismatch, the index unchanged).
+   */
   async compact(): Promise<void> {
-    await this.#native.compact();
+    try {
+      await this.#serial(() => this.#native.compact());
+    } catch (e) {
+      // After a mmap load compact() first checks the checksums verify() would.
+      throw (e as { code?: unknown }).code === 'EBADINDEX' ? wrapFileError('index', e) : e;
+    }
   }
 
   #checkSearch(options: SearchOptions): {
@@ -435,7 +471,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
 
   /**
    * RaBitQ distance estimates for every vector and the half-width of their
-   * error bound at epsilon = 1 (indexed by id). For tests and diagnostics.
+   * error bound at epsilon = 1 (indexed by id, so the ids must be 0..size-1:
+   * RangeError otherwise). For tests and diagnostics.
    */
   estimateAll(query: Float32Array, options: { bitplane?: boolean } = {}): { estimates: Float32Array; bounds: Float32Array } {
     this.#checkQueries('query', query, true);

@@ -434,7 +434,7 @@ class Index : public Napi::ObjectWrap<Index> {
   Napi::Value EstimateAll(const Napi::CallbackInfo& info) {
     GUARD_BEGIN
     index->estimate_all(data_of<float>(info[0]), data_of<float>(info[1]), data_of<float>(info[2]),
-                        info[3].ToBoolean());
+                        info[3].ToBoolean(), length_of(info[1]));
     GUARD_END(info.Env())
     return info.Env().Undefined();
   }

@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "kernels/kernels.h"
+#include "persist/reader.h"
 
 namespace rabitq {
 
@@ -170,8 +171,9 @@ std::vector<float> normalized_rows(const float* data, size_t n, size_t dim) {
     const float* x = data + r * dim;
     double norm2 = 0;
     for (size_t i = 0; i < dim; ++i) norm2 += double(x[i]) * x[i];
-    const float inv = static_cast<float>(1.0 / std::sqrt(norm2));
-    for (size_t i = 0; i < dim; ++i) out[r * dim + i] = x[i] * inv;
+    // In double: 1/norm overflows a float for tiny (subnormal) rows.
+    const double inv = 1.0 / std::sqrt(norm2);
+    for (size_t i = 0; i < dim; ++i) out[r * dim + i] = static_cast<float>(x[i] * inv);
   }
   return out;
 }
@@ -470,8 +472,8 @@ const float* IvfRabitqIndex::prepare_query(const float* query, float* normalized
   double norm2 = 0;
   for (size_t i = 0; i < dim_; ++i) norm2 += double(query[i]) * query[i];
   RABITQ_THROW_IF_NOT(norm2 > 0.0, kRange, "query is a zero vector, which has no direction under the cosine metric");
-  const float inv = static_cast<float>(1.0 / std::sqrt(norm2));
-  for (size_t i = 0; i < dim_; ++i) normalized[i] = query[i] * inv;
+  const double inv = 1.0 / std::sqrt(norm2);  // as in normalized_rows
+  for (size_t i = 0; i < dim_; ++i) normalized[i] = static_cast<float>(query[i] * inv);
   return normalized;
 }
 
@@ -757,8 +759,15 @@ void IvfRabitqIndex::search_batch(const float* queries, size_t nq, const SearchP
     for (auto& st : slot_stats) total->add(st);
 }
 
-void IvfRabitqIndex::estimate_all(const float* query, float* estimates, float* bounds, bool bitplane) const {
+void IvfRabitqIndex::estimate_all(const float* query, float* estimates, float* bounds, bool bitplane,
+                                  size_t out_len) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
+  for (const Cluster& cl : clusters_)
+    for (size_t i = 0; i < cl.count; ++i)
+      if (static_cast<uint64_t>(cl.id(i)) >= out_len)
+        throw Error(ErrorKind::kRange, "estimateAll indexes its output by id, and id " + std::to_string(cl.id(i)) +
+                                           " is not below " + std::to_string(out_len) +
+                                           " (it needs the default ids 0..size-1)");
   SearchScratch& s = thread_scratch(*this);
   const Kernels& k = active_kernels();
   query = prepare_query(query, s.qnormed.data());
@@ -916,6 +925,15 @@ size_t IvfRabitqIndex::remove(const uint64_t* ids, size_t n) {
 }
 
 void IvfRabitqIndex::compact() {
+  // After a lazy (mmap) load the big arrays are unchecked, and compact copies
+  // them out of the mapping and lets it go: check them first (outside the
+  // lock), or verify() would have nothing left to check them against.
+  std::shared_ptr<persist::Container> unchecked;
+  {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    unchecked = container_;
+  }
+  if (unchecked) unchecked->verify_all();
   std::unique_lock<std::shared_mutex> lock(mu_);
   std::lock_guard<std::mutex> g(id_map_mu_);
   std::vector<uint8_t> codes(n_ * npairs_);
@@ -959,6 +977,7 @@ void IvfRabitqIndex::compact() {
   blob_vectors_ = nullptr;
   point_clusters_at_base();
   blob_.reset();
+  container_.reset();  // it holds the blob too: this is what unmaps the file
   id_map_.reset();
 }
 
@@ -983,7 +1002,13 @@ MemoryUsage IvfRabitqIndex::memory_usage() const {
     if (cl.owned)
       m.other += (cl.own_codes.capacity() - cl.own_codes.size()) +
                  (cl.own_factors.capacity() - cl.own_factors.size()) * sizeof(Factor);
-  if (blob_ && blob_mapped_) m.mapped = m.codes + m.factors + m.ids + m.vectors;
+  // Clusters changed by add/remove were copied out of the mapping.
+  if (blob_ && blob_mapped_) {
+    const size_t per_vector = npairs_ + sizeof(Factor) + (ids64_ ? sizeof(uint64_t) : sizeof(uint32_t)) +
+                              (has_vectors_ ? dim_ * sizeof(float) : 0);
+    for (const auto& cl : clusters_)
+      if (!cl.owned) m.mapped += cl.count * per_vector;
+  }
   return m;
 }
 

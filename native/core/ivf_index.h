@@ -170,8 +170,10 @@ class IvfRabitqIndex {
   void compact();
 
   // RaBitQ estimate and error bound of the internal distance for every
-  // vector (tests). Outputs are indexed by id (default ids only).
-  void estimate_all(const float* query, float* estimates, float* bounds, bool bitplane) const;
+  // vector (tests). Outputs are indexed by id and hold out_len entries; an id
+  // at or past out_len (caller ids, or after remove) is a kRange error.
+  void estimate_all(const float* query, float* estimates, float* bounds, bool bitplane,
+                    size_t out_len = SIZE_MAX) const;
 
  private:
   friend class SearchScratch;

@@ -54,6 +54,9 @@ constexpr uint64_t kSavedRoundingRows = 64;
 }  // namespace
 
 void IvfRabitqIndex::write_sections(persist::ContainerWriter& w) const {
+  // After a lazy (mmap) load the big arrays are unchecked: writing them under
+  // fresh checksums would turn a corrupt file into a valid-looking one.
+  if (container_) container_->verify_all();
   uint64_t meta[kMetaFields] = {};
   meta[kDim] = dim_;
   meta[kPaddedDim] = padded_dim_;
@@ -115,7 +118,12 @@ std::vector<uint8_t> IvfRabitqIndex::to_bytes() const {
 }
 
 void IvfRabitqIndex::verify() const {
-  if (container_) container_->verify_all();
+  std::shared_ptr<persist::Container> c;
+  {
+    std::shared_lock<std::shared_mutex> lock(mu_);  // compact() resets container_
+    c = container_;
+  }
+  if (c) c->verify_all();
 }
 
 std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Blob> blob, const std::string& name,
