@@ -1,0 +1,236 @@
+/**
+ * Load benchmark of `rabitq serve` on 127.0.0.1 (never another address):
+ * per-request search vs the batcher at a fixed concurrency, then an overload
+ * at a multiple of the batcher's sustainable rate.
+ *
+ *   taskset -c 0,1 node dist/bench/serve/load.js --index ../data/sift1m-cv/index.rbq \
+ *     --queries ../data/sift1m-cv/query.bvecs --nprobe 48
+ *
+ * The load generator (autocannon) runs in this process, on the same cores as
+ * the server: the figures are for the whole machine, client included.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execSync } from 'node:child_process';
+import autocannon from 'autocannon';
+import { IvfRabitqIndex, readBvecs, readFvecs } from '../../src/index.js';
+import { parseOptions, parseIntOption } from '../../src/cli/args.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`) ? '..' : '.');
+const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+const { values } = parseOptions(process.argv.slice(2), {
+  index: { type: 'string' },
+  queries: { type: 'string' },
+  nprobe: { type: 'string' },
+  k: { type: 'string' },
+  connections: { type: 'string' },
+  duration: { type: 'string' },
+  overload: { type: 'string' },
+  'overload-duration': { type: 'string' },
+  workers: { type: 'string' },
+  modes: { type: 'string' },
+  out: { type: 'string' },
+  name: { type: 'string' },
+});
+if (!values.index || !values.queries) {
+  process.stderr.write('usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--workers 1]\n');
+  process.exit(2);
+}
+const indexFile = values.index as string;
+const nprobe = parseIntOption('nprobe', (values.nprobe as string) ?? '48', 1, 1 << 20);
+const k = parseIntOption('k', (values.k as string) ?? '10', 1, 1024);
+const connections = parseIntOption('connections', (values.connections as string) ?? '64', 1, 10000);
+const duration = parseIntOption('duration', (values.duration as string) ?? '10', 1, 600);
+const overloadFactor = parseIntOption('overload', (values.overload as string) ?? '4', 0, 100);
+const overloadDuration = parseIntOption('overload-duration', (values['overload-duration'] as string) ?? '10', 1, 600);
+const workers = parseIntOption('workers', (values.workers as string) ?? '1', 1, 64);
+const modes = ((values.modes as string) ?? 'direct,batch').split(',');
+const name = (values.name as string) ?? 'serve-load';
+const outDir = (values.out as string) ?? path.join(ROOT, 'bench', 'results');
+
+const qf = /\.bvecs$/i.test(values.queries as string)
+  ? await readBvecs(values.queries as string, { asFloat32: true })
+  : await readFvecs(values.queries as string);
+const nq = Math.min(qf.count, 1000);
+const dim = qf.dim;
+const bodies: Buffer[] = [];
+for (let i = 0; i < nq; i++) bodies.push(Buffer.from(qf.data.buffer, qf.data.byteOffset + i * dim * 4, dim * 4));
+
+// Expected answers for the correctness check (search is deterministic).
+const local = await IvfRabitqIndex.load(indexFile, { mmap: true });
+const expected = bodies.map((_, i) => Array.from(local.search(qf.data.subarray(i * dim, (i + 1) * dim), { k, nprobe }).ids));
+
+interface Server { child: ChildProcess; url: string; pids: number[] }
+
+async function startServe(batching: boolean): Promise<Server> {
+  const args = [CLI, 'serve', indexFile, '--port', '0', '--nprobe', String(nprobe), '--k', String(k), '--capacity', '1024', '--timeout-ms', '1000'];
+  if (!batching) args.push('--no-batch');
+  if (workers > 1) args.push('--workers', String(workers));
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => (err += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 60_000);
+    const check = () => {
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+);/.exec(err);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      } else setTimeout(check, 20);
+    };
+    check();
+  });
+  for (;;) {
+    const ready = (err.match(/index ready/g) ?? []).length >= workers;
+    if (ready && (await fetch(`${url}/healthz`).then((r) => r.status, () => 0)) === 200) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const pids = [child.pid!, ...[...err.matchAll(/worker (\d+)\]: index ready/g)].map((m) => Number(m[1]))];
+  return { child, url, pids };
+}
+
+async function stopServe(s: Server): Promise<number | null> {
+  const exited = new Promise<number | null>((resolve) => s.child.on('exit', (code) => resolve(code)));
+  s.child.kill('SIGTERM');
+  return exited;
+}
+
+function peakRssMiB(pids: number[]): number {
+  let kb = 0;
+  for (const pid of pids) {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) kb += Number(m[1]);
+    } catch {
+      /* gone */
+    }
+  }
+  return kb / 1024;
+}
+
+function run(url: string, opts: { connections: number; duration: number; overallRate?: number }): Promise<autocannon.Result> {
+  let next = 0;
+  return new Promise((resolve, reject) => {
+    autocannon(
+      {
+        url: `${url}/search`,
+        connections: opts.connections,
+        duration: opts.duration,
+        ...(opts.overallRate ? { overallRate: opts.overallRate } : {}),
+        timeout: 10,
+        requests: [
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/octet-stream' },
+            setupRequest: (req) => ({ ...req, body: bodies[next++ % bodies.length] as unknown as string }),
+          },
+        ],
+      },
+      (err, result) => (err ? reject(err) : resolve(result)),
+    );
+  });
+}
+
+/** Sends every query once while the load runs; counts answers that differ from a direct search. */
+async function checkAnswers(url: string, stopAt: number): Promise<{ sent: number; ok: number; rejected: Record<string, number>; wrong: number }> {
+  const out = { sent: 0, ok: 0, rejected: {} as Record<string, number>, wrong: 0 };
+  let i = 0;
+  while (performance.now() < stopAt) {
+    const q = i++ % bodies.length;
+    out.sent++;
+    const r = await fetch(`${url}/search`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: bodies[q] as unknown as BodyInit });
+    if (r.status === 200) {
+      const body = (await r.json()) as { ids: number[] };
+      if (body.ids.join() === expected[q]!.join()) out.ok++;
+      else out.wrong++;
+    } else {
+      out.rejected[r.status] = (out.rejected[r.status] ?? 0) + 1;
+      await r.arrayBuffer();
+    }
+  }
+  return out;
+}
+
+function summary(r: autocannon.Result) {
+  return {
+    requestsPerSecond: r.requests.average,
+    requests: r.requests.total,
+    latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max },
+    status: Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([c, v]) => [c, (v as { count: number }).count])),
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+  };
+}
+
+const commit = (() => { try { return execSync('git rev-parse --short HEAD', { cwd: ROOT }).toString().trim(); } catch { return 'unknown'; } })();
+const cpu = os.cpus()[0]?.model ?? 'unknown';
+const affinity = (() => { try { return /Cpus_allowed_list:\s+(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '?'; } catch { return '?'; } })();
+const report: Record<string, unknown> = {
+  name, date: new Date().toISOString(), commit, cpu, cpusAllowed: affinity, node: process.version,
+  index: indexFile, size: local.size, dim, nprobe, k, connections, duration, workers,
+  commandLine: ['node', 'dist/bench/serve/load.js', ...process.argv.slice(2)].join(' '),
+  modes: {} as Record<string, unknown>,
+};
+const log = (s: string) => process.stderr.write(s + '\n');
+log(`load benchmark: ${local.size} x ${dim}, nprobe ${nprobe}, k ${k}, ${connections} connections, ${duration} s; CPUs ${affinity}; ${cpu}; commit ${commit}`);
+
+let batchRate = 0;
+for (const mode of modes) {
+  const s = await startServe(mode === 'batch');
+  await run(s.url, { connections, duration: 2 }); // warm-up
+  const r = await run(s.url, { connections, duration });
+  const sum = summary(r);
+  (report.modes as Record<string, unknown>)[mode] = { ...sum, peakRssMiB: peakRssMiB(s.pids) };
+  log(`${mode.padEnd(6)} ${sum.requestsPerSecond.toFixed(0)} req/s, p50 ${sum.latencyMs.p50} ms, p99 ${sum.latencyMs.p99} ms, non-2xx ${sum.non2xx}, errors ${sum.errors}`);
+  if (mode === 'batch') batchRate = sum.requestsPerSecond;
+  const code = await stopServe(s);
+  if (code !== 0) log(`  server exited with ${code}`);
+}
+
+if (overloadFactor > 0 && batchRate > 0) {
+  const rate = Math.round(batchRate * overloadFactor);
+  const s = await startServe(true);
+  const stopAt = performance.now() + overloadDuration * 1000;
+  const [r, check] = await Promise.all([
+    run(s.url, { connections: Math.max(connections * 4, 256), duration: overloadDuration, overallRate: rate }),
+    checkAnswers(s.url, stopAt),
+  ]);
+  const alive = (await fetch(`${s.url}/healthz`).then((x) => x.status, () => 0)) === 200;
+  const sum = summary(r);
+  const rss = peakRssMiB(s.pids);
+  const code = await stopServe(s);
+  report.overload = { targetRate: rate, factor: overloadFactor, ...sum, check, aliveAfter: alive, exitCode: code, peakRssMiB: rss };
+  log(`overload at ${rate} req/s offered: ${sum.requestsPerSecond.toFixed(0)} req/s answered, statuses ${JSON.stringify(sum.status)}, p99 ${sum.latencyMs.p99} ms; ` +
+    `checked ${check.sent}: ${check.ok} correct, ${check.wrong} wrong, rejected ${JSON.stringify(check.rejected)}; alive ${alive}; exit ${code}; peak RSS ${rss.toFixed(0)} MiB`);
+}
+
+mkdirSync(outDir, { recursive: true });
+writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(report, null, 2) + '\n');
+const m = report.modes as Record<string, ReturnType<typeof summary> & { peakRssMiB: number }>;
+const lines = [
+  `### ${name}`,
+  '',
+  `Index \`${path.basename(indexFile)}\`: ${local.size.toLocaleString('en-US')} x ${dim}, nprobe ${nprobe}, k ${k}; ${connections} connections for ${duration} s after a 2 s warm-up; ` +
+    `server and load generator (autocannon, same machine) on CPUs ${affinity}; ${workers} server process(es).`,
+  '',
+  `Machine: ${cpu}, node ${process.version}; commit \`${commit}\`, ${report.date as string}.`,
+  '',
+  '| mode | req/s | p50 (ms) | p99 (ms) | non-2xx | peak RSS (MiB) |',
+  '|---|---:|---:|---:|---:|---:|',
+  ...Object.entries(m).map(([mode, v]) => `| ${mode === 'batch' ? 'batcher' : 'per-request search'} | ${v.requestsPerSecond.toFixed(0)} | ${v.latencyMs.p50} | ${v.latencyMs.p99} | ${v.non2xx} | ${v.peakRssMiB.toFixed(0)} |`),
+];
+if (report.overload) {
+  const o = report.overload as ReturnType<typeof summary> & { targetRate: number; check: { sent: number; ok: number; wrong: number; rejected: Record<string, number> }; aliveAfter: boolean; peakRssMiB: number; exitCode: number | null };
+  lines.push('', `Overload: ${o.targetRate} req/s offered (${overloadFactor}x the batcher's rate) for ${overloadDuration} s: ${o.requestsPerSecond.toFixed(0)} req/s answered; ` +
+    `status counts ${JSON.stringify(o.status)}; p99 ${o.latencyMs.p99} ms; peak RSS ${o.peakRssMiB.toFixed(0)} MiB; server alive afterwards: ${o.aliveAfter}, exit code after SIGTERM ${o.exitCode}. ` +
+    `Correctness probe during the overload: ${o.check.sent} queries sent, ${o.check.ok} answered correctly, ${o.check.wrong} wrong, rejected ${JSON.stringify(o.check.rejected)}.`);
+}
+lines.push('', `Command: \`${report.commandLine as string}\``, '');
+writeFileSync(path.join(outDir, `${name}.md`), lines.join('\n'));
+log(`wrote ${path.join(outDir, name)}.{json,md}`);
