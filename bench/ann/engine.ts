@@ -7,6 +7,8 @@ import type { Engine } from './types.js';
 export const rabitqEngine: Engine = {
   simdLevel: () => simdLevel(),
   buildIndex: (vectors, opts) => IvfRabitqIndex.build(vectors, opts),
+  loadIndex: (path) => IvfRabitqIndex.load(path),
+  saveIndex: (index, path) => (index as unknown as IvfRabitqIndex).save(path),
   recallAtK: (ids, gt, k, stride) => recallAtK(ids, gt, k, stride),
   ...fileReaders,
 };

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 /** Building and measuring our own IVF + RaBitQ index. */
 import { InputError } from './errors.js';
 import { computeRecalls, makePoint, needsK100Pass, timeBatch, timeSingle } from './measure.js';
@@ -32,6 +33,8 @@ export function checkNprobe(nprobe: readonly number[], numClusters: number): voi
 export interface RabitqBenchOptions {
   engine: Engine;
   dataset: LoadedDataset;
+  /** Load the index from this file when it exists, else build it and save it there. */
+  indexFile?: string;
   clusters?: number;
   seed: number;
   threads: number;
@@ -119,15 +122,33 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
   if (opts.clusters !== undefined && opts.nprobe) checkNprobe(opts.nprobe, opts.clusters);
 
   const t0 = nowNs();
-  const index = await engine.buildIndex(dataset.base.data, {
-    dim,
-    numClusters: opts.clusters,
-    metric: 'l2',
-    seed: opts.seed,
-    threads,
-    onProgress: opts.onProgress,
-  });
-  const totalMs = (nowNs() - t0) / 1e6;
+  let index: IndexLike;
+  let loaded = false;
+  if (opts.indexFile && existsSync(opts.indexFile)) {
+    if (!engine.loadIndex) throw new InputError('this engine cannot load index files');
+    index = await engine.loadIndex(opts.indexFile);
+    loaded = true;
+    if (index.dim !== dim || index.size !== dataset.base.count) {
+      throw new InputError(
+        `--index ${opts.indexFile} holds ${index.size} x ${index.dim} vectors, the base set has ${dataset.base.count} x ${dim}`,
+      );
+    }
+    if (opts.clusters !== undefined && opts.clusters !== index.numClusters) {
+      throw new InputError(`--index ${opts.indexFile} has ${index.numClusters} clusters, --clusters says ${opts.clusters}`);
+    }
+  } else {
+    index = await engine.buildIndex(dataset.base.data, {
+      dim,
+      numClusters: opts.clusters,
+      metric: 'l2',
+      seed: opts.seed,
+      threads,
+      onProgress: opts.onProgress,
+    });
+    if (opts.indexFile) await engine.saveIndex?.(index, opts.indexFile);
+  }
+  // A loaded index was not built here: no build time to report.
+  const totalMs = loaded ? Number.NaN : (nowNs() - t0) / 1e6;
   const bs = index.buildStats();
   const mem = index.memoryUsage() as unknown as Record<string, number>;
   const nprobe = opts.nprobe ?? defaultNprobeSweep(index.numClusters);
@@ -165,13 +186,17 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
       mode,
       threads: mode === 'single' ? 1 : threads,
       status: 'ok',
-      buildSeconds: roundSig(totalMs / 1000),
-      build: {
-        trainMs: roundSig(bs.trainMs),
-        assignMs: roundSig(bs.assignMs),
-        encodeMs: roundSig(bs.encodeMs),
-        totalMs: roundSig(totalMs),
-      },
+      buildSeconds: loaded ? null : roundSig(totalMs / 1000),
+      ...(loaded
+        ? { notes: `index loaded from ${opts.indexFile}` }
+        : {
+            build: {
+              trainMs: roundSig(bs.trainMs),
+              assignMs: roundSig(bs.assignMs),
+              encodeMs: roundSig(bs.encodeMs),
+              totalMs: roundSig(totalMs),
+            },
+          }),
       bytesPerVector: roundSig(mem.total! / Math.max(1, index.size)),
       memory: { ...mem },
       points,

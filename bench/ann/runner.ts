@@ -40,6 +40,8 @@ import type {
 
 export interface BenchOptions {
   data?: string;
+  /** Load the rabitq index from this file if it exists, else build and save it there. */
+  indexFile?: string;
   base?: string;
   query?: string;
   gt?: string;
@@ -153,6 +155,7 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
     rabitq = await benchRabitq({
       engine,
       dataset,
+      ...(opts.indexFile ? { indexFile: opts.indexFile } : {}),
       clusters: opts.clusters,
       seed: opts.seed,
       threads: opts.threads,
@@ -169,10 +172,12 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
         const mem = index.memoryUsage() as unknown as Record<string, number>;
         io.out('');
         io.out(
-          `rabitq index: ${fmtInt(index.size)} vectors, ${index.numClusters} clusters, built in ` +
-            `${fmtSeconds(ms / 1000)} s (train ${fmtSeconds(bs.trainMs / 1000)} s, ` +
-            `assign ${fmtSeconds(bs.assignMs / 1000)} s, encode ${fmtSeconds(bs.encodeMs / 1000)} s; ` +
-            `${opts.threads} thread${opts.threads === 1 ? '' : 's'})`,
+          Number.isNaN(ms)
+            ? `rabitq index: ${fmtInt(index.size)} vectors, ${index.numClusters} clusters, loaded from ${opts.indexFile}`
+            : `rabitq index: ${fmtInt(index.size)} vectors, ${index.numClusters} clusters, built in ` +
+                `${fmtSeconds(ms / 1000)} s (train ${fmtSeconds(bs.trainMs / 1000)} s, ` +
+                `assign ${fmtSeconds(bs.assignMs / 1000)} s, encode ${fmtSeconds(bs.encodeMs / 1000)} s; ` +
+                `${opts.threads} thread${opts.threads === 1 ? '' : 's'})`,
         );
         const parts = Object.entries(mem)
           .filter(([key]) => key !== 'total')

@@ -73,6 +73,10 @@ export interface VectorReaders {
 export interface Engine extends VectorReaders {
   simdLevel(): string;
   buildIndex(vectors: Float32Array, opts: BuildOptionsLike): Promise<IndexLike>;
+  /** Load a saved index (bench --index); optional for test engines. */
+  loadIndex?(path: string): Promise<IndexLike>;
+  /** Save an index built by buildIndex. */
+  saveIndex?(index: IndexLike, path: string): Promise<void>;
   recallAtK(
     resultIds: Int32Array,
     groundTruth: IntVectors,

@@ -58,6 +58,9 @@ Dataset (texmex format):
 
 Index and search:
   --clusters <n>        number of IVF clusters (default: the library's default)
+  --index <file>        load the rabitq index from this file when it exists, else
+                        build it and save it there (no build time is reported
+                        for a loaded index)
   --nprobe <list>       clusters probed, comma separated, ranges allowed
                         (e.g. 1,2,4,8-12,64; default: a ladder up to --clusters)
   --k <n>               neighbours per query (default 10); recall@100 is also
@@ -101,6 +104,7 @@ const BENCH_SPEC: Record<string, OptionSpec> = {
   gt: { type: 'string' },
   nq: { type: 'string' },
   clusters: { type: 'string' },
+  index: { type: 'string' },
   nprobe: { type: 'string' },
   k: { type: 'string' },
   mode: { type: 'string' },
@@ -175,6 +179,7 @@ export function benchOptionsFromArgs(argv: readonly string[]) {
     base: str('base'),
     query: str('query'),
     gt: str('gt'),
+    indexFile: str('index'),
     nq: int('nq', 1),
     clusters,
     nprobe,
@@ -237,6 +242,7 @@ async function benchCommand(argv: readonly string[], io: CliIO): Promise<number>
       gt: o.gt,
       nq: o.nq,
       clusters: o.clusters,
+      ...(o.indexFile ? { indexFile: o.indexFile } : {}),
       nprobe: o.nprobe,
       efSearch: o.efSearch,
       k: o.k,
