@@ -118,6 +118,12 @@ export interface Batcher {
   readonly closed: boolean;
   /** Queries waiting now (the same as stats().queued, without computing the rest). */
   readonly queued: number;
+  /**
+   * Whether one more query would be queued now. When not, counts a
+   * queue-full rejection, as search() would: lets a server refuse a request
+   * before reading its body.
+   */
+  admit(): boolean;
   stats(): BatcherStats;
   /** The stats in the Prometheus text exposition format (metric names start with `prefix`, default `rabitq_batcher_`). */
   prometheus(prefix?: string): string;
@@ -494,6 +500,14 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     return closePromise;
   }
 
+  function admit(): boolean {
+    if (queued < capacity) return true;
+    armTimeout(expire(now()));
+    if (queued < capacity) return true;
+    rejected.queueFull++;
+    return false;
+  }
+
   function stats(): BatcherStats {
     const n = Math.min(waitCount, WAIT_RING);
     const sorted = waits.slice(0, n).sort();
@@ -551,6 +565,7 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
       return queued;
     },
     stats,
+    admit,
     prometheus,
   };
 }

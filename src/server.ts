@@ -229,6 +229,21 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     return payload;
   });
 
+  // Shed load before the body is read and parsed: under overload most
+  // requests are turned away, and a cheap 503 leaves the event loop for the
+  // ones that were accepted.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (batching && batcher && !draining && request.url.startsWith('/search') && !batcher.admit()) {
+      const err = new QueueFullError(capacity);
+      void reply
+        .status(503)
+        .header('retry-after', retryAfter)
+        .send({ statusCode: 503, error: 'Service Unavailable', code: err.code, message: err.message });
+      return;
+    }
+    done();
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     observe(request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
