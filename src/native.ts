@@ -81,6 +81,8 @@ export interface NativeKernels {
   dotTile16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Float32Array, out: Float32Array): void;
   dotTile16F16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Uint16Array, out: Float32Array): void;
   floatToHalf(input: Float32Array, out: Uint16Array): void;
+  /** params: qnorm2, twoLo, twoDelta, sumq, errMul, quantMul */
+  estimate(level: SimdLevelName, factors: Float32Array, ip: Uint16Array, params: Float32Array, est: Float32Array, lower: Float32Array): void;
 }
 
 export interface NativeAddon {

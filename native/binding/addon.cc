@@ -159,6 +159,15 @@ Napi::Value KernelDotTile16F16(const Napi::CallbackInfo& info) {
                    info[3].As<Napi::Number>().Uint32Value(), data_of<uint16_t>(info[4]), data_of<float>(info[5]));
   return info.Env().Undefined();
 }
+// (level, factors f32 (4 per vector), ip u16, params [6], est out, lower out)
+Napi::Value KernelEstimate(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  const float* p = data_of<float>(info[3]);
+  const rabitq::EstimateParams ep{p[0], p[1], p[2], p[3], p[4], p[5]};
+  k.estimate(data_of<float>(info[1]), data_of<uint16_t>(info[2]), length_of(info[2]), ep, data_of<float>(info[4]),
+             data_of<float>(info[5]));
+  return info.Env().Undefined();
+}
 // (float32 in, uint16 out)
 Napi::Value KernelFloatToHalf(const Napi::CallbackInfo& info) {
   const float* in = data_of<float>(info[0]);
@@ -708,6 +717,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   k.Set("popcountAnd", Napi::Function::New(env, KernelPopcountAnd));
   k.Set("bitplaneIp", Napi::Function::New(env, KernelBitplaneIp));
   k.Set("fastscan", Napi::Function::New(env, KernelFastscan));
+  k.Set("estimate", Napi::Function::New(env, KernelEstimate));
   k.Set("dotTile16", Napi::Function::New(env, KernelDotTile16));
   k.Set("dotTile16F16", Napi::Function::New(env, KernelDotTile16F16));
   k.Set("floatToHalf", Napi::Function::New(env, KernelFloatToHalf));

@@ -648,6 +648,7 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
     // errors e_i of variance <= 1/4, i.e. a standard deviation of at most
     // delta * sqrt(popcount) ~ delta * sqrt(D/2), scaled by |ip_scale| = -ip_scale.
     const float quant_mul = sp.epsilon * s.delta * quant_sqrt_;
+    const EstimateParams ep{qnorm2, two_lo, two_delta, sumq, err_mul, quant_mul};
     st.codes_scanned += count;
     for (size_t b0 = 0; b0 < count; b0 += kFastScanBlock) {
       const size_t nb = std::min(kFastScanBlock, count - b0);
@@ -660,14 +661,9 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
       } else {
         k.fastscan(scan_block(cl, b0, s.tail.data()), s.luts.data(), npairs_, ipv);
       }
-      const Factor* f = cl.factors + b0;
       float* est = s.est.data();
       float* lower = s.lower.data();
-      for (size_t j = 0; j < nb; ++j) {
-        est[j] = f[j].residual_norm_sq + qnorm2 +
-                 f[j].ip_scale * (two_lo * f[j].popcount + two_delta * static_cast<float>(ipv[j]) - sumq);
-        lower[j] = est[j] - err_mul * f[j].error_scale + quant_mul * f[j].ip_scale;
-      }
+      k.estimate(reinterpret_cast<const float*>(cl.factors + b0), ipv, nb, ep, est, lower);
       if (!sp.rerank) {
         for (size_t j = 0; j < nb; ++j) {
           const int64_t id = cl.id(b0 + j);

@@ -27,6 +27,9 @@ struct Factor {
   float error_scale;       // 1.2 * 2 ||x - c|| sqrt((1 - <xbar,o>^2) / <xbar,o>^2) / sqrt(D - 1)
 };
 static_assert(sizeof(Factor) == 16, "Factor must stay 16 bytes");
+// The estimate kernel reads a Factor as 4 floats in this order.
+static_assert(offsetof(Factor, ip_scale) == 4 && offsetof(Factor, popcount) == 8 && offsetof(Factor, error_scale) == 12,
+              "Factor layout is read by Kernels::estimate");
 
 // Distances the index ranks by. Internally every metric is a squared L2
 // distance (cosine on normalized vectors; inner product as ||q||^2 - 2<x,q>,

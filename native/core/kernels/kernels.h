@@ -14,6 +14,16 @@ enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 // Number of vectors in one FastScan block.
 constexpr size_t kFastScanBlock = 32;
 
+// Per-(query, cluster) terms of the RaBitQ estimator (see ivf_index.cc).
+struct EstimateParams {
+  float qnorm2;     // ||q_r||^2, the query residual's squared norm
+  float two_lo;     // 2 * lowest value of the quantized query
+  float two_delta;  // 2 * quantization step
+  float sumq;       // sum of the query residual's coordinates
+  float err_mul;    // epsilon * ||q_r||: scales each vector's error bound
+  float quant_mul;  // epsilon * delta * sqrt(D/2): the query-quantization term
+};
+
 struct Kernels {
   SimdLevel level;
   const char* name;
@@ -47,6 +57,12 @@ struct Kernels {
   // The same with the 16 vectors stored as IEEE half floats: halves the
   // bytes streamed by the memory-bound single-query centroid scan.
   void (*dot_tile16_f16)(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out);
+  // RaBitQ estimates of n <= 32 vectors from their factors (4 floats each:
+  // residual norm^2, ip scale, popcount, error scale) and FastScan sums ip:
+  // est = f0 + qnorm2 + f1 * (two_lo * f2 + two_delta * ip - sumq),
+  // lower = est - err_mul * f3 + quant_mul * f1. Bit-identical at every level.
+  void (*estimate)(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
+                   float* lower);
 };
 
 // IEEE 754 binary16 conversions (round to nearest even), portable.

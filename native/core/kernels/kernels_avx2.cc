@@ -1,6 +1,7 @@
 // AVX2 + FMA + POPCNT kernels. Compiled with their own target flags (see
 // binding.gyp / CMakeLists.txt); only called after CPUID says the CPU has them.
 #include "kernels.h"
+#include "estimate_loop.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -224,12 +225,17 @@ void dot_tile16_f16_avx2(const float* xs, size_t np, size_t dim, const uint16_t*
   }
 }
 
+void estimate_avx2(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
+                    float* lower) {
+  kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
+}
+
 }  // namespace
 
 const Kernels* avx2_kernels() {
   static const Kernels k = {SimdLevel::kAvx2, "avx2",  l2sq_avx2,        dot_avx2,         minmax_avx2,
                             quantize_avx2,    popcount_and_avx2, bitplane_ip_avx2, fastscan_avx2, dot_tile16_avx2,
-                            dot_tile16_f16_avx2};
+                            dot_tile16_f16_avx2, estimate_avx2};
   return &k;
 }
 

@@ -2,6 +2,7 @@
 // per-function target attribute: dispatch.cc only installs those when CPUID
 // reports VPOPCNTDQ, and otherwise keeps the AVX2 popcount kernels.
 #include "kernels.h"
+#include "estimate_loop.h"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -226,13 +227,18 @@ void dot_tile16_f16_avx512(const float* xs, size_t np, size_t dim, const uint16_
   }
 }
 
+void estimate_avx512(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
+                    float* lower) {
+  kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
+}
+
 }  // namespace
 
 const Kernels* avx512_kernels() {
   // Popcount entries are completed by dispatch.cc (VPOPCNTDQ or AVX2).
   static Kernels k = {SimdLevel::kAvx512, "avx512", l2sq_avx512, dot_avx512,     minmax_avx512,
                       quantize_avx512,    nullptr,  nullptr,     fastscan_avx512, dot_tile16_avx512,
-                      dot_tile16_f16_avx512};
+                      dot_tile16_f16_avx512, estimate_avx512};
   return &k;
 }
 

@@ -1,6 +1,7 @@
 // Portable reference kernels. Every SIMD version is tested against these;
 // they are also the path on CPUs (and architectures) without AVX2.
 #include "kernels.h"
+#include "estimate_loop.h"
 
 #include <cstring>
 
@@ -143,10 +144,15 @@ float half_to_float(uint16_t h) {
   return f;
 }
 
+void estimate_scalar(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
+                    float* lower) {
+  kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
+}
+
 const Kernels& scalar_kernels() {
   static const Kernels k = {SimdLevel::kScalar, "scalar",   l2sq_scalar,        dot_scalar,
                             minmax_scalar,      quantize_scalar, popcount_and_scalar, bitplane_ip_scalar,
-                            fastscan_scalar,    dot_tile16_scalar,  dot_tile16_f16_scalar};
+                            fastscan_scalar,    dot_tile16_scalar,  dot_tile16_f16_scalar, estimate_scalar};
   return k;
 }
 

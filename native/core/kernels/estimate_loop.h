@@ -1,0 +1,27 @@
+// The RaBitQ estimate of one FastScan block, written once and compiled in
+// each ISA's file with that file's target flags: the compiler vectorizes it
+// for SSE2, AVX2 or AVX-512 (the factors are read as 4-float records, which
+// it de-interleaves). -ffp-contract=off keeps every level's results
+// bit-identical to the scalar one: same operations, same order, no fused
+// multiply-adds. C++ only, no library headers (see kernels.h).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace rabitq {
+namespace kernels_detail {
+
+inline void estimate_loop(const float* __restrict factors, const uint16_t* __restrict ip, size_t n,
+                          const EstimateParams& p, float* __restrict est, float* __restrict lower) {
+  const float qnorm2 = p.qnorm2, two_lo = p.two_lo, two_delta = p.two_delta, sumq = p.sumq;
+  const float err_mul = p.err_mul, quant_mul = p.quant_mul;
+  for (size_t j = 0; j < n; ++j) {
+    const float r = factors[4 * j], s = factors[4 * j + 1], pop = factors[4 * j + 2], e = factors[4 * j + 3];
+    const float v = r + qnorm2 + s * (two_lo * pop + two_delta * static_cast<float>(ip[j]) - sumq);
+    est[j] = v;
+    lower[j] = v - err_mul * e + quant_mul * s;
+  }
+}
+
+}  // namespace kernels_detail
+}  // namespace rabitq
