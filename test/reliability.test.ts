@@ -171,19 +171,14 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
       }
       phases[phase] = (phases[phase] ?? 0) + 1;
     }
-    const staleTemps = knownTemps.size;
-
-    // A later save still works next to the stale temporary files.
-    await a.save(target);
-    expect(readFileSync(target).equals(bytes.A)).toBe(true);
-    expect(identify(await IvfRabitqIndex.load(target, { mmap: true, verify: true }))).toBe('A');
-    const tempsAfter = readdirSync(tmp).filter((f) => f.includes('.tmp-'));
-    expect(tempsAfter.length).toBe(staleTemps);
-    // A stale temporary file is either unfinished, and then refused (the
-    // header, written last, is still zeros), or a complete copy of the
-    // version being saved (killed between the header write and the rename).
+    // Temporary files of killed saves still on disk (a later save by the
+    // next child removes those of dead processes): each is either
+    // unfinished, and then refused (the header, written last, is still
+    // zeros), or a complete copy of the version being saved (killed between
+    // the header write and the rename).
+    const staleTemps = readdirSync(tmp).filter((f) => f.includes('.tmp-'));
     const temps: Record<string, number> = { unfinished: 0, complete: 0 };
-    for (const f of tempsAfter) {
+    for (const f of staleTemps) {
       const t = readFileSync(path.join(tmp, f));
       if (t.equals(bytes.A) || t.equals(bytes.B)) {
         temps.complete++;
@@ -192,12 +187,25 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
         await expect(IvfRabitqIndex.load(path.join(tmp, f))).rejects.toMatchObject({ name: 'IndexFileError', code: 'EBADINDEX' });
       }
     }
+
+    // A later save still works, and removes the temporary files whose
+    // process is gone.
+    await a.save(target);
+    expect(readFileSync(target).equals(bytes.A)).toBe(true);
+    expect(identify(await IvfRabitqIndex.load(target, { mmap: true, verify: true }))).toBe('A');
+    expect(readdirSync(tmp).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    // A temporary file of a live process (this one's parent here) is kept.
+    const live = `${path.basename(target)}.tmp-${process.ppid}-abcdef`;
+    copyFileSync(target, path.join(tmp, live));
+    await a.save(target);
+    expect(readdirSync(tmp).filter((f) => f.includes('.tmp-'))).toEqual([live]);
+    rmSync(path.join(tmp, live));
     const ms = performance.now() - t0;
     const sorted = saveMs.slice().sort((x, y) => x - y);
     console.log(
       `crash safety: ${kills} kills in ${(ms / 1000).toFixed(1)} s; ${bytes.A.length} byte file, save ${sorted[0]?.toFixed(1)}..${sorted.at(-1)?.toFixed(1)} ms ` +
         `(median ${sorted[sorted.length >> 1]?.toFixed(1)}); target was A ${seen.A}x, B ${seen.B}x; kills: ${JSON.stringify(phases)}; ` +
-        `${staleTemps} stale temporary files left by killed saves (${temps.unfinished} unfinished, ${temps.complete} complete)`,
+        `${staleTemps.length} stale temporary files left by killed saves (${temps.unfinished} unfinished, ${temps.complete} complete)`,
     );
     expect(ms).toBeLessThan(25_000);
   }, 60_000);

@@ -3,7 +3,9 @@
 // write() call of the index code, which writes many small fields).
 #include "writer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -144,6 +146,35 @@ std::string random_suffix() {
   std::string s;
   for (int i = 0; i < 12; ++i) s += hex[(r >> (4 * i)) & 0xfu];
   return s;
+}
+
+// Deletes temporary files that earlier saves of `target` left behind when
+// their process was killed mid-save (`target.tmp-<pid>-<random>` with no
+// process <pid> alive): each can be as large as the index. Files of live
+// processes are left alone; a process in another PID namespace writing the
+// same path would look dead, and its save would then fail cleanly (its
+// rename finds no file) without touching the target. Best effort: errors
+// are ignored.
+void remove_stale_temp_files(const std::string& target) {
+  const size_t slash = target.rfind('/');
+  const std::string folder = slash == std::string::npos ? "." : (slash == 0 ? "/" : target.substr(0, slash));
+  const std::string prefix = (slash == std::string::npos ? target : target.substr(slash + 1)) + ".tmp-";
+  DIR* dir = ::opendir(folder.c_str());
+  if (dir == nullptr) return;
+  while (struct dirent* e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    size_t i = prefix.size();
+    long pid = 0;
+    while (i < name.size() && name[i] >= '0' && name[i] <= '9' && pid < (1L << 40)) pid = pid * 10 + (name[i++] - '0');
+    if (i == prefix.size() || i >= name.size() || name[i] != '-' || pid <= 0) continue;
+    if (pid == static_cast<long>(::getpid())) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    const std::string full = folder + "/" + name;
+    struct stat st;
+    if (::lstat(full.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(full.c_str());
+  }
+  ::closedir(dir);
 }
 
 // Removes the temporary file unless the rename happened.
@@ -332,6 +363,7 @@ void write_file_atomically(const std::string& path, const std::function<void(Con
                            const WriteOptions& options) {
   if (path.empty()) throw Error(ErrorKind::kGeneric, "cannot save: the path is empty");
   if (path.back() == '/') throw Error(ErrorKind::kGeneric, "cannot save '" + path + "': the path names a folder");
+  remove_stale_temp_files(path);
   TempFile temp(path);
   {
     FileSink sink(temp.fd(), path, temp.path(), options.buffer_bytes);
