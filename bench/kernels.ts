@@ -24,6 +24,7 @@ import { exactKnn } from '../src/index.js';
 import { native, type SimdLevelName } from '../src/native.js';
 import { repoRoot } from './ann/paths.js';
 import { cpuModel, cpusAllowedList } from './ann/machine.js';
+import { rng } from './random.js';
 
 const ALL_LEVELS: SimdLevelName[] = ['scalar', 'avx2', 'avx512'];
 const DEFAULT_DIMS = [64, 96, 128, 256, 384, 512, 768, 960, 1024, 1536];
@@ -58,17 +59,6 @@ function parseArgs(argv: string[]): Options {
   return opts;
 }
 
-/** Deterministic inputs (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function randomFloats(n: number, r: () => number, lo = -1, hi = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * r();

@@ -139,7 +139,8 @@ describe('npm pack + install from the tarball', () => {
       const info = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
       const tgz = path.join(tmp, path.basename(info[0]!.filename));
       const files = info[0]!.files.map((f) => f.path);
-      for (const f of ['package.json', 'binding.gyp', 'dist/src/index.js', 'dist/src/native.js', 'native/binding/addon.cc', 'native/core/kernels/kernels.h']) {
+      for (const f of ['package.json', 'binding.gyp', 'dist/src/index.js', 'dist/src/native.js', 'native/binding/addon.cc', 'native/core/kernels/kernels.h',
+        'native/core/persist/reader.cc', 'dist/src/cli/main.js', 'dist/bench/ann/progress.js', 'dist/bench/ann/runner.js', 'bench/peers/faiss_peer.py', 'docs/FORMAT.md']) {
         expect(files, `tarball lacks ${f}`).toContain(f);
       }
       for (const f of files) expect(f, 'no build output or tests in the tarball').not.toMatch(/^(build|build-[^/]*|test|node_modules)\//);
@@ -166,6 +167,20 @@ describe('npm pack + install from the tarball', () => {
       expect(out.ids).toEqual([1, 3, 4, 3]);
       expect(out.d[0]).toBeCloseTo(0.05, 5);
       expect(out.d[2]).toBeCloseTo(2, 5);
+
+      // The CLI of the installed package: build an index file, then load it.
+      const script2 = [
+        "const m = await import('rabitq');",
+        'const data = new Float32Array(400 * 8).map((_, i) => Math.sin(i * 0.37));',
+        "await m.writeFvecs('v.fvecs', { dim: 8, data });",
+      ].join('\n');
+      await run(process.execPath, ['--input-type=module', '-e', script2], { cwd: app, timeout: 60_000 });
+      const cli = path.join(pkgDir, 'dist', 'src', 'cli', 'main.js');
+      const built = await run(process.execPath, [cli, 'build', 'v.fvecs', '--out', 'v.rbq', '--clusters', '4', '--no-progress'], { cwd: app, timeout: 60_000 });
+      expect(built.stdout).toMatch(/400 vectors x 8, 4 clusters/);
+      const loaded = await run(process.execPath, ['--input-type=module', '-e',
+        "const m = await import('rabitq'); const i = await m.IvfRabitqIndex.load('v.rbq', { mmap: true }); console.log(i.size, i.numClusters);"], { cwd: app, timeout: 60_000 });
+      expect(loaded.stdout.trim()).toBe('400 4');
       ok = true;
     } finally {
       if (ok) rmSync(tmp, { recursive: true, force: true });

@@ -3,24 +3,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IvfRabitqIndex, exactKnn, recallAtK, readFvecs, readIvecs, simdLevel } from '../src/index.js';
 import { native, type SimdLevelName } from '../src/native.js';
+import { rng, gaussian } from '../bench/random.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const siftDir = path.join(here, '..', 'datasets', 'siftsmall');
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function gaussian(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
-}
 /** n points around `blobs` Gaussian centres in `dim` dimensions. */
 function clustered(n: number, dim: number, blobs: number, seed: number): Float32Array {
   const r = rng(seed);

@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { native, type SimdLevelName } from '../src/native.js';
+import { rng } from '../bench/random.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..');
@@ -26,17 +27,6 @@ afterAll(() => {
   native.setSimdLevel(initialLevel);
 });
 
-/** Deterministic PRNG (mulberry32) so a failure reproduces. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const EDGE_DIMS = [1, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129, 960, 1024, 4096];
 /** The edge dimensions plus 60 random ones in 1..1100 (fixed seed). */

@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { IvfRabitqIndex, IndexFileError } from '../src/index.js';
 import type { IdArray, Metric, SearchOptions } from '../src/index.js';
+import { rng, gaussian } from '../bench/random.js';
 
 type AnyIndex = IvfRabitqIndex<IdArray>;
 
@@ -33,20 +34,6 @@ function tmpDir(name: string): string {
 
 // ---- data ----------------------------------------------------------------------
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function gaussian(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
-}
 /** n points around `blobs` Gaussian centres (same centres for the same blobSeed). */
 function clustered(n: number, dim: number, blobs: number, seed: number, blobSeed = 1000): Float32Array {
   const rc = rng(blobSeed + dim);

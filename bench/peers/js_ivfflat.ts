@@ -6,6 +6,7 @@ import { PeerUnavailable, type PeerContext } from '../ann/peer_context.js';
 import { computeRecalls, makePoint, needsK100Pass, timeSingle } from '../ann/measure.js';
 import { nowNs, roundSig } from '../ann/stats.js';
 import type { MethodResult, SweepPoint } from '../ann/types.js';
+import { rng } from '../random.js';
 
 /** Max-heap of (distance, id) keeping the `cap` smallest distances. */
 class TopK {
@@ -92,17 +93,6 @@ function l2(a: Float32Array, aOff: number, b: Float32Array, bOff: number, dim: n
   return s0 + s1 + s2 + s3;
 }
 
-/** Deterministic 32-bit PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function nearest(centroids: Float32Array, n: number, x: Float32Array, xOff: number, dim: number): number {
   let best = 0;

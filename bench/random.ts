@@ -1,0 +1,21 @@
+/**
+ * Deterministic random numbers for benchmarks and tests: the same seed gives
+ * the same data on every machine, so a failure or a figure reproduces.
+ */
+
+/** mulberry32: a small, fast 32-bit generator; uniform in [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A standard normal sample (Box-Muller) from a uniform source. */
+export function gaussian(r: () => number): number {
+  return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+}
