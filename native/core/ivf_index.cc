@@ -544,7 +544,7 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
   const Kernels& k = active_kernels();
   query = prepare_query(query, s.qnormed.data());
   if (coarse == nullptr) {
-    tiles_.partial_distances(query, 1, s.coarse.data(), s.tile.data());
+    tiles_.partial_distances(query, 1, s.coarse.data(), s.tile.data(), probe_by_ip());
     coarse = s.coarse.data();
   }
   const Filter* filter = sp.filter;
@@ -742,7 +742,7 @@ void IvfRabitqIndex::search_batch(const float* queries, size_t nq, const SearchP
     }
     // The coarse step for the whole block at once: every centroid tile is
     // loaded once for up to 16 queries.
-    tiles_.partial_distances(block, np, cb.data(), s.tile.data());
+    tiles_.partial_distances(block, np, cb.data(), s.tile.data(), probe_by_ip());
     for (size_t i = 0; i < np; ++i) {
       const size_t q = q0 + i;
       SearchStats st;

@@ -198,6 +198,11 @@ class IvfRabitqIndex {
   void point_clusters_at_base();
   void write_sections(persist::ContainerWriter& w) const;
   void check_search_params(const SearchParams& sp) const;
+  // Inner product: probe the clusters whose centroid has the largest <q, c>
+  // (the residual decomposition <x,q> = <c,q> + <x-c,q>), not the nearest.
+  // With L2 probing, recall@10 was 0 at nprobe 40 of 200 on data whose norms
+  // vary (the largest inner products live in clusters far from the query).
+  bool probe_by_ip() const { return metric_ == Metric::kInnerProduct; }
 
   size_t dim_ = 0, padded_dim_ = 0, words_ = 0, npairs_ = 0, num_clusters_ = 0;
   uint64_t seed_ = 0;

@@ -49,10 +49,12 @@ void CentroidTiles::dots(const float* xs, size_t np, size_t tile, float* out) co
   for (size_t i = 0; i < np * 16; ++i) out[i] *= scale_;
 }
 
-void CentroidTiles::partial_distances(const float* xs, size_t np, float* out, float* scratch) const {
+void CentroidTiles::partial_distances(const float* xs, size_t np, float* out, float* scratch,
+                                      bool inner_product) const {
+  static const float zeros[16] = {};
   for (size_t tile = 0; tile < tiles_; ++tile) {
     dots(xs, np, tile, scratch);
-    const float* nrm = &norms_[tile * 16];
+    const float* nrm = inner_product ? zeros : &norms_[tile * 16];
     const size_t base = tile * 16;
     const size_t cnt = std::min<size_t>(16, num_ - base);
     for (size_t p = 0; p < np; ++p) {

@@ -24,9 +24,10 @@ class CentroidTiles {
   size_t dim() const { return dim_; }
   size_t num_tiles() const { return tiles_; }
 
-  // out[q*num + c] = ||x_q - c||^2 - ||x_q||^2 (rank-equivalent) for np points.
+  // out[q*num + c] = ||x_q - c||^2 - ||x_q||^2 (rank-equivalent) for np points;
+  // with inner_product, -2 <x_q, c> (ascending = largest inner product first).
   // scratch must hold np*16 floats.
-  void partial_distances(const float* xs, size_t np, float* out, float* scratch) const;
+  void partial_distances(const float* xs, size_t np, float* out, float* scratch, bool inner_product = false) const;
   // Nearest centroid (and its true squared distance) for np points.
   void nearest(const float* xs, size_t np, uint32_t* best, float* best_dist, float* scratch) const;
 
