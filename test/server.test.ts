@@ -440,4 +440,57 @@ describe('rabitq serve (child process)', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   }, 60_000);
+
+  it('--workers 2 with an index no worker can load: exits 1 without a restart loop', async () => {
+    const bad = path.join(tmp, 'bad-workers.rbq');
+    await writeFile(bad, 'not an index');
+    const cli = path.join(ROOT, 'dist/src/cli/main.js');
+    const child = spawn(process.execPath, [cli, 'serve', bad, '--port', '0', '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (err += d));
+    try {
+      const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      expect(code, err).toBe(1);
+      // each of the two workers tried at most once: no restarts of a worker that never got ready
+      expect((err.match(/failed to load the index/g) ?? []).length, err).toBeLessThanOrEqual(2);
+      expect(err).toMatch(/exited \(1\)/); // the worker's exit code reaches the primary
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('--workers 2: Ctrl-C (SIGINT to the whole process group) drains every worker and exits 0; a killed worker is restarted', async () => {
+    const file = path.join(tmp, 'small.rbq');
+    if (!existsSync(file)) expect((await run(['build', path.join(tmp, 'small.fvecs'), '-o', file, '--clusters', '8'])).code).toBe(0);
+    const cli = path.join(ROOT, 'dist/src/cli/main.js');
+    // its own process group, like a shell job, so the group signal does not reach the test runner
+    const child = spawn(process.execPath, [cli, 'serve', file, '--port', '0', '--workers', '2'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (err += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const ready = async (n: number) => {
+      for (let i = 0; i < 400 && (err.match(/index ready/g) ?? []).length < n; i++) await new Promise((r) => setTimeout(r, 25));
+      expect((err.match(/index ready/g) ?? []).length, err).toBe(n);
+    };
+    try {
+      await ready(2);
+      const url = /listening on (http:\/\/\S+?);/.exec(err)![1]!;
+      // a worker that dies after it got ready is replaced
+      const { pid } = JSON.parse(await getFresh(`${url}/healthz`)) as { pid: number };
+      process.kill(pid, 'SIGKILL');
+      await ready(3);
+      process.kill(-child.pid!, 'SIGINT');
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 20_000))]);
+      expect(code, err).toBe(0);
+      expect(err).toMatch(/SIGINT received: draining 2 workers/);
+      expect((err.match(/\]: stopped/g) ?? []).length, err).toBe(2);
+    } finally {
+      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+    }
+  }, 60_000);
 });

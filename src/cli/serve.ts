@@ -125,8 +125,10 @@ function usableCpus(): number {
 
 /**
  * The --workers primary: forks the workers (same arguments), restarts one
- * that dies unexpectedly, forwards SIGTERM/SIGINT and exits 0 once every
- * worker drained.
+ * that dies unexpectedly after its index was ready, forwards SIGTERM/SIGINT
+ * and exits 0 once every worker drained. A worker that dies before its index
+ * is ready (bad index file: every worker loads the same one) stops them all
+ * and the primary exits 1, as does running out of restarts.
  */
 async function runPrimary(o: ReturnType<typeof serveOptionsFromArgs>, io: ServeIO): Promise<number> {
   // Each worker gets its share of the CPUs for its native pool, so N
@@ -135,34 +137,44 @@ async function runPrimary(o: ReturnType<typeof serveOptionsFromArgs>, io: ServeI
   const env = { RABITQ_THREADS: String(threads), RABITQ_SERVE_WORKER: '1' };
   let stopping = false;
   let restarts = 0;
+  const ready = new Set<number>(); // ids of workers whose index is ready
   const fork = () => cluster.fork(env);
+  cluster.on('message', (worker, msg: unknown) => {
+    if ((msg as { rabitqServe?: unknown } | null)?.rabitqServe === 'ready') ready.add(worker.id);
+  });
   for (let i = 0; i < o.workers; i++) fork();
   io.stderr(`rabitq serve: ${o.workers} workers (${threads} native threads each) on ${o.host}:${o.port}\n`);
   return await new Promise<number>((resolve) => {
     let failed = false;
+    const stopAll = (why: string) => {
+      if (stopping) return;
+      stopping = true;
+      io.stderr(`rabitq serve: ${why}: draining ${Object.keys(cluster.workers ?? {}).length} workers\n`);
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    };
     cluster.on('exit', (worker, code, signal) => {
+      const wasReady = ready.delete(worker.id);
       if (!stopping) {
         io.stderr(`rabitq serve: worker ${worker.process.pid} exited (${signal ?? code})\n`);
-        if (code === 1 && restarts === 0 && Object.keys(cluster.workers ?? {}).length === 0) {
-          // Every worker failed at startup (bad index file): do not loop.
+        if (!wasReady) {
+          // Failed before its index was ready: a restart would fail the same way.
           failed = true;
-        }
-        if (!failed && restarts < 10) {
+          stopAll('a worker failed at startup');
+        } else if (restarts < 10) {
           restarts++;
           fork();
           return;
+        } else {
+          failed = true;
+          stopAll('too many worker restarts');
         }
-        stopping = true;
+      } else if (code !== 0 && signal !== 'SIGTERM') {
+        // (SIGTERM: a worker stopped before it set up its own handler.)
+        failed = true;
       }
       if (Object.keys(cluster.workers ?? {}).length === 0) resolve(failed ? 1 : 0);
-      if (code !== 0) failed = true;
     });
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) return;
-      stopping = true;
-      io.stderr(`rabitq serve: ${signal} received: draining ${Object.keys(cluster.workers ?? {}).length} workers\n`);
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
-    };
+    const onSignal = (signal: NodeJS.Signals) => stopAll(`${signal} received`);
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
@@ -228,31 +240,39 @@ export async function serveCommand(argv: readonly string[], io: ServeIO): Promis
       if (stopping) return;
       stopping = true;
       process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
+      process.off('SIGINT', onSignal); // (a worker keeps ignoring SIGINT while it drains)
       io.stderr(`${who}: ${why}: draining\n`);
       server.close().then(
         () => {
           io.stderr(`${who}: stopped\n`);
           resolve(code);
           // A worker's IPC channel to the primary would keep it alive.
-          if (cluster.isWorker) process.disconnect();
+          // worker.disconnect(), not process.disconnect(): the latter makes
+          // node:cluster exit the worker with code 0 whatever its exit code.
+          cluster.worker?.disconnect();
         },
         (err: unknown) => {
           io.stderr(`${who}: failed while stopping: ${err instanceof Error ? err.message : String(err)}\n`);
           resolve(1);
+          cluster.worker?.disconnect();
         },
       );
     };
     const onSignal = (signal: NodeJS.Signals) => stop(`${signal} received`, 0);
+    const ignoreSignal = () => {};
     process.on('SIGTERM', onSignal);
     // Under --workers the primary sends SIGTERM; a terminal's Ctrl-C reaches
     // every process of the group, and the primary coordinates that.
-    if (!cluster.isWorker) process.on('SIGINT', onSignal);
+    // A worker must still catch SIGINT: without a handler it would die at
+    // once instead of draining.
+    process.on('SIGINT', cluster.isWorker ? ignoreSignal : onSignal);
     server.ready.then(
       async () => {
         const s = ((performance.now() - t0) / 1000).toFixed(2);
         const idx = await loading;
         io.stderr(`${who}: index ready (${idx.size} vectors x ${idx.dim}, ${o.fromVectors ? 'built' : 'loaded'} in ${s} s)\n`);
+        // Tells the --workers primary this worker may be restarted if it dies.
+        if (cluster.isWorker) process.send?.({ rabitqServe: 'ready' });
       },
       (err: unknown) => {
         io.stderr(`${who}: failed to ${o.fromVectors ? 'build' : 'load'} the index: ${err instanceof Error ? err.message : String(err)}\n`);
