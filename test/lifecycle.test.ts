@@ -875,6 +875,26 @@ describe('mutations concurrent with searches', () => {
     expect(await good).toBe(1);
   });
 
+  it('a queued add whose ids or vectors were detached meanwhile is rejected, not run with other ids', async () => {
+    const dim = 8;
+    const data = clustered(300, dim, 4, 113);
+    const index = await IvfRabitqIndex.build(data.subarray(0, 200 * dim), { dim, numClusters: 4 });
+    // add() runs after the queued compact(): by then its arrays may be gone
+    const ids = Uint32Array.of(5000, 5001);
+    const compacted = index.compact();
+    const added = index.add(data.slice(200 * dim, 202 * dim), ids);
+    structuredClone(ids.buffer, { transfer: [ids.buffer] });
+    const vectors = data.slice(202 * dim, 204 * dim);
+    const added2 = index.add(vectors, Uint32Array.of(6000, 6001));
+    structuredClone(vectors.buffer, { transfer: [vectors.buffer] });
+    await compacted;
+    await expect(added).rejects.toThrow(TypeError);
+    await expect(added2).rejects.toThrow(TypeError);
+    expect(index.size).toBe(200);
+    expect(index.has(200)).toBe(false); // not added under default ids instead
+    expect(index.has(5000)).toBe(false);
+  });
+
   it('searchBatch in flight while adds and removes interleave: consistent results, final state as a sequential replica', async () => {
     const dim = 32, n = 4000, nc = 40, k = 10;
     const data = clustered(n, dim, 16, 121);

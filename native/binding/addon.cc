@@ -484,7 +484,13 @@ class Index : public Napi::ObjectWrap<Index> {
   Napi::Value Add(const Napi::CallbackInfo& info) {
     auto idx = index;
     const float* data = data_of<float>(info[0]);
-    const size_t n = length_of(info[0]) / idx->dim();
+    const size_t len = length_of(info[0]);
+    const size_t n = len / idx->dim();
+    // TypeScript checked the lengths when add() was called, but the call runs
+    // later (queued behind earlier changes): a buffer detached or shrunk
+    // meanwhile reads as empty here, and null ids would mean default ids.
+    if (n == 0 || len % idx->dim() != 0 || (info[1].IsTypedArray() && length_of(info[1]) != n))
+      throw Napi::TypeError::New(info.Env(), "add: vectors or ids changed length (detached or resized) before the add ran");
     const uint32_t* ids32 = nullptr;
     const uint64_t* ids64 = nullptr;
     if (info[1].IsTypedArray()) {
