@@ -817,7 +817,10 @@ bool IvfRabitqIndex::contains(uint64_t id) const {
   return id_map_->count(id) != 0;
 }
 
-size_t IvfRabitqIndex::size() const { return n_; }
+size_t IvfRabitqIndex::size() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);  // add/remove change n_ on other threads
+  return n_;
+}
 
 void IvfRabitqIndex::add(const float* data, size_t n, const uint32_t* ids32, const uint64_t* ids64, ThreadPool& pool,
                          size_t threads) {

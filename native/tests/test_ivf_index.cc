@@ -1,8 +1,10 @@
 // IvfRabitqIndex end to end: build on clustered random data, search with
 // every cluster probed, and compare with brute force.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "common.h"
@@ -153,6 +155,34 @@ TEST_CASE(ivf_index, "invalid parameters throw RangeError-kind errors") {
   CHECK_THROWS(rabitq::IvfRabitqIndex::build(v.data(), 0, bp, pool), rabitq::Error);
   v[7] = std::nanf("");
   CHECK_THROWS(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool), rabitq::Error);
+}
+
+// size() is read by JS (index.size) while add/remove run on libuv threads:
+// it must not read n_ outside the lock (a data race ThreadSanitizer reports).
+TEST_CASE(ivf_index, "size() and memory_usage() while add/remove run on another thread") {
+  rabitq::ThreadPool pool(2);
+  const Data d = clustered(400, 0, 8, 4, 1, 404);
+  rabitq::BuildParams bp;
+  bp.dim = 8;
+  bp.num_clusters = 4;
+  auto idx = rabitq::IvfRabitqIndex::build(d.base.data(), 200, bp, pool);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (size_t r = 0; r < 20; ++r) {
+      idx->add(d.base.data() + (200 + r * 10) * 8, 10, nullptr, nullptr, pool, 1);
+      const uint64_t gone = r;
+      idx->remove(&gone, 1);
+    }
+    done = true;
+  });
+  size_t last = 0;
+  while (!done) {
+    last = idx->size();
+    CHECK(last >= 180 && last <= 400);
+    (void)idx->memory_usage();
+  }
+  writer.join();
+  CHECK(idx->size() == 200 + 200 - 20);
 }
 
 }  // namespace
