@@ -852,6 +852,10 @@ void IvfRabitqIndex::add(const float* data, size_t n, const uint32_t* ids32, con
   std::unique_lock<std::shared_mutex> lock(mu_);
   std::lock_guard<std::mutex> g(id_map_mu_);
   build_id_map();
+  // The same limit as build and load: a saved index must load again.
+  RABITQ_THROW_IF_NOT(n_ + n < kMaxId32, kRange,
+                      "an index holds fewer than 2^31 vectors; it has " + std::to_string(n_) + ", adding " +
+                          std::to_string(n) + " is too many");
   if (ids.empty()) {
     const uint64_t max = ids64_ ? kMaxId64 : kMaxId32;
     RABITQ_THROW_IF_NOT(next_id_ + n - 1 <= max, kRange, "no free default ids left: pass ids explicitly");
