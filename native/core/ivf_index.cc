@@ -939,11 +939,11 @@ void IvfRabitqIndex::compact() {
   if (unchecked) unchecked->verify_all();
   std::unique_lock<std::shared_mutex> lock(mu_);
   std::lock_guard<std::mutex> g(id_map_mu_);
-  std::vector<uint8_t> codes(n_ * npairs_);
-  std::vector<Factor> factors(n_);
-  std::vector<uint32_t> ids32(ids64_ ? 0 : n_);
-  std::vector<uint64_t> ids64(ids64_ ? n_ : 0);
-  std::vector<float> vectors(has_vectors_ ? n_ * dim_ : 0);
+  HugeVector<uint8_t> codes(n_ * npairs_);
+  HugeVector<Factor> factors(n_);
+  HugeVector<uint32_t> ids32(ids64_ ? 0 : n_);
+  HugeVector<uint64_t> ids64(ids64_ ? n_ : 0);
+  HugeVector<float> vectors(has_vectors_ ? n_ * dim_ : 0);
   std::vector<uint8_t> bytes(npairs_);
   std::vector<uint32_t> order;
   size_t base = 0;

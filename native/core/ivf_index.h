@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "huge_pages.h"
 #include "kmeans.h"
 #include "rotation.h"
 #include "thread_pool.h"
@@ -217,11 +218,11 @@ class IvfRabitqIndex {
   std::vector<Cluster> clusters_;
   // Base block the clusters point into: arrays made by build/compact, or a
   // loaded file (read or mapped) kept alive by blob_.
-  std::vector<uint8_t> base_codes_;
-  std::vector<Factor> base_factors_;
-  std::vector<uint32_t> base_ids32_;
-  std::vector<uint64_t> base_ids64_;
-  std::vector<float> base_vectors_;
+  HugeVector<uint8_t> base_codes_;
+  HugeVector<Factor> base_factors_;
+  HugeVector<uint32_t> base_ids32_;
+  HugeVector<uint64_t> base_ids64_;
+  HugeVector<float> base_vectors_;
   std::shared_ptr<persist::Blob> blob_;
   std::shared_ptr<persist::Container> container_;  // for verify() of lazily checked sections
   bool blob_mapped_ = false;

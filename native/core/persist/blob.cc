@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "../common.h"
+#include "../huge_pages.h"
 
 namespace rabitq {
 namespace persist {
@@ -75,10 +76,9 @@ size_t loadable_size(int fd, const std::string& path, const char* verb) {
 }  // namespace
 
 std::shared_ptr<Blob> Blob::heap(size_t n) {
-  void* p = nullptr;
-  // Round up so a zero-byte blob still has a valid, unique pointer.
-  const size_t bytes = n == 0 ? kAlign : (n + kAlign - 1) / kAlign * kAlign;
-  if (bytes < n || ::posix_memalign(&p, kAlign, bytes) != 0) throw std::bad_alloc();
+  // A loaded index: big arrays read at random, so huge pages when large (see
+  // huge_pages.h). A zero-byte blob still gets a valid, unique pointer.
+  void* p = allocate_maybe_huge(n == 0 ? kAlign : n);
   return std::shared_ptr<Blob>(new Blob(static_cast<uint8_t*>(p), n, false));
 }
 
