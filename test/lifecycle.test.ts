@@ -1211,3 +1211,25 @@ describe('inner product probes clusters by <q, c>', () => {
     expect(hit / (nq * k)).toBeGreaterThanOrEqual(0.9);
   });
 });
+
+describe('searchBatch inputs', () => {
+  it('copies its queries and filter: transferring or overwriting them after the call changes nothing', async () => {
+    const dim = 16, n = 3000;
+    const r = rng(21);
+    const data = Float32Array.from({ length: n * dim }, () => gaussian(r));
+    const index = await IvfRabitqIndex.build(data, { dim, numClusters: 20, seed: 3 });
+    const queries = Float32Array.from({ length: 50 * dim }, () => gaussian(r));
+    const allowed = new Uint32Array(Array.from({ length: 1500 }, (_, i) => i * 2));
+    const opts = { k: 5, nprobe: 20, filter: allowed };
+    const expected = await index.searchBatch(queries.slice(), { ...opts, filter: allowed.slice() });
+    const pending = index.searchBatch(queries, opts);
+    // Detach both buffers while the batch may still be running.
+    structuredClone(queries.buffer, { transfer: [queries.buffer] });
+    structuredClone(allowed.buffer, { transfer: [allowed.buffer] });
+    expect(queries.length).toBe(0);
+    const got = await pending;
+    expect(Array.from(got.ids)).toEqual(Array.from(expected.ids));
+    expect(Array.from(got.distances)).toEqual(Array.from(expected.distances));
+    expect(Array.from(got.ids).every((id) => id % 2 === 0)).toBe(true);
+  });
+});

@@ -375,22 +375,30 @@ class Index : public Napi::ObjectWrap<Index> {
    public:
     BatchWorker(const Napi::CallbackInfo& info, std::shared_ptr<rabitq::IvfRabitqIndex> idx)
         : PromiseWorker(info.Env()), idx_(std::move(idx)) {
-      queries_ = data_of<float>(info[0]);
+      // The caller's queries and filter are copied: they could be transferred
+      // (detached) or changed while the batch runs. The outputs are arrays
+      // the TypeScript layer made for this call and hands out only after it.
+      const float* q = data_of<float>(info[0]);
+      queries_.assign(q, q + length_of(info[0]));
       nq_ = length_of(info[0]) / idx_->dim();
       sp_ = params_from(info[1].As<Napi::Object>());
       threads_ = info[1].As<Napi::Object>().Get("threads").As<Napi::Number>().Uint32Value();
       ids_ = ids_out(info[2]);
       dists_ = data_of<float>(info[3]);
       if (info.Length() > 6 && filter_from(info[5], info[6], &filter_)) {
+        const auto ta = info[6].As<Napi::TypedArray>();
+        const uint8_t* bytes = data_of<uint8_t>(info[6]);
+        filter_bytes_.assign(bytes, bytes + ta.ByteLength());
+        if (filter_.bits) filter_.bits = filter_bytes_.data();
+        if (filter_.sorted32) filter_.sorted32 = reinterpret_cast<const uint32_t*>(filter_bytes_.data());
+        if (filter_.sorted64) filter_.sorted64 = reinterpret_cast<const uint64_t*>(filter_bytes_.data());
         sp_.filter = &filter_;
-        Pin(info[6]);
       }
       if (info[4].IsTypedArray()) {
         stats_ = data_of<double>(info[4]);
         per_query_.resize(nq_);
         Pin(info[4]);
       }
-      Pin(info[0]);
       Pin(info[2]);
       Pin(info[3]);
       Pin(info.This());
@@ -403,7 +411,7 @@ class Index : public Napi::ObjectWrap<Index> {
         wide.resize(nq_ * sp_.k);
         ids = wide.data();
       }
-      idx_->search_batch(queries_, nq_, sp_, ids, dists_, &total, per_query_.empty() ? nullptr : per_query_.data(),
+      idx_->search_batch(queries_.data(), nq_, sp_, ids, dists_, &total, per_query_.empty() ? nullptr : per_query_.data(),
                          rabitq::ThreadPool::global(), threads_);
       if (ids_.i32)
         for (size_t i = 0; i < wide.size(); ++i) ids_.i32[i] = static_cast<int32_t>(wide[i]);
@@ -420,7 +428,8 @@ class Index : public Napi::ObjectWrap<Index> {
 
    private:
     std::shared_ptr<rabitq::IvfRabitqIndex> idx_;
-    const float* queries_;
+    std::vector<float> queries_;
+    std::vector<uint8_t> filter_bytes_;  // a std::vector's buffer is aligned for uint64_t
     size_t nq_, threads_ = 0;
     rabitq::SearchParams sp_;
     rabitq::Filter filter_;
