@@ -1,6 +1,7 @@
 {
   # Each ISA's kernels are a static library with its own target flags; the
-  # rest is portable. Never -march=native: prebuilds must run on any x86-64.
+  # rest is portable. No flags that tune for the build machine: prebuilds
+  # must run on any x86-64.
   "variables": {
     "rabitq_common_cflags": ["-O3", "-g", "-ffp-contract=off", "-fvisibility=hidden", "-std=c++17"]
   },

@@ -11,7 +11,7 @@
  * toBuffer start one at a time, in call order, so changes made without
  * awaiting each other still apply in the order they were called.
  */
-import { native, type NativeFilterArray, type NativeFilterKind, type NativeIndex, type NativeInfo } from './native.js';
+import { native, type NativeFilterArray, type NativeFilterKind, type NativeIndex } from './native.js';
 import { IndexFileError, assertFloat32Array, assertIntInRange, assertString, describeValue } from './errors.js';
 import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
 
@@ -153,7 +153,6 @@ function wrapFileError(file: string, e: unknown): unknown {
 
 export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   readonly #native: NativeIndex;
-  #info: NativeInfo;
   readonly dim: number;
   readonly numClusters: number;
   /** 'l2', 'cosine' or 'ip'. */
@@ -167,12 +166,12 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
 
   private constructor(nativeIndex: NativeIndex) {
     this.#native = nativeIndex;
-    this.#info = nativeIndex.info();
-    this.dim = this.#info.dim;
-    this.numClusters = this.#info.numClusters;
-    this.metric = this.#info.metric;
-    this.idType = this.#info.idType;
-    this.storeVectors = this.#info.storeVectors;
+    const info = nativeIndex.info();
+    this.dim = info.dim;
+    this.numClusters = info.numClusters;
+    this.metric = info.metric;
+    this.idType = info.idType;
+    this.storeVectors = info.storeVectors;
   }
 
   /**
@@ -188,7 +187,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
 
   /** Vectors in the index now (changes with add and remove). */
   get size(): number {
-    return this.#native.info().size;
+    return this.#native.size();
   }
 
   /**
@@ -484,13 +483,12 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
 
   /** Bytes held by each part of the index. */
   memoryUsage(): MemoryUsage {
-    this.#info = this.#native.info();
-    return { ...this.#info.memory };
+    return this.#native.info().memory;
   }
 
   /** Wall time of the build phases, in milliseconds. */
   buildStats(): { trainMs: number; assignMs: number; encodeMs: number } {
-    return { ...this.#info.timings };
+    return this.#native.info().timings;
   }
 
   /** A copy of the k-means centroids (numClusters x dim). */

@@ -52,6 +52,8 @@ export interface NativeIndex {
   verify(): Promise<void>;
   estimateAll(query: Float32Array, estimates: Float32Array, bounds: Float32Array, bitplane: boolean): void;
   info(): NativeInfo;
+  /** Vectors in the index now (cheap: no memory accounting). */
+  size(): number;
   centroids(): Float32Array;
 }
 

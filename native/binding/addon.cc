@@ -79,6 +79,17 @@ IdsOut ids_out(const Napi::Value& v) {
   return o;
 }
 
+// Caller ids: a Uint32Array or a BigUint64Array (anything else: neither).
+void ids_in(const Napi::Value& v, const uint32_t** ids32, const uint64_t** ids64) {
+  *ids32 = nullptr;
+  *ids64 = nullptr;
+  if (!v.IsTypedArray()) return;
+  if (v.As<Napi::TypedArray>().TypedArrayType() == napi_biguint64_array)
+    *ids64 = data_of<uint64_t>(v);
+  else
+    *ids32 = data_of<uint32_t>(v);
+}
+
 // (kind, array): 0 none, 1 bitset Uint8Array, 2 ascending Uint32Array, 3 ascending BigUint64Array.
 bool filter_from(const Napi::Value& kind, const Napi::Value& arr, rabitq::Filter* f) {
   const uint32_t k = kind.IsNumber() ? kind.As<Napi::Number>().Uint32Value() : 0;
@@ -309,6 +320,7 @@ class Index : public Napi::ObjectWrap<Index> {
                                        InstanceMethod("searchBatch", &Index::SearchBatch),
                                        InstanceMethod("estimateAll", &Index::EstimateAll),
                                        InstanceMethod("info", &Index::Info),
+                                       InstanceMethod("size", &Index::Size),
                                        InstanceMethod("centroids", &Index::Centroids),
                                        InstanceMethod("add", &Index::Add),
                                        InstanceMethod("remove", &Index::Remove),
@@ -457,6 +469,10 @@ class Index : public Napi::ObjectWrap<Index> {
     return info.Env().Undefined();
   }
 
+  Napi::Value Size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(index->size()));
+  }
+
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto o = Napi::Object::New(env);
@@ -489,6 +505,17 @@ class Index : public Napi::ObjectWrap<Index> {
     return o;
   }
 
+  // Runs `run` on a libuv worker with this object and `pins` kept alive;
+  // `done` (on the JS thread) makes the resolved value, undefined without it.
+  static Napi::Value on_worker(const Napi::CallbackInfo& info, std::function<void()> run,
+                               std::function<Napi::Value(Napi::Env)> done = nullptr,
+                               const std::vector<Napi::Value>& pins = {}) {
+    auto* w = new LambdaWorker(info.Env(), std::move(run), std::move(done));
+    for (const auto& v : pins) w->Pin(v);
+    w->Pin(info.This());
+    return queue(w);
+  }
+
   // add(vectors, ids: Uint32Array|BigUint64Array|undefined, threads): Promise<void>
   Napi::Value Add(const Napi::CallbackInfo& info) {
     auto idx = index;
@@ -500,21 +527,14 @@ class Index : public Napi::ObjectWrap<Index> {
     // meanwhile reads as empty here, and null ids would mean default ids.
     if (n == 0 || len % idx->dim() != 0 || (info[1].IsTypedArray() && length_of(info[1]) != n))
       throw Napi::TypeError::New(info.Env(), "add: vectors or ids changed length (detached or resized) before the add ran");
-    const uint32_t* ids32 = nullptr;
-    const uint64_t* ids64 = nullptr;
-    if (info[1].IsTypedArray()) {
-      if (info[1].As<Napi::TypedArray>().TypedArrayType() == napi_biguint64_array)
-        ids64 = data_of<uint64_t>(info[1]);
-      else
-        ids32 = data_of<uint32_t>(info[1]);
-    }
+    const uint32_t* ids32;
+    const uint64_t* ids64;
+    ids_in(info[1], &ids32, &ids64);
     const size_t threads = info[2].As<Napi::Number>().Uint32Value();
-    auto* w = new LambdaWorker(
-        info.Env(), [=] { idx->add(data, n, ids32, ids64, rabitq::ThreadPool::global(), threads); }, nullptr);
-    w->Pin(info[0]);
-    if (info[1].IsTypedArray()) w->Pin(info[1]);
-    w->Pin(info.This());
-    return queue(w);
+    std::vector<Napi::Value> pins{info[0]};
+    if (info[1].IsTypedArray()) pins.push_back(info[1]);
+    return on_worker(info, [=] { idx->add(data, n, ids32, ids64, rabitq::ThreadPool::global(), threads); }, nullptr,
+                     pins);
   }
   // remove(ids: BigUint64Array): Promise<number>
   Napi::Value Remove(const Napi::CallbackInfo& info) {
@@ -522,12 +542,9 @@ class Index : public Napi::ObjectWrap<Index> {
     const uint64_t* ids = data_of<uint64_t>(info[0]);
     const size_t n = length_of(info[0]);
     auto removed = std::make_shared<size_t>(0);
-    auto* w = new LambdaWorker(
-        info.Env(), [=] { *removed = idx->remove(ids, n); },
-        [=](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(*removed)); });
-    w->Pin(info[0]);
-    w->Pin(info.This());
-    return queue(w);
+    return on_worker(
+        info, [=] { *removed = idx->remove(ids, n); },
+        [=](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(*removed)); }, {info[0]});
   }
   // contains(id: bigint): boolean
   Napi::Value Contains(const Napi::CallbackInfo& info) {
@@ -541,38 +558,28 @@ class Index : public Napi::ObjectWrap<Index> {
   }
   Napi::Value Compact(const Napi::CallbackInfo& info) {
     auto idx = index;
-    auto* w = new LambdaWorker(info.Env(), [=] { idx->compact(); }, nullptr);
-    w->Pin(info.This());
-    return queue(w);
+    return on_worker(info, [=] { idx->compact(); });
   }
   // save(path): Promise<void>
   Napi::Value Save(const Napi::CallbackInfo& info) {
     auto idx = index;
     std::string path = info[0].As<Napi::String>().Utf8Value();
-    auto* w = new LambdaWorker(info.Env(), [=] { idx->save(path); }, nullptr);
-    w->Pin(info.This());
-    return queue(w);
+    return on_worker(info, [=] { idx->save(path); });
   }
   // toBuffer(): Promise<Buffer>
   Napi::Value ToBuffer(const Napi::CallbackInfo& info) {
     auto idx = index;
     auto bytes = std::make_shared<std::vector<uint8_t>>();
-    auto* w = new LambdaWorker(
-        info.Env(), [=] { *bytes = idx->to_bytes(); },
-        [=](Napi::Env env) -> Napi::Value {
-          // The Buffer owns the vector's memory: no second copy.
-          auto* held = new std::vector<uint8_t>(std::move(*bytes));
-          return Napi::Buffer<uint8_t>::New(env, held->data(), held->size(),
-                                            [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, held);
-        });
-    w->Pin(info.This());
-    return queue(w);
+    return on_worker(info, [=] { *bytes = idx->to_bytes(); }, [=](Napi::Env env) -> Napi::Value {
+      // The Buffer owns the vector's memory: no second copy.
+      auto* held = new std::vector<uint8_t>(std::move(*bytes));
+      return Napi::Buffer<uint8_t>::New(env, held->data(), held->size(),
+                                        [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; }, held);
+    });
   }
   Napi::Value Verify(const Napi::CallbackInfo& info) {
     auto idx = index;
-    auto* w = new LambdaWorker(info.Env(), [=] { idx->verify(); }, nullptr);
-    w->Pin(info.This());
-    return queue(w);
+    return on_worker(info, [=] { idx->verify(); });
   }
 
   Napi::Value Centroids(const Napi::CallbackInfo& info) {
@@ -609,13 +616,8 @@ class BuildWorker : public PromiseWorker {
                                         : rabitq::Metric::kL2;
     params_.store_vectors = o.Get("storeVectors").ToBoolean();
     Napi::Value ids = o.Get("ids");
-    if (ids.IsTypedArray()) {
-      if (ids.As<Napi::TypedArray>().TypedArrayType() == napi_biguint64_array)
-        params_.ids64 = data_of<uint64_t>(ids);
-      else
-        params_.ids32 = data_of<uint32_t>(ids);
-      Pin(ids);
-    }
+    ids_in(ids, &params_.ids32, &params_.ids64);
+    if (ids.IsTypedArray()) Pin(ids);
     Pin(info[0]);
     if (info[2].IsFunction()) {
       tsfn_ = Napi::ThreadSafeFunction::New(info.Env(), info[2].As<Napi::Function>(), "rabitq-build-progress", 0, 1);

@@ -532,6 +532,24 @@ void IvfRabitqIndex::prepare_cluster_query(SearchScratch& s, size_t c, bool bitp
   }
 }
 
+// Inner products of the query with vectors [b0, b0 + nb) of a cluster
+// (FastScan, or the bit-plane reference path: same values) into s.ip, then
+// their estimates and lower bounds into s.est and s.lower.
+void IvfRabitqIndex::estimate_block(SearchScratch& s, const Cluster& cl, size_t b0, size_t nb, bool bitplane,
+                                    const EstimateParams& ep) const {
+  const Kernels& k = active_kernels();
+  uint16_t* ip = s.ip.data();
+  if (bitplane) {
+    for (size_t j = 0; j < nb; ++j) {
+      unpack_code(cl, b0 + j, s.code_bits.data());
+      ip[j] = static_cast<uint16_t>(k.bitplane_ip(s.planes.data(), kQueryBits, s.code_bits.data(), words_));
+    }
+  } else {
+    k.fastscan(scan_block(cl, b0, s.tail.data()), s.luts.data(), npairs_, ip);
+  }
+  k.estimate(reinterpret_cast<const float*>(cl.factors + b0), ip, nb, ep, s.est.data(), s.lower.data());
+}
+
 void IvfRabitqIndex::check_search_params(const SearchParams& sp) const {
   RABITQ_THROW_IF_NOT(sp.k >= 1, kRange, "k must be >= 1");
   RABITQ_THROW_IF_NOT(sp.nprobe >= 1, kRange, "nprobe must be >= 1");
@@ -652,18 +670,9 @@ void IvfRabitqIndex::search_with(SearchScratch& s, const float* query, const flo
     st.codes_scanned += count;
     for (size_t b0 = 0; b0 < count; b0 += kFastScanBlock) {
       const size_t nb = std::min(kFastScanBlock, count - b0);
-      uint16_t* ipv = s.ip.data();
-      if (sp.bitplane) {
-        for (size_t j = 0; j < nb; ++j) {
-          unpack_code(cl, b0 + j, s.code_bits.data());
-          ipv[j] = static_cast<uint16_t>(k.bitplane_ip(s.planes.data(), kQueryBits, s.code_bits.data(), words_));
-        }
-      } else {
-        k.fastscan(scan_block(cl, b0, s.tail.data()), s.luts.data(), npairs_, ipv);
-      }
-      float* est = s.est.data();
-      float* lower = s.lower.data();
-      k.estimate(reinterpret_cast<const float*>(cl.factors + b0), ipv, nb, ep, est, lower);
+      estimate_block(s, cl, b0, nb, sp.bitplane, ep);
+      const float* est = s.est.data();
+      const float* lower = s.lower.data();
       if (!sp.rerank) {
         for (size_t j = 0; j < nb; ++j) {
           const int64_t id = cl.id(b0 + j);
@@ -765,7 +774,6 @@ void IvfRabitqIndex::estimate_all(const float* query, float* estimates, float* b
                                            " is not below " + std::to_string(out_len) +
                                            " (it needs the default ids 0..size-1)");
   SearchScratch& s = thread_scratch(*this);
-  const Kernels& k = active_kernels();
   query = prepare_query(query, s.qnormed.data());
   rotation_.apply(query, s.qrot.data());
   s.query_hash = hash_query(query, dim_);
@@ -774,23 +782,14 @@ void IvfRabitqIndex::estimate_all(const float* query, float* estimates, float* b
     const size_t count = cl.count;
     if (count == 0) continue;
     prepare_cluster_query(s, c, bitplane);
+    const EstimateParams ep{s.qnorm2, 2.f * s.lo, 2.f * s.delta, s.sumq, 0.f, 0.f};
     for (size_t b0 = 0; b0 < count; b0 += kFastScanBlock) {
       const size_t nb = std::min(kFastScanBlock, count - b0);
-      uint16_t* ip = s.ip.data();
-      if (bitplane) {
-        for (size_t j = 0; j < nb; ++j) {
-          unpack_code(cl, b0 + j, s.code_bits.data());
-          ip[j] = static_cast<uint16_t>(k.bitplane_ip(s.planes.data(), kQueryBits, s.code_bits.data(), words_));
-        }
-      } else {
-        k.fastscan(scan_block(cl, b0, s.tail.data()), s.luts.data(), npairs_, ip);
-      }
+      estimate_block(s, cl, b0, nb, bitplane, ep);
       for (size_t j = 0; j < nb; ++j) {
         const Factor& f = cl.factors[b0 + j];
         const int64_t id = cl.id(b0 + j);
-        const float e = f.residual_norm_sq + s.qnorm2 +
-                        f.ip_scale * (2.f * s.lo * f.popcount + 2.f * s.delta * static_cast<float>(ip[j]) - s.sumq);
-        estimates[id] = e;
+        estimates[id] = s.est[j];
         bounds[id] = f.error_scale * std::sqrt(s.qnorm2) - s.delta * quant_sqrt_ * f.ip_scale;
       }
     }

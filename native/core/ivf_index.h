@@ -100,6 +100,7 @@ struct MemoryUsage {
 };
 
 class SearchScratch;
+struct EstimateParams;
 namespace persist {
 class Blob;
 class Container;
@@ -187,6 +188,8 @@ class IvfRabitqIndex {
   void search_with(SearchScratch& s, const float* query, const float* coarse, const SearchParams& sp, int64_t* ids,
                    float* dists, SearchStats* stats) const;
   void prepare_cluster_query(SearchScratch& s, size_t c, bool bitplane) const;
+  void estimate_block(SearchScratch& s, const Cluster& cl, size_t b0, size_t nb, bool bitplane,
+                      const EstimateParams& ep) const;
   void unpack_code(const Cluster& cl, size_t local, uint64_t* bits) const;
   void read_code(const Cluster& cl, size_t local, uint8_t* bytes) const;
   void write_code(Cluster& cl, size_t local, const uint8_t* bytes);
