@@ -22,9 +22,9 @@ import path from 'node:path';
 import { Bench } from 'tinybench';
 import { exactKnn } from '../src/index.js';
 import { native, type SimdLevelName } from '../src/native.js';
-import { repoRoot } from './ann/paths.js';
-import { cpuModel, cpusAllowedList } from './ann/machine.js';
-import { rng } from './random.js';
+import { repoRoot } from '../src/bench/paths.js';
+import { cpuModel, cpusAllowedList } from '../src/bench/machine.js';
+import { rng } from '../src/random.js';
 
 const ALL_LEVELS: SimdLevelName[] = ['scalar', 'avx2', 'avx512'];
 const DEFAULT_DIMS = [64, 96, 128, 256, 384, 512, 768, 960, 1024, 1536];

@@ -7,11 +7,11 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { errorLine, isInputError } from './ann/errors.js';
-import { cpusAllowedList, parseCpuList } from './ann/machine.js';
-import { repoRoot } from './ann/paths.js';
-import { runBench } from './ann/runner.js';
-import type { PeerName } from './ann/types.js';
+import { errorLine, isInputError } from '../src/bench/errors.js';
+import { cpusAllowedList, parseCpuList } from '../src/bench/machine.js';
+import { repoRoot } from '../src/bench/paths.js';
+import { runBench } from '../src/bench/runner.js';
+import type { PeerName } from '../src/bench/types.js';
 
 const NPROBE = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
 

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IvfRabitqIndex, writeFvecs } from '../src/index.js';
-import { startServer, type RabitqServer, type ServableIndex } from '../src/server.js';
+import { startServer, type RabitqServer, type ServableIndex } from '../src/server/index.js';
 import { main } from '../src/cli/main.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');

@@ -78,7 +78,7 @@ export async function buildCommand(argv: readonly string[], io: BuildIO): Promis
   const [{ IvfRabitqIndex }, { readFvecs, readBvecs }, { buildProgressBar }] = await Promise.all([
     import('../ivf_index.js'),
     import('../io.js'),
-    import('../../bench/ann/progress.js'),
+    import('../bench/progress.js'),
   ]);
   const vf = /\.bvecs$/i.test(o.file) ? await readBvecs(o.file, { asFloat32: true }) : await readFvecs(o.file);
   if (o.clusters !== undefined && o.clusters > vf.count) {

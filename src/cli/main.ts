@@ -226,9 +226,9 @@ async function benchCommand(argv: readonly string[], io: CliIO): Promise<number>
   if (noOut && rest.some((a) => a === '--out' || a.startsWith('--out='))) {
     throw new UsageError('--out and --no-out cannot be combined');
   }
-  let runner: typeof import('../../bench/ann/runner.js');
+  let runner: typeof import('../bench/runner.js');
   try {
-    runner = await import('../../bench/ann/runner.js');
+    runner = await import('../bench/runner.js');
   } catch (err) {
     throw new Error(
       `the benchmark runner is not available in this installation (run it from a rabitq checkout): ${errorLine(err)}`,
@@ -272,7 +272,7 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
     io.stdout('Usage: rabitq info\n\nShows the SIMD level the native kernels use, the CPU and the CPU affinity.\n');
     return 0;
   }
-  const { machineInfo } = await import('../../bench/ann/machine.js');
+  const { machineInfo } = await import('../bench/machine.js');
   let simd = 'unavailable';
   try {
     const lib = await import('../index.js');

@@ -192,7 +192,7 @@ export async function serveCommand(argv: readonly string[], io: ServeIO): Promis
   }
   if (o.workers > 1 && cluster.isPrimary) return runPrimary(o, io);
   const [{ startServer }, { IvfRabitqIndex }, { readFvecs, readBvecs }] = await Promise.all([
-    import('../server.js'),
+    import('../server/index.js'),
     import('../ivf_index.js'),
     import('../io.js'),
   ]);

@@ -77,12 +77,6 @@ export interface Engine extends VectorReaders {
   loadIndex?(path: string): Promise<IndexLike>;
   /** Save an index built by buildIndex. */
   saveIndex?(index: IndexLike, path: string): Promise<void>;
-  recallAtK(
-    resultIds: Int32Array,
-    groundTruth: IntVectors,
-    k: number,
-    resultStride?: number,
-  ): number;
 }
 
 export type Mode = 'single' | 'batch';

@@ -1,15 +1,15 @@
 /**
- * FAISS peer: runs bench/peers/faiss_peer.py in a python3 subprocess and
+ * FAISS peer: runs src/bench/peers/faiss_peer.py in a python3 subprocess and
  * converts its JSON document into MethodResults.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { writeFvecs } from '../io.js';
 import { errorLine } from './errors.js';
 import { PeerUnavailable, type PeerContext } from './peer_context.js';
 import { repoRoot } from './paths.js';
 import { roundSig } from './stats.js';
-import { writeFvecsFile } from './vecs.js';
 import type { MethodResult, Mode, SweepPoint } from './types.js';
 
 export const DEFAULT_FAISS_METHODS = ['ivfflat', 'ivfpq', 'ivfrabitq', 'ivfrabitq4', 'hnsw'];
@@ -38,7 +38,7 @@ export interface FaissDocument {
 }
 
 export function faissScriptPath(): string {
-  return path.join(repoRoot(), 'bench', 'peers', 'faiss_peer.py');
+  return path.join(repoRoot(), 'src', 'bench', 'peers', 'faiss_peer.py');
 }
 
 export function pythonCommand(): string {
@@ -162,7 +162,7 @@ export async function benchFaiss(ctx: PeerContext): Promise<{ methods: MethodRes
   ];
   if (ctx.centroids) {
     const file = path.join(ctx.tmpDir, 'centroids.fvecs');
-    await writeFvecsFile(file, ctx.dataset.dim, ctx.centroids);
+    await writeFvecs(file, { dim: ctx.dataset.dim, data: ctx.centroids });
     args.push('--centroids', file);
   }
   if (ctx.dataset.queries.count < ctx.dataset.queryCountInFile) args.push('--nq', String(ctx.dataset.queries.count));

@@ -27,8 +27,8 @@ import {
 } from './report.js';
 import { renderRecallQpsSvg } from './svg.js';
 import { nowNs, roundSig } from './stats.js';
-import { benchHnswlib, defaultEfSweep } from '../peers/hnswlib.js';
-import { benchJsIvfFlat } from '../peers/js_ivfflat.js';
+import { benchHnswlib, defaultEfSweep } from './peers/hnswlib.js';
+import { benchJsIvfFlat } from './peers/js_ivfflat.js';
 import type {
   BenchReport,
   Engine,
@@ -225,7 +225,6 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
         seed: opts.seed,
         hnswM: opts.hnswM,
         faissMethods: opts.faissMethods ?? DEFAULT_FAISS_METHODS,
-        recall: engine.recallAtK.bind(engine),
         tmpDir,
         log: (line) => {
           if (opts.verbose) io.err(line);

@@ -22,7 +22,7 @@ import {
   type Batcher,
   type BatcherOptions,
   type BatcherResult,
-} from './batcher.js';
+} from '../batcher.js';
 
 /** What the server needs from an index (an IvfRabitqIndex fits). */
 export interface ServableIndex extends BatchableIndex {

@@ -158,7 +158,6 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
   const nq = dataset.queries.count;
   const queries = dataset.queries.data;
   const gt = dataset.groundTruth;
-  const recallFn = engine.recallAtK.bind(engine);
   const methods: MethodResult[] = [];
   for (const mode of opts.modes) {
     const points: SweepPoint[] = [];
@@ -168,7 +167,7 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
       const ids100 = needsK100Pass(k, gt.dim)
         ? (await resultPass(index, queries, nq, dim, 100, p, mode, threads, false)).ids
         : null;
-      const recalls = computeRecalls(recallFn, gt, first.ids, k, ids100);
+      const recalls = computeRecalls(gt, first.ids, k, ids100);
       const timing =
         mode === 'single'
           ? timeSingle(nq, runs, warmup, (q) => {

@@ -2,11 +2,11 @@
  * Plain TypeScript IVF-Flat: the "no native code" baseline. Exact L2 over the
  * vectors of the `nprobe` clusters closest to the query.
  */
-import { PeerUnavailable, type PeerContext } from '../ann/peer_context.js';
-import { computeRecalls, makePoint, needsK100Pass, timeSingle } from '../ann/measure.js';
-import { nowNs, roundSig } from '../ann/stats.js';
-import type { MethodResult, SweepPoint } from '../ann/types.js';
-import { rng } from '../random.js';
+import { PeerUnavailable, type PeerContext } from '../peer_context.js';
+import { computeRecalls, makePoint, needsK100Pass, timeSingle } from '../measure.js';
+import { nowNs, roundSig } from '../stats.js';
+import type { MethodResult, SweepPoint } from '../types.js';
+import { rng } from '../../random.js';
 
 /** Max-heap of (distance, id) keeping the `cap` smallest distances. */
 class TopK {
@@ -282,7 +282,7 @@ export async function benchJsIvfFlat(ctx: PeerContext): Promise<MethodResult[]> 
       ids100 = new Int32Array(nq * 100);
       for (let i = 0; i < nq; i++) index.search(q.subarray(i * dim, (i + 1) * dim), 100, nprobe, ids100.subarray(i * 100, (i + 1) * 100));
     }
-    const recalls = computeRecalls(ctx.recall, gt, ids, k, ids100);
+    const recalls = computeRecalls(gt, ids, k, ids100);
     const out = scratch.subarray(0, k);
     const timing = timeSingle(nq, runs, warmup, (i) => {
       index.search(q.subarray(i * dim, (i + 1) * dim), k, nprobe, out);
