@@ -25,6 +25,7 @@ import { native, type SimdLevelName } from '../src/native.js';
 import { repoRoot } from '../src/bench/paths.js';
 import { cpuModel, cpusAllowedList } from '../src/bench/machine.js';
 import { rng } from '../src/random.js';
+import { UsageError, intOption, parseCommandLine, parseIntList, stringOption } from '../src/cli/options.js';
 
 const ALL_LEVELS: SimdLevelName[] = ['scalar', 'avx2', 'avx512'];
 const DEFAULT_DIMS = [64, 96, 128, 256, 384, 512, 768, 960, 1024, 1536];
@@ -40,23 +41,23 @@ interface Options {
   quick: boolean;
 }
 
-function parseArgs(argv: string[]): Options {
-  const quick = argv.includes('--quick');
-  const opts: Options = {
-    timeMs: quick ? 30 : 240,
-    dims: quick ? [64, 960] : DEFAULT_DIMS,
-    out: quick ? null : path.join(repoRoot(), 'bench', 'results', 'kernels.json'),
+/** --time=<ms per kernel> --dims=a,b --out=<file> --quick (a short run that writes no files). */
+function optionsFromArgs(argv: readonly string[]): Options {
+  const { values } = parseCommandLine(argv, {
+    time: { type: 'string' },
+    dims: { type: 'string' },
+    out: { type: 'string' },
+    quick: { type: 'boolean' },
+  });
+  const quick = values.quick === true;
+  const out = stringOption(values, 'out');
+  const dims = stringOption(values, 'dims');
+  return {
+    timeMs: intOption(values, 'time', 1, 3_600_000, quick ? 30 : 240),
+    dims: dims === undefined ? (quick ? [64, 960] : DEFAULT_DIMS) : parseIntList('dims', dims, 1, 65536),
+    out: out !== undefined ? path.resolve(out) : quick ? null : path.join(repoRoot(), 'bench', 'results', 'kernels.json'),
     quick,
   };
-  for (const a of argv) {
-    const [key, value] = a.split('=', 2) as [string, string | undefined];
-    if (key === '--time' && value) opts.timeMs = Number(value);
-    else if (key === '--dims' && value) opts.dims = value.split(',').map(Number);
-    else if (key === '--out' && value) opts.out = path.resolve(value);
-    else if (key !== '--quick') throw new Error(`unknown option ${a} (use --time=ms --dims=a,b --out=file --quick)`);
-  }
-  if (!(opts.timeMs > 0) || opts.dims.some((d) => !Number.isInteger(d) || d < 1)) throw new Error('bad --time or --dims');
-  return opts;
 }
 
 function randomFloats(n: number, r: () => number, lo = -1, hi = 1): Float32Array {
@@ -383,7 +384,7 @@ function buildJson(opts: Options, levels: SimdLevelName[], overhead: Partial<Rec
 }
 
 async function main(): Promise<void> {
-  const opts = parseArgs(process.argv.slice(2));
+  const opts = optionsFromArgs(process.argv.slice(2));
   const detected = native.detectedLevel();
   const levels = ALL_LEVELS.slice(0, ALL_LEVELS.indexOf(detected) + 1);
   console.log(`CPU ${cpuModel()}, affinity ${cpusAllowedList() ?? '?'}, levels ${levels.join(', ')}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
@@ -448,6 +449,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : err);
-  process.exitCode = 1;
+  if (err instanceof UsageError) {
+    console.error(`kernels: error: ${err.message} (options: --time=<ms> --dims=a,b --out=<file> --quick)`);
+    process.exitCode = 2;
+  } else {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exitCode = 1;
+  }
 });

@@ -75,7 +75,9 @@ function fakeEngine(): Engine {
 function capture() {
   const out: string[] = [];
   const err: string[] = [];
-  return { io: { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }, out, err };
+  // runBench writes whole lines, each ending in '\n'
+  const lines = (into: string[]) => (t: string) => void into.push(...t.replace(/\n$/, '').split('\n'));
+  return { io: { stdout: lines(out), stderr: lines(err), isTTY: false }, out, err };
 }
 
 function baseOptions(dir: string, over: Partial<BenchOptions> = {}): BenchOptions {

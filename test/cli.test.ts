@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSyntheticDataset } from '../src/bench/synthetic.js';
 import { main } from '../src/cli/main.js';
-import { parseIntList, parseOptions } from '../src/cli/args.js';
+import { parseCommandLine, parseIntList } from '../src/cli/options.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -47,7 +47,7 @@ afterAll(async () => {
 
 describe('argument parsing', () => {
   it('accepts --opt value, --opt=value, short flags and --no-flag', () => {
-    const { values } = parseOptions(['--a', '1', '--b=2', '-v', '--no-c'], {
+    const { values } = parseCommandLine(['--a', '1', '--b=2', '-v', '--no-c'], {
       a: { type: 'string' }, b: { type: 'string' }, v: { type: 'boolean', short: 'v' }, c: { type: 'boolean' },
     });
     expect(values).toEqual({ a: '1', b: '2', v: true, c: false });

@@ -17,48 +17,65 @@ import { fileURLToPath } from 'node:url';
 import { execSync } from 'node:child_process';
 import autocannon from 'autocannon';
 import { IvfRabitqIndex, readBvecs, readFvecs } from '../../src/index.js';
-import { parseOptions, parseIntOption } from '../../src/cli/args.js';
+import { UsageError, intOption, parseCommandLine, stringOption } from '../../src/cli/options.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`) ? '..' : '.');
 const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
-const { values } = parseOptions(process.argv.slice(2), {
-  index: { type: 'string' },
-  queries: { type: 'string' },
-  nprobe: { type: 'string' },
-  k: { type: 'string' },
-  connections: { type: 'string' },
-  duration: { type: 'string' },
-  overload: { type: 'string' },
-  'overload-duration': { type: 'string' },
-  workers: { type: 'string' },
-  runs: { type: 'string' },
-  modes: { type: 'string' },
-  out: { type: 'string' },
-  name: { type: 'string' },
-});
-if (!values.index || !values.queries) {
-  process.stderr.write('usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--workers 1]\n');
+const USAGE =
+  'usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--workers 1]\n';
+
+function parseLoadArgs(argv: readonly string[]) {
+  const { values } = parseCommandLine(argv, {
+    index: { type: 'string' },
+    queries: { type: 'string' },
+    nprobe: { type: 'string' },
+    k: { type: 'string' },
+    connections: { type: 'string' },
+    duration: { type: 'string' },
+    overload: { type: 'string' },
+    'overload-duration': { type: 'string' },
+    workers: { type: 'string' },
+    runs: { type: 'string' },
+    modes: { type: 'string' },
+    out: { type: 'string' },
+    name: { type: 'string' },
+  });
+  const index = stringOption(values, 'index');
+  const queries = stringOption(values, 'queries');
+  if (!index || !queries) throw new UsageError('--index and --queries are required');
+  return {
+    indexFile: index,
+    queries,
+    nprobe: intOption(values, 'nprobe', 1, 1 << 20, 48),
+    k: intOption(values, 'k', 1, 1024, 10),
+    connections: intOption(values, 'connections', 1, 10000, 64),
+    duration: intOption(values, 'duration', 1, 600, 10),
+    overloadFactor: intOption(values, 'overload', 0, 100, 4),
+    overloadDuration: intOption(values, 'overload-duration', 1, 600, 10),
+    workers: intOption(values, 'workers', 1, 64, 1),
+    runs: intOption(values, 'runs', 1, 50, 3),
+    modes: (stringOption(values, 'modes') ?? 'direct,batch').split(','),
+    name: stringOption(values, 'name') ?? 'serve-load',
+    outDir: stringOption(values, 'out') ?? path.join(ROOT, 'bench', 'results'),
+  };
+}
+
+let args: ReturnType<typeof parseLoadArgs>;
+try {
+  args = parseLoadArgs(process.argv.slice(2));
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`load.js: error: ${err.message}\n${USAGE}`);
   process.exit(2);
 }
-const indexFile = values.index as string;
-const nprobe = parseIntOption('nprobe', (values.nprobe as string) ?? '48', 1, 1 << 20);
-const k = parseIntOption('k', (values.k as string) ?? '10', 1, 1024);
-const connections = parseIntOption('connections', (values.connections as string) ?? '64', 1, 10000);
-const duration = parseIntOption('duration', (values.duration as string) ?? '10', 1, 600);
-const overloadFactor = parseIntOption('overload', (values.overload as string) ?? '4', 0, 100);
-const overloadDuration = parseIntOption('overload-duration', (values['overload-duration'] as string) ?? '10', 1, 600);
-const workers = parseIntOption('workers', (values.workers as string) ?? '1', 1, 64);
-const runs = parseIntOption('runs', (values.runs as string) ?? '3', 1, 50);
-const modes = ((values.modes as string) ?? 'direct,batch').split(',');
-const name = (values.name as string) ?? 'serve-load';
-const outDir = (values.out as string) ?? path.join(ROOT, 'bench', 'results');
+const { indexFile, nprobe, k, connections, duration, overloadFactor, overloadDuration, workers, runs, modes, name, outDir } = args;
 const CAPACITY = 1024;
 const OVERLOAD_CONNECTIONS = 2 * CAPACITY + 4 * connections;
 
-const qf = /\.bvecs$/i.test(values.queries as string)
-  ? await readBvecs(values.queries as string, { asFloat32: true })
-  : await readFvecs(values.queries as string);
+const qf = /\.bvecs$/i.test(args.queries)
+  ? await readBvecs(args.queries, { asFloat32: true })
+  : await readFvecs(args.queries);
 const nq = Math.min(qf.count, 1000);
 const dim = qf.dim;
 const bodies: Buffer[] = [];
