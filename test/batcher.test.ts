@@ -278,7 +278,7 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     const b = createBatcher(idx, { maxBatchSize: 8, maxDelayMs: 0 });
     await Promise.all([1, 2, 3].map((m) => b.search(q(m), { k: 1, nprobe: 1 })));
     await b.search(q(1, 3), { k: 1, nprobe: 1 }).catch(() => {});
-    const text = b.prometheus();
+    const text = await b.prometheus();
     expect(text).toContain('# TYPE rabitq_batcher_batch_size histogram');
     expect(text).toContain('rabitq_batcher_batch_size_bucket{le="4"} 1');
     expect(text).toContain('rabitq_batcher_batch_size_bucket{le="2"} 0');
@@ -290,6 +290,21 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     for (const line of text.trim().split('\n')) {
       expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[a-z]+="[^"]*"\})? [-+0-9.eInfNa]+)$/);
     }
+  });
+
+  it('keeps the metrics of each batcher apart (own registry, or a given one with a prefix)', async () => {
+    const one = createBatcher(fakeIndex(), { maxDelayMs: 0 });
+    const two = createBatcher(fakeIndex(), { maxDelayMs: 0 });
+    await Promise.all([one.search(q(1), { k: 1, nprobe: 1 }), one.search(q(2), { k: 1, nprobe: 1 })]);
+    expect(await one.prometheus()).toContain('rabitq_batcher_queries_completed_total 2');
+    expect(await two.prometheus()).toContain('rabitq_batcher_queries_completed_total 0');
+    const three = createBatcher(fakeIndex(), { maxDelayMs: 0, registry: one.registry, metricsPrefix: 'other_' });
+    await three.search(q(3), { k: 1, nprobe: 1 });
+    const shared = await one.prometheus();
+    expect(shared).toContain('rabitq_batcher_queries_completed_total 2');
+    expect(shared).toContain('other_queries_completed_total 1');
+    expect(() => createBatcher(fakeIndex(), { registry: one.registry })).toThrow(/already been registered/);
+    expect(() => createBatcher(fakeIndex(), { metricsPrefix: 'bad prefix' })).toThrow(/options.metricsPrefix/);
   });
 });
 

@@ -83,7 +83,7 @@ for (let i = 0; i < nq; i++) bodies.push(Buffer.from(qf.data.buffer, qf.data.byt
 
 // Expected answers for the correctness check (search is deterministic).
 const local = await IvfRabitqIndex.load(indexFile, { mmap: true });
-const expected = bodies.map((_, i) => Array.from(local.search(qf.data.subarray(i * dim, (i + 1) * dim), { k, nprobe }).ids));
+const expected = bodies.map((_, i) => Array.from(local.search(qf.data.subarray(i * dim, (i + 1) * dim), { k, nprobe }).ids as ArrayLike<number | bigint>, Number));
 
 interface Server { child: ChildProcess; url: string; pids: number[] }
 

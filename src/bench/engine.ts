@@ -7,7 +7,7 @@ import type { Engine } from './types.js';
 export const rabitqEngine: Engine = {
   simdLevel: () => simdLevel(),
   buildIndex: (vectors, opts) => IvfRabitqIndex.build(vectors, opts),
-  loadIndex: (path) => IvfRabitqIndex.load(path),
+  loadIndex: (path) => IvfRabitqIndex.load(path, { idType: 'u32' }),
   saveIndex: (index, path) => (index as unknown as IvfRabitqIndex).save(path),
   ...fileReaders,
 };

@@ -211,8 +211,7 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
     what = `loading ${o.file}${o.mmap ? ' (mapped)' : ''}`;
   }
   const server = await startServer({
-    // The batcher slices ids per query whatever their array type (Int32Array or BigInt64Array).
-    index: loading as unknown as Promise<Index>,
+    index: loading,
     host: o.host,
     port: o.port,
     bodyLimit: o.bodyLimit,

@@ -13,19 +13,22 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
   BatcherClosedError,
   QueueFullError,
   TimeoutError,
   createBatcher,
+  promText,
   type BatchableIndex,
   type Batcher,
   type BatcherOptions,
   type BatcherResult,
 } from '../batcher.js';
+import type { IdArray } from '../query.js';
 
-/** What the server needs from an index (an IvfRabitqIndex fits). */
-export interface ServableIndex extends BatchableIndex {
+/** What the server needs from an index (an IvfRabitqIndex fits, whatever its id type). */
+export interface ServableIndex extends BatchableIndex<IdArray> {
   readonly size: number;
   readonly numClusters: number;
   /** One query on the calling thread (used when batching is off). */
@@ -81,7 +84,9 @@ export interface RabitqServer {
   /** Resolves once the index is loaded (rejects if loading failed). */
   readonly ready: Promise<void>;
   /** The batcher, once the index is loaded. */
-  readonly batcher: Batcher | null;
+  readonly batcher: Batcher<IdArray> | null;
+  /** The server's own prom-client registry (what /metrics shows; the batcher's metrics included). */
+  readonly registry: Registry;
   /** Stop accepting, let the requests in flight finish, drain the batcher. Idempotent. */
   close(): Promise<void>;
 }
@@ -94,13 +99,6 @@ class BadRequest extends Error {
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const MAX_DIM = 65536;
 const MAX_NPROBE = 1 << 20;
-
-interface RouteMetrics {
-  counts: Map<number, number>;
-  buckets: number[];
-  sum: number;
-  count: number;
-}
 
 function positiveInt(name: string, raw: unknown, max: number): number | undefined {
   if (raw === undefined) return undefined;
@@ -164,23 +162,54 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   const batching = options.batching ?? true;
 
   let index: ServableIndex | null = null;
-  let batcher: Batcher | null = null;
+  let batcher: Batcher<IdArray> | null = null;
   let loadError: Error | null = null;
   let draining = false;
   let defaultNprobe = options.defaultNprobe ?? 16;
   const defaultK = options.defaultK ?? 10;
 
-  const routes = new Map<string, RouteMetrics>();
+  // One registry per server: two servers in one process keep their own metrics.
+  const registry = new Registry();
+  const registers = [registry];
+  const requests = new Counter({
+    name: 'rabitq_http_requests_total',
+    help: 'HTTP requests answered, by route and status.',
+    labelNames: ['route', 'status'],
+    registers,
+  });
+  const latency = new Histogram({
+    name: 'rabitq_http_request_duration_seconds',
+    help: 'HTTP request latency, by route.',
+    labelNames: ['route'],
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  new Gauge({
+    name: 'rabitq_index_ready',
+    help: '1 once the index is loaded and the server is not shutting down.',
+    registers,
+    collect() {
+      this.set(index && !draining ? 1 : 0);
+    },
+  });
+  const indexGauge = (name: string, help: string, value: (idx: ServableIndex) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const v = index ? value(index) : undefined;
+        if (v === undefined) this.reset();
+        else this.set(v);
+      },
+    });
+  indexGauge('rabitq_index_vectors', 'Vectors in the index.', (idx) => idx.size);
+  indexGauge('rabitq_index_dimension', 'Vector dimension of the index.', (idx) => idx.dim);
+  indexGauge('rabitq_index_clusters', 'IVF clusters of the index.', (idx) => idx.numClusters);
+  indexGauge('rabitq_index_memory_bytes', 'Bytes held by the index.', (idx) => idx.memoryUsage?.().total);
   function observe(route: string, status: number, seconds: number): void {
-    let m = routes.get(route);
-    if (!m) {
-      m = { counts: new Map(), buckets: new Array<number>(LATENCY_BUCKETS.length).fill(0), sum: 0, count: 0 };
-      routes.set(route, m);
-    }
-    m.counts.set(status, (m.counts.get(status) ?? 0) + 1);
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]!) m.buckets[i]!++;
-    m.sum += seconds;
-    m.count++;
+    requests.inc({ route, status: String(status) });
+    latency.observe({ route }, seconds);
   }
 
   const app = Fastify({
@@ -266,7 +295,7 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     });
   });
 
-  function need(reply: FastifyReply): { idx: ServableIndex; b: Batcher } | null {
+  function need(reply: FastifyReply): { idx: ServableIndex; b: Batcher<IdArray> } | null {
     if (index && batcher && !draining) return { idx: index, b: batcher };
     void reply
       .status(503)
@@ -390,7 +419,7 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     );
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
-    const results = settled.map((s) => (s as PromiseFulfilledResult<BatcherResult>).value);
+    const results = settled.map((s) => (s as PromiseFulfilledResult<BatcherResult<IdArray>>).value);
     return { ids: results.map((r) => idsToJson(r.ids)), distances: results.map((r) => Array.from(r.distances)) };
   });
 
@@ -403,44 +432,15 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   });
 
   app.get('/metrics', async (_request, reply) => {
-    void reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8');
-    return metricsText();
+    void reply.header('content-type', registry.contentType);
+    return promText(await registry.metrics());
   });
-
-  function metricsText(): string {
-    const out: string[] = [];
-    out.push('# HELP rabitq_http_requests_total HTTP requests answered, by route and status.', '# TYPE rabitq_http_requests_total counter');
-    for (const [route, m] of routes) {
-      for (const [status, c] of m.counts) out.push(`rabitq_http_requests_total{route="${route}",status="${status}"} ${c}`);
-    }
-    out.push('# HELP rabitq_http_request_duration_seconds HTTP request latency, by route.', '# TYPE rabitq_http_request_duration_seconds histogram');
-    for (const [route, m] of routes) {
-      LATENCY_BUCKETS.forEach((le, i) => out.push(`rabitq_http_request_duration_seconds_bucket{route="${route}",le="${le}"} ${m.buckets[i]}`));
-      out.push(
-        `rabitq_http_request_duration_seconds_bucket{route="${route}",le="+Inf"} ${m.count}`,
-        `rabitq_http_request_duration_seconds_sum{route="${route}"} ${m.sum}`,
-        `rabitq_http_request_duration_seconds_count{route="${route}"} ${m.count}`,
-      );
-    }
-    out.push('# HELP rabitq_index_ready 1 once the index is loaded and the server is not shutting down.', '# TYPE rabitq_index_ready gauge');
-    out.push(`rabitq_index_ready ${index && !draining ? 1 : 0}`);
-    if (index) {
-      out.push('# HELP rabitq_index_vectors Vectors in the index.', '# TYPE rabitq_index_vectors gauge', `rabitq_index_vectors ${index.size}`);
-      out.push('# HELP rabitq_index_dimension Vector dimension of the index.', '# TYPE rabitq_index_dimension gauge', `rabitq_index_dimension ${index.dim}`);
-      out.push('# HELP rabitq_index_clusters IVF clusters of the index.', '# TYPE rabitq_index_clusters gauge', `rabitq_index_clusters ${index.numClusters}`);
-      const mem = index.memoryUsage?.();
-      if (mem) out.push('# HELP rabitq_index_memory_bytes Bytes held by the index.', '# TYPE rabitq_index_memory_bytes gauge', `rabitq_index_memory_bytes ${mem.total}`);
-    }
-    let text = out.join('\n') + '\n';
-    if (batcher) text += batcher.prometheus();
-    return text;
-  }
 
   const ready = Promise.resolve(options.index).then(
     (idx) => {
       index = idx;
       if (options.defaultNprobe === undefined) defaultNprobe = Math.min(16, idx.numClusters);
-      batcher = createBatcher(idx, batcherOptions);
+      batcher = createBatcher(idx, { ...batcherOptions, registry });
     },
     (err: unknown) => {
       loadError = err instanceof Error ? err : new Error(String(err));
@@ -463,6 +463,7 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     get batcher() {
       return batcher;
     },
+    registry,
     close() {
       closing ??= (async () => {
         draining = true;
