@@ -45,7 +45,10 @@ export class QueueFullError extends RabitqError {
 export class TimeoutError extends RabitqError {
   readonly timeoutMs: number;
   constructor(timeoutMs: number, waitedMs: number) {
-    super('ETIMEDOUT', `the query waited ${waitedMs.toFixed(1)} ms in the queue, more than timeoutMs (${timeoutMs}); it was not run`);
+    super(
+      'ETIMEDOUT',
+      `the query waited ${waitedMs.toFixed(1)} ms in the queue, more than timeoutMs (${timeoutMs}); it was not run`,
+    );
     this.timeoutMs = timeoutMs;
   }
 }
@@ -218,18 +221,26 @@ export function createBatcher<Ids extends IdArray = Int32Array>(
     throw new TypeError(`options must be an object, got ${describeValue(options)}`);
   }
   checkOption('maxBatchSize', options.maxBatchSize, 1, 1 << 16);
-  if (options.maxDelayMs !== undefined && (typeof options.maxDelayMs !== 'number' || !(options.maxDelayMs >= 0) || !Number.isFinite(options.maxDelayMs))) {
+  if (
+    options.maxDelayMs !== undefined &&
+    (typeof options.maxDelayMs !== 'number' || !(options.maxDelayMs >= 0) || !Number.isFinite(options.maxDelayMs))
+  ) {
     throw new RangeError(`options.maxDelayMs must be a finite number >= 0, got ${describeValue(options.maxDelayMs)}`);
   }
   checkOption('capacity', options.capacity, 1, 1 << 24);
-  if (options.timeoutMs !== undefined && (typeof options.timeoutMs !== 'number' || !(options.timeoutMs > 0) || !Number.isFinite(options.timeoutMs))) {
+  if (
+    options.timeoutMs !== undefined &&
+    (typeof options.timeoutMs !== 'number' || !(options.timeoutMs > 0) || !Number.isFinite(options.timeoutMs))
+  ) {
     throw new RangeError(`options.timeoutMs must be a finite number > 0, got ${describeValue(options.timeoutMs)}`);
   }
   checkOption('maxInFlight', options.maxInFlight, 1, 1024);
   checkOption('threads', options.threads, 1, 1024);
   const prefix = options.metricsPrefix ?? 'rabitq_batcher_';
   if (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) {
-    throw new TypeError(`options.metricsPrefix must be a metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*), got ${describeValue(prefix)}`);
+    throw new TypeError(
+      `options.metricsPrefix must be a metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*), got ${describeValue(prefix)}`,
+    );
   }
 
   const maxBatchSize = options.maxBatchSize ?? 64;
@@ -290,7 +301,12 @@ export function createBatcher<Ids extends IdArray = Int32Array>(
       this.inc(completed);
     },
   });
-  const batchSizeMetric = new Histogram({ name: `${prefix}batch_size`, help: 'Queries per batch run.', buckets: bounds, registers });
+  const batchSizeMetric = new Histogram({
+    name: `${prefix}batch_size`,
+    help: 'Queries per batch run.',
+    buckets: bounds,
+    registers,
+  });
   const queueWaitMetric = new Summary({
     name: `${prefix}queue_wait_seconds`,
     help: 'Queue wait of the queries started in the last minute (quantiles); sum and count since the start.',
@@ -395,13 +411,16 @@ export function createBatcher<Ids extends IdArray = Int32Array>(
     if (timeoutTimer !== null && timeoutTimerAt <= deadline) return;
     if (timeoutTimer !== null) clearTimeout(timeoutTimer);
     timeoutTimerAt = deadline;
-    timeoutTimer = setTimeout(() => {
-      timeoutTimer = null;
-      timeoutTimerAt = Infinity;
-      armTimeout(expire(now()));
-      pump();
-      checkIdle();
-    }, Math.max(0, deadline - now()) + 0.5);
+    timeoutTimer = setTimeout(
+      () => {
+        timeoutTimer = null;
+        timeoutTimerAt = Infinity;
+        armTimeout(expire(now()));
+        pump();
+        checkIdle();
+      },
+      Math.max(0, deadline - now()) + 0.5,
+    );
     // pending work keeps the process alive through the delay timers, not this one
     timeoutTimer.unref?.();
   }
@@ -479,26 +498,28 @@ export function createBatcher<Ids extends IdArray = Int32Array>(
       inFlight--;
       running -= n;
     };
-    promise.then(
-      (res) => {
-        done();
-        for (let i = 0; i < n; i++) {
-          batch[i]!.resolve({
-            ids: res.ids.slice(i * k, (i + 1) * k) as Ids,
-            distances: res.distances.slice(i * k, (i + 1) * k),
-          });
-        }
-        completed += n;
-      },
-      (err: unknown) => {
-        done();
-        rejected.failed += n;
-        for (const p of batch) p.reject(err);
-      },
-    ).finally(() => {
-      pump();
-      checkIdle();
-    });
+    promise
+      .then(
+        (res) => {
+          done();
+          for (let i = 0; i < n; i++) {
+            batch[i]!.resolve({
+              ids: res.ids.slice(i * k, (i + 1) * k) as Ids,
+              distances: res.distances.slice(i * k, (i + 1) * k),
+            });
+          }
+          completed += n;
+        },
+        (err: unknown) => {
+          done();
+          rejected.failed += n;
+          for (const p of batch) p.reject(err);
+        },
+      )
+      .finally(() => {
+        pump();
+        checkIdle();
+      });
   }
 
   function validate(query: unknown, options: unknown): { k: number; nprobe: number; copy: Float32Array } {

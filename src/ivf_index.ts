@@ -14,10 +14,14 @@
 import { native, type NativeFilterArray, type NativeFilterKind, type NativeIndex } from './native.js';
 import { IndexFileError, assertFloat32Array, assertIntInRange, assertString, describeValue } from './errors.js';
 import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
-import { MAX_K, checkKAndNprobe, checkOptionsObject, checkQueries, type IdArray } from './query.js';
+import { checkKAndNprobe, checkOptionsObject, checkQueries, type IdArray } from './query.js';
 
 export type BuildPhase = 'train' | 'assign' | 'encode';
-export interface BuildProgress { phase: BuildPhase; done: number; total: number }
+export interface BuildProgress {
+  phase: BuildPhase;
+  done: number;
+  total: number;
+}
 
 export interface BuildOptions {
   /** Vector dimension; `vectors.length` must be a multiple of it. */
@@ -105,7 +109,16 @@ export interface BatchSearchResult<Ids extends IdArray = Int32Array> extends Sea
 }
 
 /** Bytes by part. `mapped`: how many of them live in a file mapping (load with mmap: true). */
-export interface MemoryUsage { codes: number; factors: number; ids: number; vectors: number; centroids: number; other: number; total: number; mapped: number }
+export interface MemoryUsage {
+  codes: number;
+  factors: number;
+  ids: number;
+  vectors: number;
+  centroids: number;
+  other: number;
+  total: number;
+  mapped: number;
+}
 
 export interface LoadOptions {
   /**
@@ -144,9 +157,14 @@ function checkIdTypeOption(v: unknown): 'u32' | 'u64' | 'any' {
 const ID_LIMIT = 2n ** 63n;
 
 function statsFrom(a: Float64Array, off = 0): SearchStats {
-  return { queries: a[off]!, clustersProbed: a[off + 1]!, codesScanned: a[off + 2]!, reranked: a[off + 3]!, candidates: a[off + 4]! };
+  return {
+    queries: a[off]!,
+    clustersProbed: a[off + 1]!,
+    codesScanned: a[off + 2]!,
+    reranked: a[off + 3]!,
+    candidates: a[off + 4]!,
+  };
 }
-
 
 function isAscending(a: Uint32Array | BigUint64Array): boolean {
   for (let i = 1; i < a.length; i++) if (a[i - 1]! > a[i]!) return false;
@@ -204,8 +222,14 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * Builds an index on the native thread pool. `vectors` is copied into the
    * index; do not modify it until the Promise settles.
    */
-  static async build(vectors: Float32Array, options: BuildOptions & { ids: BigUint64Array }): Promise<IvfRabitqIndex<BigInt64Array>>;
-  static async build(vectors: Float32Array, options: BuildOptions & { ids?: Uint32Array }): Promise<IvfRabitqIndex<Int32Array>>;
+  static async build(
+    vectors: Float32Array,
+    options: BuildOptions & { ids: BigUint64Array },
+  ): Promise<IvfRabitqIndex<BigInt64Array>>;
+  static async build(
+    vectors: Float32Array,
+    options: BuildOptions & { ids?: Uint32Array },
+  ): Promise<IvfRabitqIndex<Int32Array>>;
   static async build(vectors: Float32Array, options: BuildOptions): Promise<IvfRabitqIndex<IdArray>>;
   static async build(vectors: Float32Array, options: BuildOptions): Promise<IvfRabitqIndex<IdArray>> {
     assertFloat32Array('vectors', vectors);
@@ -250,7 +274,18 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     }
     const nativeIndex = await native.buildIndex(
       vectors,
-      { dim: options.dim, numClusters, kmeansIterations, trainPointsPerCluster, seed, rotation, threads, metric, storeVectors, ids },
+      {
+        dim: options.dim,
+        numClusters,
+        kmeansIterations,
+        trainPointsPerCluster,
+        seed,
+        rotation,
+        threads,
+        metric,
+        storeVectors,
+        ids,
+      },
       options.onProgress,
     );
     return new IvfRabitqIndex<IdArray>(nativeIndex);
@@ -270,7 +305,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const mmap = options.mmap ?? false;
     const verify = options.verify ?? false;
     if (typeof mmap !== 'boolean') throw new TypeError(`options.mmap must be a boolean, got ${describeValue(mmap)}`);
-    if (typeof verify !== 'boolean') throw new TypeError(`options.verify must be a boolean, got ${describeValue(verify)}`);
+    if (typeof verify !== 'boolean')
+      throw new TypeError(`options.verify must be a boolean, got ${describeValue(verify)}`);
     let index: IvfRabitqIndex<IdArray>;
     try {
       index = new IvfRabitqIndex<IdArray>(await native.loadIndex(path, mmap, verify));
@@ -281,7 +317,11 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   }
 
   /** The index, once its id width is the one `idType` asks for. */
-  static #expectIdType(index: IvfRabitqIndex<IdArray>, idType: 'u32' | 'u64' | 'any', source: string): IvfRabitqIndex<IdArray> {
+  static #expectIdType(
+    index: IvfRabitqIndex<IdArray>,
+    idType: 'u32' | 'u64' | 'any',
+    source: string,
+  ): IvfRabitqIndex<IdArray> {
     if (idType !== 'any' && index.idType !== idType) {
       const bits = (t: 'u32' | 'u64') => (t === 'u32' ? '32' : '64');
       throw new TypeError(
@@ -296,7 +336,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     bytes: Uint8Array,
     options: { idType?: T } = {},
   ): Promise<LoadedIndex<T>> {
-    if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array or Buffer, got ${describeValue(bytes)}`);
+    if (!(bytes instanceof Uint8Array))
+      throw new TypeError(`bytes must be a Uint8Array or Buffer, got ${describeValue(bytes)}`);
     checkOptionsObject('options', options);
     const idType = checkIdTypeOption(options.idType);
     let index: IvfRabitqIndex<IdArray>;
@@ -348,7 +389,11 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * ids after the largest ever used). Everything is checked before anything
    * changes: on an error (bad row, duplicate or existing id) the index is as before.
    */
-  async add(vectors: Float32Array, ids?: Uint32Array | BigUint64Array, options: { threads?: number } = {}): Promise<void> {
+  async add(
+    vectors: Float32Array,
+    ids?: Uint32Array | BigUint64Array,
+    options: { threads?: number } = {},
+  ): Promise<void> {
     assertFloat32Array('vectors', vectors);
     if (vectors.length === 0 || vectors.length % this.dim !== 0) {
       throw new RangeError(`vectors.length (${vectors.length}) must be a positive multiple of dim (${this.dim})`);
@@ -409,15 +454,21 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   }
 
   #checkSearch(options: SearchOptions): {
-    k: number; nprobe: number; rerank: boolean; epsilon: number; bitplane: boolean;
-    filterKind: NativeFilterKind; filter: NativeFilterArray;
+    k: number;
+    nprobe: number;
+    rerank: boolean;
+    epsilon: number;
+    bitplane: boolean;
+    filterKind: NativeFilterKind;
+    filter: NativeFilterArray;
   } {
     const { k, nprobe } = checkKAndNprobe(options, this.numClusters);
     const rerank = options.rerank ?? this.storeVectors;
     if (rerank === true && !this.storeVectors) {
       throw new RangeError('options.rerank needs the raw vectors, and this index was built with storeVectors: false');
     }
-    if (typeof rerank !== 'boolean') throw new TypeError(`options.rerank must be a boolean, got ${describeValue(rerank)}`);
+    if (typeof rerank !== 'boolean')
+      throw new TypeError(`options.rerank must be a boolean, got ${describeValue(rerank)}`);
     const epsilon = options.epsilon ?? 1.9;
     if (typeof epsilon !== 'number' || !(epsilon >= 0) || !Number.isFinite(epsilon)) {
       throw new RangeError(`options.epsilon must be a finite number >= 0, got ${describeValue(epsilon)}`);
@@ -436,7 +487,9 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
         filterKind = 3;
         filter = isAscending(f) ? f : f.slice().sort();
       } else {
-        throw new TypeError(`options.filter must be a Uint32Array or BigUint64Array of ids, or a Uint8Array bitset, got ${describeValue(f)}`);
+        throw new TypeError(
+          `options.filter must be a Uint32Array or BigUint64Array of ids, or a Uint8Array bitset, got ${describeValue(f)}`,
+        );
       }
     }
     return { k, nprobe, rerank, epsilon, bitplane: options.bitplane === true, filterKind, filter };
@@ -453,7 +506,19 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const ids = this.#newIds(p.k);
     const distances = new Float32Array(p.k);
     const stats = options.stats ? new Float64Array(5) : null;
-    this.#native.search(query, p.k, p.nprobe, p.rerank, p.epsilon, p.bitplane, ids, distances, stats, p.filterKind, p.filter);
+    this.#native.search(
+      query,
+      p.k,
+      p.nprobe,
+      p.rerank,
+      p.epsilon,
+      p.bitplane,
+      ids,
+      distances,
+      stats,
+      p.filterKind,
+      p.filter,
+    );
     return stats ? { ids, distances, stats: statsFrom(stats) } : { ids, distances };
   }
 
@@ -490,7 +555,10 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * error bound at epsilon = 1 (indexed by id, so the ids must be 0..size-1:
    * RangeError otherwise). For tests and diagnostics.
    */
-  estimateAll(query: Float32Array, options: { bitplane?: boolean } = {}): { estimates: Float32Array; bounds: Float32Array } {
+  estimateAll(
+    query: Float32Array,
+    options: { bitplane?: boolean } = {},
+  ): { estimates: Float32Array; bounds: Float32Array } {
     checkQueries('query', query, this.dim, true);
     const estimates = new Float32Array(this.size);
     const bounds = new Float32Array(this.size);

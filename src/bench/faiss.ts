@@ -56,7 +56,9 @@ export function checkFaissAvailable(script = faissScriptPath()): string {
   if (r.error) throw new PeerUnavailable(`${py} not runnable (${errorLine(r.error)})`);
   if (r.status !== 0) {
     const last = (r.stderr || '').trim().split('\n').pop() ?? '';
-    throw new PeerUnavailable(`python faiss/numpy not importable (${last || `exit ${r.status}`}); try "pip install faiss-cpu numpy"`);
+    throw new PeerUnavailable(
+      `python faiss/numpy not importable (${last || `exit ${r.status}`}); try "pip install faiss-cpu numpy"`,
+    );
   }
   return r.stdout.trim();
 }
@@ -67,7 +69,10 @@ export function parseFaissOutput(stdout: string): FaissDocument {
   const attempts = [text];
   const start = text.indexOf('\n{');
   if (start >= 0) attempts.push(text.slice(start + 1));
-  const lastLine = text.split('\n').filter((l) => l.trim().startsWith('{')).pop();
+  const lastLine = text
+    .split('\n')
+    .filter((l) => l.trim().startsWith('{'))
+    .pop();
   if (lastLine) attempts.push(lastLine);
   for (const a of attempts) {
     try {
@@ -147,18 +152,30 @@ export async function benchFaiss(ctx: PeerContext): Promise<{ methods: MethodRes
   const { paths } = ctx.dataset;
   const args = [
     script,
-    '--base', paths.base,
-    '--query', paths.query,
-    '--gt', paths.groundTruth,
-    '--k', String(ctx.k),
-    '--clusters', String(ctx.clusters),
-    '--methods', ctx.faissMethods.join(','),
-    '--nprobe', ctx.nprobe.join(','),
-    '--efsearch', ctx.efSearch.join(','),
-    '--runs', String(ctx.runs),
-    '--warmup', String(ctx.warmup),
-    '--threads', String(ctx.threads),
-    '--mode', ctx.modes.join(','),
+    '--base',
+    paths.base,
+    '--query',
+    paths.query,
+    '--gt',
+    paths.groundTruth,
+    '--k',
+    String(ctx.k),
+    '--clusters',
+    String(ctx.clusters),
+    '--methods',
+    ctx.faissMethods.join(','),
+    '--nprobe',
+    ctx.nprobe.join(','),
+    '--efsearch',
+    ctx.efSearch.join(','),
+    '--runs',
+    String(ctx.runs),
+    '--warmup',
+    String(ctx.warmup),
+    '--threads',
+    String(ctx.threads),
+    '--mode',
+    ctx.modes.join(','),
   ];
   if (ctx.centroids) {
     const file = path.join(ctx.tmpDir, 'centroids.fvecs');

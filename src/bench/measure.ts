@@ -98,12 +98,7 @@ export interface Recalls {
  * results of a k = 100 pass. A recall is null when k or the ground truth is
  * too narrow to compute it.
  */
-export function computeRecalls(
-  gt: IntVectors,
-  idsK: Int32Array,
-  k: number,
-  ids100: Int32Array | null,
-): Recalls {
+export function computeRecalls(gt: IntVectors, idsK: Int32Array, k: number, ids100: Int32Array | null): Recalls {
   const at = (n: number): number | null => {
     if (gt.dim < n) return null;
     if (k >= n) return recallAtK(idsK, gt, n, k);

@@ -30,14 +30,7 @@ import { renderRecallQpsSvg } from './svg.js';
 import { nowNs, roundSig } from './stats.js';
 import { benchHnswlib, defaultEfSweep } from './peers/hnswlib.js';
 import { benchJsIvfFlat } from './peers/js_ivfflat.js';
-import type {
-  BenchReport,
-  Engine,
-  MethodResult,
-  Mode,
-  PeerName,
-  PeerStatus,
-} from './types.js';
+import type { BenchReport, Engine, MethodResult, Mode, PeerName, PeerStatus } from './types.js';
 
 export interface BenchOptions {
   data?: string;

@@ -65,7 +65,10 @@ export async function writeSyntheticDataset(dir: string, opts: SyntheticOptions 
   const gt = bruteForceGt(base, queries, dim, gtK);
   await writeFvecs(path.join(dir, 'base.fvecs'), { dim, data: base });
   const qd = opts.queryDim ?? dim;
-  await writeFvecs(path.join(dir, 'query.fvecs'), { dim: qd, data: qd === dim ? queries : syntheticVectors(nq, qd, 2) });
+  await writeFvecs(path.join(dir, 'query.fvecs'), {
+    dim: qd,
+    data: qd === dim ? queries : syntheticVectors(nq, qd, 2),
+  });
   const rows = opts.gtRows ?? nq;
   await writeIvecs(path.join(dir, 'groundtruth.ivecs'), { dim: gtK, data: gt.subarray(0, rows * gtK) });
 }

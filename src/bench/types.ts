@@ -49,10 +49,7 @@ export interface IndexLike {
   readonly dim: number;
   readonly size: number;
   readonly numClusters: number;
-  search(
-    query: Float32Array,
-    opts: { k: number; nprobe: number; stats?: boolean },
-  ): SearchResultLike;
+  search(query: Float32Array, opts: { k: number; nprobe: number; stats?: boolean }): SearchResultLike;
   searchBatch(
     queries: Float32Array,
     opts: { k: number; nprobe: number; threads?: number; stats?: boolean },

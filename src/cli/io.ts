@@ -18,4 +18,3 @@ export const processIo: CliIo = {
   stderr: (t) => void process.stderr.write(t),
   isTTY: Boolean(process.stderr.isTTY),
 };
-

@@ -140,7 +140,8 @@ export function benchOptionsFromArgs(argv: readonly string[]) {
   const { values } = parseCommandLine(argv, BENCH_SPEC);
   const str = (n: string) => stringOption(values, n);
   if (values.out !== undefined && values.out === '') throw new UsageError('--out needs a directory');
-  if (values.out !== undefined && values['no-out'] === true) throw new UsageError('--out and --no-out cannot be combined');
+  if (values.out !== undefined && values['no-out'] === true)
+    throw new UsageError('--out and --no-out cannot be combined');
   const name = str('name');
   if (name !== undefined && !/^[A-Za-z0-9._-]+$/.test(name)) {
     throw new UsageError(`--name may contain only letters, digits, '.', '_' and '-', got ${JSON.stringify(name)}`);
@@ -177,7 +178,8 @@ export function benchOptionsFromArgs(argv: readonly string[]) {
     runs: intOption(values, 'runs', 1, 1000, 5),
     warmup: intOption(values, 'warmup', 0, 1000, 1),
     minRunMs: intOption(values, 'min-time', 0, 600000, 100),
-    modes: str('mode') === undefined ? (['single'] as ('single' | 'batch')[]) : parseChoiceList('mode', str('mode')!, MODES),
+    modes:
+      str('mode') === undefined ? (['single'] as ('single' | 'batch')[]) : parseChoiceList('mode', str('mode')!, MODES),
     compare,
     out: values['no-out'] === true ? null : (outFlag ?? 'bench/results'),
     name,
@@ -298,9 +300,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       case 'build':
         return await (await import('./build.js')).buildCommand(rest, io);
       default:
-        throw new UsageError(
-          cmd.startsWith('-') ? `unknown option ${cmd}` : `unknown command ${JSON.stringify(cmd)}`,
-        );
+        throw new UsageError(cmd.startsWith('-') ? `unknown option ${cmd}` : `unknown command ${JSON.stringify(cmd)}`);
     }
   } catch (err) {
     if (isInputError(err)) {

@@ -87,8 +87,20 @@ export function parseIntOption(name: string, raw: string, min: number, max = Num
 
 /** An optional integer option in [min, max]: `dflt` when absent. */
 export function intOption(values: ParsedValues, name: string, min: number, max?: number): number | undefined;
-export function intOption(values: ParsedValues, name: string, min: number, max: number | undefined, dflt: number): number;
-export function intOption(values: ParsedValues, name: string, min: number, max?: number, dflt?: number): number | undefined {
+export function intOption(
+  values: ParsedValues,
+  name: string,
+  min: number,
+  max: number | undefined,
+  dflt: number,
+): number;
+export function intOption(
+  values: ParsedValues,
+  name: string,
+  min: number,
+  max?: number,
+  dflt?: number,
+): number | undefined {
   const raw = stringOption(values, name);
   return raw === undefined ? dflt : parseIntOption(name, raw, min, max);
 }
@@ -141,7 +153,9 @@ export function choiceOption<T extends string>(values: ParsedValues, name: strin
   const raw = stringOption(values, name);
   if (raw === undefined) return dflt;
   if (!(allowed as readonly string[]).includes(raw)) {
-    throw new UsageError(`--${name} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, got ${JSON.stringify(raw)}`);
+    throw new UsageError(
+      `--${name} must be ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, got ${JSON.stringify(raw)}`,
+    );
   }
   return raw as T;
 }

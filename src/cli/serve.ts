@@ -79,7 +79,8 @@ export function serveOptionsFromArgs(argv: readonly string[]) {
   const intOr = (n: string, min: number, max: number, dflt: number) => intOption(values, n, min, max, dflt);
   const help = values.help === true;
   const file = positionals[0];
-  if (!help && file === undefined) throw new UsageError('missing the index file (or a .fvecs/.bvecs vector file) to serve');
+  if (!help && file === undefined)
+    throw new UsageError('missing the index file (or a .fvecs/.bvecs vector file) to serve');
   const host = stringOption(values, 'host') ?? '127.0.0.1';
   if (host === '') throw new UsageError('--host needs an address');
   const maxK = intOr('max-k', 1, 1 << 20, 1024);
@@ -263,12 +264,16 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
       async () => {
         const s = ((performance.now() - t0) / 1000).toFixed(2);
         const idx = await loading;
-        io.stderr(`${who}: index ready (${idx.size} vectors x ${idx.dim}, ${o.fromVectors ? 'built' : 'loaded'} in ${s} s)\n`);
+        io.stderr(
+          `${who}: index ready (${idx.size} vectors x ${idx.dim}, ${o.fromVectors ? 'built' : 'loaded'} in ${s} s)\n`,
+        );
         // Tells the --workers primary this worker may be restarted if it dies.
         if (cluster.isWorker) process.send?.({ rabitqServe: 'ready' });
       },
       (err: unknown) => {
-        io.stderr(`${who}: failed to ${o.fromVectors ? 'build' : 'load'} the index: ${err instanceof Error ? err.message : String(err)}\n`);
+        io.stderr(
+          `${who}: failed to ${o.fromVectors ? 'build' : 'load'} the index: ${err instanceof Error ? err.message : String(err)}\n`,
+        );
         stop(`index ${o.fromVectors ? 'build' : 'load'} failed`, 1);
       },
     );

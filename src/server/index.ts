@@ -32,7 +32,10 @@ export interface ServableIndex extends BatchableIndex<IdArray> {
   readonly size: number;
   readonly numClusters: number;
   /** One query on the calling thread (used when batching is off). */
-  search?(query: Float32Array, options: { k: number; nprobe: number }): { ids: ArrayLike<number | bigint>; distances: Float32Array };
+  search?(
+    query: Float32Array,
+    options: { k: number; nprobe: number },
+  ): { ids: ArrayLike<number | bigint>; distances: Float32Array };
   memoryUsage?(): { total: number };
 }
 
@@ -72,7 +75,9 @@ export interface ServerOptions {
 
 /** JSON has no 64-bit integers: ids above 2^53 are sent as decimal strings. */
 function idsToJson(ids: ArrayLike<number | bigint>): (number | string)[] {
-  return Array.from(ids, (v) => (typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -1n ? Number(v) : v.toString()) : v));
+  return Array.from(ids, (v) =>
+    typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -1n ? Number(v) : v.toString()) : v,
+  );
 }
 
 export interface RabitqServer {
@@ -104,7 +109,8 @@ function positiveInt(name: string, raw: unknown, max: number): number | undefine
   if (raw === undefined) return undefined;
   const s = typeof raw === 'string' ? raw.trim() : '';
   const v = /^[0-9]{1,10}$/.test(s) ? Number(s) : NaN;
-  if (!(v >= 1 && v <= max)) throw new BadRequest(`${name} must be an integer in 1..${max}, got ${JSON.stringify(raw)}`);
+  if (!(v >= 1 && v <= max))
+    throw new BadRequest(`${name} must be an integer in 1..${max}, got ${JSON.stringify(raw)}`);
   return v;
 }
 
@@ -225,9 +231,15 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
       const missing = e.keyword === 'required' ? (e.params as { missingProperty?: string }).missingProperty : undefined;
       if (missing !== undefined) return new BadRequest(`${missing} is required`);
       if (e.keyword === 'additionalProperties') {
-        return new BadRequest(`unknown field ${JSON.stringify((e.params as { additionalProperty?: string }).additionalProperty)}`);
+        return new BadRequest(
+          `unknown field ${JSON.stringify((e.params as { additionalProperty?: string }).additionalProperty)}`,
+        );
       }
-      const field = e.instancePath.slice(1).split('/').map((p, i) => (/^\d+$/.test(p) && i > 0 ? `[${p}]` : (i > 0 ? `.${p}` : p))).join('');
+      const field = e.instancePath
+        .slice(1)
+        .split('/')
+        .map((p, i) => (/^\d+$/.test(p) && i > 0 ? `[${p}]` : i > 0 ? `.${p}` : p))
+        .join('');
       return new BadRequest(`${field === '' ? dataVar : field} ${e.message ?? 'is invalid'}`);
     },
   });
@@ -278,7 +290,8 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _request, reply) => {
-    let status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    let status =
+      typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (err instanceof QueueFullError || err instanceof BatcherClosedError) {
       status = 503;
       void reply.header('retry-after', retryAfter);
@@ -289,7 +302,14 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     const code = err.code ?? (status === 400 ? 'EBADREQUEST' : undefined);
     void reply.status(status).send({
       statusCode: status,
-      error: status === 400 ? 'Bad Request' : status === 503 ? 'Service Unavailable' : status === 504 ? 'Gateway Timeout' : 'Error',
+      error:
+        status === 400
+          ? 'Bad Request'
+          : status === 503
+            ? 'Service Unavailable'
+            : status === 504
+              ? 'Gateway Timeout'
+              : 'Error',
       ...(code ? { code } : {}),
       message: status >= 500 && status !== 503 && status !== 504 ? 'internal error' : err.message,
     });
@@ -303,7 +323,11 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
       .send({
         statusCode: 503,
         error: 'Service Unavailable',
-        message: draining ? 'the server is shutting down' : loadError ? `the index failed to load: ${loadError.message}` : 'the index is still loading',
+        message: draining
+          ? 'the server is shutting down'
+          : loadError
+            ? `the index failed to load: ${loadError.message}`
+            : 'the index is still loading',
       });
     return null;
   }
@@ -313,10 +337,15 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     nprobe: number;
   }
 
-  function params(request: FastifyRequest, body: { k?: number; nprobe?: number } | null, idx: ServableIndex): SearchParams {
+  function params(
+    request: FastifyRequest,
+    body: { k?: number; nprobe?: number } | null,
+    idx: ServableIndex,
+  ): SearchParams {
     const q = (request.query ?? {}) as Record<string, unknown>;
     const k = body?.k ?? positiveInt('k', q.k, maxK) ?? defaultK;
-    const nprobe = body?.nprobe ?? positiveInt('nprobe', q.nprobe, MAX_NPROBE) ?? Math.min(defaultNprobe, idx.numClusters);
+    const nprobe =
+      body?.nprobe ?? positiveInt('nprobe', q.nprobe, MAX_NPROBE) ?? Math.min(defaultNprobe, idx.numClusters);
     if (k > maxK) throw new BadRequest(`k must be an integer in 1..${maxK}, got ${k}`);
     return { k, nprobe };
   }
@@ -348,7 +377,10 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
             type: 'object',
             required: ['vectors'],
             additionalProperties: false,
-            properties: { vectors: { type: 'array', minItems: 1, maxItems: maxBatchVectors, items: vectorSchema }, ...common },
+            properties: {
+              vectors: { type: 'array', minItems: 1, maxItems: maxBatchVectors, items: vectorSchema },
+              ...common,
+            },
           },
         },
       },
@@ -359,12 +391,22 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   function checkBody(request: FastifyRequest, field: string): void {
     const b = request.body;
     if (b === undefined || b === null || typeof b !== 'object') {
-      throw new BadRequest(`${field} is required: send a JSON body or little-endian float32 as application/octet-stream`);
+      throw new BadRequest(
+        `${field} is required: send a JSON body or little-endian float32 as application/octet-stream`,
+      );
     }
   }
 
-  interface JsonSearch { vector: number[]; k?: number; nprobe?: number }
-  interface JsonBatch { vectors: number[][]; k?: number; nprobe?: number }
+  interface JsonSearch {
+    vector: number[];
+    k?: number;
+    nprobe?: number;
+  }
+  interface JsonBatch {
+    vectors: number[][];
+    k?: number;
+    nprobe?: number;
+  }
 
   app.post('/search', { schema: searchSchema }, async (request, reply) => {
     const ready = need(reply);
@@ -401,14 +443,16 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     if (Buffer.isBuffer(request.body)) {
       p = params(request, null, idx);
       ({ data, n } = fromBinary('body', request.body, dim, false));
-      if (n > maxBatchVectors) throw new BadRequest(`body holds ${n} vectors, more than the limit of ${maxBatchVectors}`);
+      if (n > maxBatchVectors)
+        throw new BadRequest(`body holds ${n} vectors, more than the limit of ${maxBatchVectors}`);
     } else {
       const body = request.body as JsonBatch;
       p = params(request, body, idx);
       n = body.vectors.length;
       data = new Float32Array(n * dim);
       body.vectors.forEach((v, i) => {
-        if (v.length !== dim) throw new BadRequest(`vectors[${i}] must have ${dim} elements (the index dimension), got ${v.length}`);
+        if (v.length !== dim)
+          throw new BadRequest(`vectors[${i}] must have ${dim} elements (the index dimension), got ${v.length}`);
         toFloat32(`vectors[${i}]`, v, data, i * dim);
       });
     }
@@ -424,7 +468,8 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   });
 
   app.get('/healthz', async (_request, reply) => {
-    if (index && !draining) return { status: 'ok', vectors: index.size, dim: index.dim, clusters: index.numClusters, pid: process.pid };
+    if (index && !draining)
+      return { status: 'ok', vectors: index.size, dim: index.dim, clusters: index.numClusters, pid: process.pid };
     return reply.status(503).send({
       status: draining ? 'draining' : loadError ? 'failed' : 'loading',
       ...(loadError ? { message: loadError.message } : {}),

@@ -111,9 +111,15 @@ export async function benchHnswlib(ctx: PeerContext): Promise<{ methods: MethodR
     }
     const recalls = computeRecalls(gt, ids, k, ids100);
     const kk = Math.min(k, n);
-    const timing = timeSingle(nq, runs, warmup, (i) => {
-      index.searchKnn(queries[i]!, kk);
-    }, ctx.minRunMs);
+    const timing = timeSingle(
+      nq,
+      runs,
+      warmup,
+      (i) => {
+        index.searchKnn(queries[i]!, kk);
+      },
+      ctx.minRunMs,
+    );
     const point = makePoint('efSearch', ef, recalls, timing, null);
     points.push(point);
     ctx.log(`  efSearch=${ef}: recall@10 ${point.recall10?.toFixed(4) ?? 'n/a'}, ${point.qps.toFixed(0)} QPS`);
