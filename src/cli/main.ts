@@ -72,7 +72,7 @@ Peers:
   --efsearch <list>     efSearch sweep for the HNSW peers
   --hnsw-m <n>          hnswlib M (default 16)
   --faiss-methods <l>   faiss methods (default ivfflat,ivfpq,ivfrabitq,ivfrabitq4,hnsw)
-                        (faiss runs bench/peers/faiss_peer.py with python3, or
+                        (faiss runs src/bench/peers/faiss_peer.py with python3, or
                         with $RABITQ_PYTHON when set)
 
 Output:

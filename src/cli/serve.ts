@@ -1,6 +1,6 @@
 /**
  * `rabitq serve <index-file | vectors.fvecs|.bvecs> [options]`: serves an
- * index over HTTP (see src/server.ts, docs/SERVING.md).
+ * index over HTTP (see src/server/index.ts, docs/SERVING.md).
  *
  * An index file (made by `rabitq build` or index.save()) is loaded at startup,
  * mapped by default so several processes share its pages; a vector file is
