@@ -269,6 +269,7 @@ export function createBatcher<Ids extends IdArray = Int32Array>(
   let completed = 0;
   const waits = new Float64Array(WAIT_RING);
   let waitCount = 0;
+  let waitSumMs = 0;
   const rejected: BatcherRejections = { queueFull: 0, timeout: 0, invalid: 0, closed: 0, failed: 0 };
 
   // Metrics: gauges and counters read the state above when scraped; the
@@ -307,14 +308,30 @@ export function createBatcher<Ids extends IdArray = Int32Array>(
     buckets: bounds,
     registers,
   });
+  // Quantiles of the last WAIT_RING waits, computed when scraped (a
+  // prom-client observe() per query costs microseconds on the event loop);
+  // _sum and _count cover every query since the start, as counters should.
+  const queueWaitName = `${prefix}queue_wait_seconds`;
   const queueWaitMetric = new Summary({
-    name: `${prefix}queue_wait_seconds`,
-    help: 'Queue wait of the queries started in the last minute (quantiles); sum and count since the start.',
+    name: queueWaitName,
+    help: `Queue wait of the last ${WAIT_RING} queries started (quantiles); sum and count since the start.`,
     percentiles: [0.5, 0.99],
-    maxAgeSeconds: 60,
-    ageBuckets: 6,
     registers,
+    collect() {
+      this.reset();
+      const n = Math.min(waitCount, WAIT_RING);
+      for (let i = 0; i < n; i++) this.observe(waits[i]! / 1000);
+    },
   });
+  const summaryGet = queueWaitMetric.get.bind(queueWaitMetric);
+  queueWaitMetric.get = async () => {
+    const m = await summaryGet();
+    for (const v of m.values) {
+      if (v.metricName === `${queueWaitName}_sum`) v.value = waitSumMs / 1000;
+      else if (v.metricName === `${queueWaitName}_count`) v.value = waitCount;
+    }
+    return m;
+  };
   const reasons: [keyof BatcherRejections, string][] = [
     ['queueFull', 'queue_full'],
     ['timeout', 'timeout'],
@@ -336,7 +353,7 @@ export function createBatcher<Ids extends IdArray = Int32Array>(
   function recordWait(ms: number): void {
     waits[waitCount % WAIT_RING] = ms;
     waitCount++;
-    queueWaitMetric.observe(ms / 1000);
+    waitSumMs += ms;
   }
 
   function waiting(g: Group<Ids>): number {

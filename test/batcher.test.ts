@@ -287,6 +287,7 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     expect(text).toContain('rabitq_batcher_queue_depth 0');
     expect(text).toContain('rabitq_batcher_rejections_total{reason="invalid"} 1');
     expect(text).toMatch(/rabitq_batcher_queue_wait_seconds\{quantile="0.99"\} [0-9.e-]+\n/);
+    expect(text).toContain('rabitq_batcher_queue_wait_seconds_count 3');
     for (const line of text.trim().split('\n')) {
       expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[a-z]+="[^"]*"\})? [-+0-9.eInfNa]+)$/);
     }

@@ -25,7 +25,11 @@ function loadedPackages(script: string): string[] {
     }
     console.log(JSON.stringify([...names].sort()));
   `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', probe], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', probe], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   return JSON.parse(r.stdout.trim()) as string[];
@@ -37,12 +41,17 @@ describe('package entry', () => {
   it('import("rabitq") loads no server, CLI or load-generator packages', () => {
     expect(existsSync(dist), `${dist} is missing: run npm run build:ts first`).toBe(true);
     // 'rabitq' resolves to this package through its own "exports" (self-reference).
-    const loaded = loadedPackages("const m = await import('rabitq'); if (typeof m.IvfRabitqIndex !== 'function') throw new Error('no IvfRabitqIndex');");
-    for (const pkg of ['fastify', 'cli-progress', 'autocannon', 'prom-client', 'hnswlib-node']) expect(loaded, pkg).not.toContain(pkg);
+    const loaded = loadedPackages(
+      "const m = await import('rabitq'); if (typeof m.IvfRabitqIndex !== 'function') throw new Error('no IvfRabitqIndex');",
+    );
+    for (const pkg of ['fastify', 'cli-progress', 'autocannon', 'prom-client', 'hnswlib-node'])
+      expect(loaded, pkg).not.toContain(pkg);
   });
 
   it('the probe sees those packages when they are loaded (rabitq/server loads fastify)', () => {
-    const loaded = loadedPackages("const s = await import('rabitq/server'); if (typeof s.startServer !== 'function') throw new Error('no startServer');");
+    const loaded = loadedPackages(
+      "const s = await import('rabitq/server'); if (typeof s.startServer !== 'function') throw new Error('no startServer');",
+    );
     expect(loaded).toContain('fastify');
     expect(loaded).toContain('prom-client');
   });

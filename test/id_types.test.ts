@@ -24,7 +24,11 @@ beforeAll(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'rabitq-idtypes-'));
   const r = rng(7);
   data = Float32Array.from({ length: N * DIM }, () => r() * 2 - 1);
-  wide = await IvfRabitqIndex.build(data, { dim: DIM, numClusters: 4, ids: BigUint64Array.from({ length: N }, (_, i) => 2n ** 40n + BigInt(i)) });
+  wide = await IvfRabitqIndex.build(data, {
+    dim: DIM,
+    numClusters: 4,
+    ids: BigUint64Array.from({ length: N }, (_, i) => 2n ** 40n + BigInt(i)),
+  });
   narrow = await IvfRabitqIndex.build(data, { dim: DIM, numClusters: 4 });
   wideFile = path.join(tmp, 'wide.rbq');
   narrowFile = path.join(tmp, 'narrow.rbq');
@@ -85,6 +89,8 @@ describe('id types', () => {
     expectTypeOf(w).toEqualTypeOf<IvfRabitqIndex<BigInt64Array>>();
     expect(w.size).toBe(N);
     expectTypeOf(await IvfRabitqIndex.fromBuffer(bytes)).toEqualTypeOf<IvfRabitqIndex<IdArray>>();
-    await expect(IvfRabitqIndex.fromBuffer(bytes, { idType: 'u32' })).rejects.toThrow(/the buffer holds an index with 64-bit ids/);
+    await expect(IvfRabitqIndex.fromBuffer(bytes, { idType: 'u32' })).rejects.toThrow(
+      /the buffer holds an index with 64-bit ids/,
+    );
   });
 });
