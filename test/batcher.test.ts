@@ -10,23 +10,15 @@ import {
   type BatchableIndex,
 } from '../src/index.js';
 import type { BatchSearchOptions } from '../src/ivf_index.js';
+import { rng } from '../src/random.js';
 
 const DIM = 32;
 const N = 5000;
 
-/** Deterministic pseudo-random floats (xorshift32). */
+/** Deterministic pseudo-random floats in [-0.5, 0.5). */
 function synthetic(n: number, dim: number, seed: number): Float32Array {
-  const out = new Float32Array(n * dim);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < out.length; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = s / 0x1_0000_0000 - 0.5;
-  }
-  return out;
+  const r = rng(seed);
+  return Float32Array.from({ length: n * dim }, () => r() - 0.5);
 }
 
 interface Call {
