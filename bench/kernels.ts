@@ -22,9 +22,10 @@ import path from 'node:path';
 import { Bench } from 'tinybench';
 import { exactKnn } from '../src/index.js';
 import { native, type SimdLevelName } from '../src/native.js';
-import { repoRoot } from './ann/paths.js';
-import { cpuModel, cpusAllowedList } from './ann/machine.js';
-import { rng } from './random.js';
+import { repoRoot } from '../src/bench/paths.js';
+import { cpuModel, cpusAllowedList } from '../src/bench/machine.js';
+import { rng } from '../src/random.js';
+import { UsageError, intOption, parseCommandLine, parseIntList, stringOption } from '../src/cli/options.js';
 
 const ALL_LEVELS: SimdLevelName[] = ['scalar', 'avx2', 'avx512'];
 const DEFAULT_DIMS = [64, 96, 128, 256, 384, 512, 768, 960, 1024, 1536];
@@ -40,23 +41,24 @@ interface Options {
   quick: boolean;
 }
 
-function parseArgs(argv: string[]): Options {
-  const quick = argv.includes('--quick');
-  const opts: Options = {
-    timeMs: quick ? 30 : 240,
-    dims: quick ? [64, 960] : DEFAULT_DIMS,
-    out: quick ? null : path.join(repoRoot(), 'bench', 'results', 'kernels.json'),
+/** --time=<ms per kernel> --dims=a,b --out=<file> --quick (a short run that writes no files). */
+function optionsFromArgs(argv: readonly string[]): Options {
+  const { values } = parseCommandLine(argv, {
+    time: { type: 'string' },
+    dims: { type: 'string' },
+    out: { type: 'string' },
+    quick: { type: 'boolean' },
+  });
+  const quick = values.quick === true;
+  const out = stringOption(values, 'out');
+  const dims = stringOption(values, 'dims');
+  return {
+    timeMs: intOption(values, 'time', 1, 3_600_000, quick ? 30 : 240),
+    dims: dims === undefined ? (quick ? [64, 960] : DEFAULT_DIMS) : parseIntList('dims', dims, 1, 65536),
+    out:
+      out !== undefined ? path.resolve(out) : quick ? null : path.join(repoRoot(), 'bench', 'results', 'kernels.json'),
     quick,
   };
-  for (const a of argv) {
-    const [key, value] = a.split('=', 2) as [string, string | undefined];
-    if (key === '--time' && value) opts.timeMs = Number(value);
-    else if (key === '--dims' && value) opts.dims = value.split(',').map(Number);
-    else if (key === '--out' && value) opts.out = path.resolve(value);
-    else if (key !== '--quick') throw new Error(`unknown option ${a} (use --time=ms --dims=a,b --out=file --quick)`);
-  }
-  if (!(opts.timeMs > 0) || opts.dims.some((d) => !Number.isInteger(d) || d < 1)) throw new Error('bad --time or --dims');
-  return opts;
 }
 
 function randomFloats(n: number, r: () => number, lo = -1, hi = 1): Float32Array {
@@ -70,7 +72,8 @@ function randomWords(n: number, r: () => number): BigUint64Array {
   return a;
 }
 
-type KernelName = 'l2sq' | 'dot' | 'minmax' | 'quantize' | 'popcountAnd' | 'bitplaneIp' | 'fastscan' | 'dotTile16' | 'dotTile16F16';
+type KernelName =
+  'l2sq' | 'dot' | 'minmax' | 'quantize' | 'popcountAnd' | 'bitplaneIp' | 'fastscan' | 'dotTile16' | 'dotTile16F16';
 
 interface KernelCase {
   kernel: KernelName;
@@ -106,23 +109,69 @@ function kernelCases(d: number): KernelCase[] {
   const tileOut = new Float32Array(TILE_NP * 16);
   let sink = 0;
   const cases: KernelCase[] = [
-    { kernel: 'l2sq', bytes: 8 * d, shape: `${d}`, call: (l) => { sink += k.l2sq(l, a, b); } },
-    { kernel: 'dot', bytes: 8 * d, shape: `${d}`, call: (l) => { sink += k.dot(l, a, b); } },
-    { kernel: 'minmax', bytes: 4 * d, shape: `${d}`, call: (l) => { sink += k.minmax(l, a)[0]; } },
-    { kernel: 'quantize', bytes: 9 * d, shape: `${d}, B=4`, call: (l) => { sink += k.quantize(l, a, lo, invDelta, offsets, 15, codes8); } },
-    { kernel: 'popcountAnd', bytes: 16 * words, shape: `${words} words`, call: (l) => { sink += k.popcountAnd(l, w1, w2); } },
+    {
+      kernel: 'l2sq',
+      bytes: 8 * d,
+      shape: `${d}`,
+      call: (l) => {
+        sink += k.l2sq(l, a, b);
+      },
+    },
+    {
+      kernel: 'dot',
+      bytes: 8 * d,
+      shape: `${d}`,
+      call: (l) => {
+        sink += k.dot(l, a, b);
+      },
+    },
+    {
+      kernel: 'minmax',
+      bytes: 4 * d,
+      shape: `${d}`,
+      call: (l) => {
+        sink += k.minmax(l, a)[0];
+      },
+    },
+    {
+      kernel: 'quantize',
+      bytes: 9 * d,
+      shape: `${d}, B=4`,
+      call: (l) => {
+        sink += k.quantize(l, a, lo, invDelta, offsets, 15, codes8);
+      },
+    },
+    {
+      kernel: 'popcountAnd',
+      bytes: 16 * words,
+      shape: `${words} words`,
+      call: (l) => {
+        sink += k.popcountAnd(l, w1, w2);
+      },
+    },
     {
       kernel: 'bitplaneIp',
       bytes: 8 * words * (QUERY_BITS + 1),
       shape: `${words} words x ${QUERY_BITS} planes`,
-      call: (l) => { sink += k.bitplaneIp(l, planes, QUERY_BITS, w1); },
+      call: (l) => {
+        sink += k.bitplaneIp(l, planes, QUERY_BITS, w1);
+      },
     },
-    { kernel: 'fastscan', bytes: 64 * npairs + 64, shape: `32 codes, ${npairs} pairs`, call: (l) => { k.fastscan(l, fsCodes, fsLuts, npairs, fsOut); } },
+    {
+      kernel: 'fastscan',
+      bytes: 64 * npairs + 64,
+      shape: `32 codes, ${npairs} pairs`,
+      call: (l) => {
+        k.fastscan(l, fsCodes, fsLuts, npairs, fsOut);
+      },
+    },
     {
       kernel: 'dotTile16',
       bytes: 4 * (TILE_NP * d + 16 * d + TILE_NP * 16),
       shape: `${TILE_NP} x ${d} . ${d} x 16`,
-      call: (l) => { k.dotTile16(l, xs, TILE_NP, d, ct, tileOut); },
+      call: (l) => {
+        k.dotTile16(l, xs, TILE_NP, d, ct, tileOut);
+      },
     },
   ];
   if (typeof k.dotTile16F16 === 'function') {
@@ -130,7 +179,9 @@ function kernelCases(d: number): KernelCase[] {
       kernel: 'dotTile16F16',
       bytes: 4 * TILE_NP * d + 2 * 16 * d + 4 * TILE_NP * 16,
       shape: `${TILE_NP} x ${d} . ${d} x 16 (f16)`,
-      call: (l) => { k.dotTile16F16(l, xs, TILE_NP, d, ctHalf, tileOut); },
+      call: (l) => {
+        k.dotTile16F16(l, xs, TILE_NP, d, ctHalf, tileOut);
+      },
     });
   }
   void sink;
@@ -168,7 +219,11 @@ function batchFor(call: () => void): number {
   return Math.max(1, Math.min(100_000, Math.round(20_000 / nsPerCall)));
 }
 
-async function timeCall(name: string, call: () => void, timeMs: number): Promise<{ ns: number; batch: number; rme: number; samples: number }> {
+async function timeCall(
+  name: string,
+  call: () => void,
+  timeMs: number,
+): Promise<{ ns: number; batch: number; rme: number; samples: number }> {
   const batch = batchFor(call);
   const bench = new Bench({ time: timeMs, warmupTime: Math.min(30, timeMs), iterations: 10, throws: true });
   bench.add(name, () => {
@@ -229,7 +284,10 @@ function median(xs: number[]): number {
 }
 
 async function exactKnnComparison(quick: boolean) {
-  const n = 2000, dim = 128, nq = 100, k = 10;
+  const n = 2000,
+    dim = 128,
+    nq = 100,
+    k = 10;
   const r = rng(7);
   const base = randomFloats(n * dim, r);
   const queries = randomFloats(nq * dim, r);
@@ -255,7 +313,12 @@ async function exactKnnComparison(quick: boolean) {
   const nativeMin = Math.min(...nativeMs);
   const tsMin = Math.min(...tsMs);
   return {
-    n, dim, nq, k, threads: 1, reps,
+    n,
+    dim,
+    nq,
+    k,
+    threads: 1,
+    reps,
     simdLevel: native.simdLevel(),
     nativeMsMin: nativeMin,
     tsMsMin: tsMin,
@@ -271,7 +334,9 @@ async function exactKnnComparison(quick: boolean) {
 
 function gitCommitFull(): string {
   try {
-    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
     return head || 'unknown';
   } catch {
     return 'unknown';
@@ -307,10 +372,16 @@ function markdown(json: ReturnType<typeof buildJson>, levels: SimdLevelName[]): 
   const lines: string[] = [];
   lines.push('# Kernel benchmark');
   lines.push('');
-  lines.push(`${m.cpu}; ${m.node}; affinity ${m.affinity.cpusAllowedList}; commit ${m.commit.slice(0, 12)}; ${m.date}.`);
+  lines.push(
+    `${m.cpu}; ${m.node}; affinity ${m.affinity.cpusAllowedList}; commit ${m.commit.slice(0, 12)}; ${m.date}.`,
+  );
   lines.push(`Generated by \`npm run bench:kernels\` (bench/kernels.ts); full data in kernels.json.`);
   lines.push('');
-  lines.push('ns per call through N-API (call overhead at d=1: ' + levels.map((l) => `${l} ${fmt(json.callOverheadNs[l] ?? NaN)} ns`).join(', ') + ').');
+  lines.push(
+    'ns per call through N-API (call overhead at d=1: ' +
+      levels.map((l) => `${l} ${fmt(json.callOverheadNs[l] ?? NaN)} ns`).join(', ') +
+      ').',
+  );
   lines.push('GB/s is bytes touched per call / time per call, at the best level.');
   lines.push('');
   lines.push(`| kernel | dim | ${levels.map((l) => `${l} ns`).join(' | ')} | best GB/s |`);
@@ -321,14 +392,18 @@ function markdown(json: ReturnType<typeof buildJson>, levels: SimdLevelName[]): 
       const row = levels.map((l) => json.kernels.find((x) => x.kernel === kernel && x.dim === dim && x.level === l));
       if (row.every((x) => !x)) continue;
       const best = row.filter((x): x is KernelResult => !!x).reduce((p, c) => (c.ns < p.ns ? c : p));
-      lines.push(`| ${kernel} | ${dim} | ${row.map((x) => (x ? fmt(x.ns) : '-')).join(' | ')} | ${fmt(best.gbPerS, 2)} |`);
+      lines.push(
+        `| ${kernel} | ${dim} | ${row.map((x) => (x ? fmt(x.ns) : '-')).join(' | ')} | ${fmt(best.gbPerS, 2)} |`,
+      );
     }
   }
   lines.push('');
   lines.push('## Ratios (speed-up; raw = per call incl. N-API overhead, net = overhead subtracted)');
   lines.push('');
   for (const r of json.ratios.kernels) {
-    lines.push(`- ${r.kernel} ${r.dim}-d, ${r.faster} vs ${r.than}: ${r.raw.toFixed(2)}x raw, ${r.net.toFixed(2)}x net`);
+    lines.push(
+      `- ${r.kernel} ${r.dim}-d, ${r.faster} vs ${r.than}: ${r.raw.toFixed(2)}x raw, ${r.net.toFixed(2)}x net`,
+    );
   }
   const e = json.exactKnn;
   lines.push(
@@ -340,7 +415,13 @@ function markdown(json: ReturnType<typeof buildJson>, levels: SimdLevelName[]): 
   return lines.join('\n');
 }
 
-function buildJson(opts: Options, levels: SimdLevelName[], overhead: Partial<Record<SimdLevelName, number>>, results: KernelResult[], knn: Awaited<ReturnType<typeof exactKnnComparison>>) {
+function buildJson(
+  opts: Options,
+  levels: SimdLevelName[],
+  overhead: Partial<Record<SimdLevelName, number>>,
+  results: KernelResult[],
+  knn: Awaited<ReturnType<typeof exactKnnComparison>>,
+) {
   const best = levels[levels.length - 1]!;
   const ratios = [
     ratio(results, 'l2sq', 960, 'avx512', 'avx2'),
@@ -368,7 +449,12 @@ function buildJson(opts: Options, levels: SimdLevelName[], overhead: Partial<Rec
       loadAverageStart: loadAtStart,
       loadAverageEnd: os.loadavg(),
       method: {
-        tinybench: { timeMsPerTask: opts.timeMs, rounds: ROUNDS, timeMsPerRound: opts.timeMs / ROUNDS, warmupMs: Math.min(30, opts.timeMs / ROUNDS) },
+        tinybench: {
+          timeMsPerTask: opts.timeMs,
+          rounds: ROUNDS,
+          timeMsPerRound: opts.timeMs / ROUNDS,
+          warmupMs: Math.min(30, opts.timeMs / ROUNDS),
+        },
         note: 'each sample loops the call `batch` times; ns = median sample / batch, fastest of the interleaved rounds; netNs subtracts callOverheadNs[level] (l2sq at d=1)',
         queryBits: QUERY_BITS,
         dotTileNp: TILE_NP,
@@ -383,17 +469,23 @@ function buildJson(opts: Options, levels: SimdLevelName[], overhead: Partial<Rec
 }
 
 async function main(): Promise<void> {
-  const opts = parseArgs(process.argv.slice(2));
+  const opts = optionsFromArgs(process.argv.slice(2));
   const detected = native.detectedLevel();
   const levels = ALL_LEVELS.slice(0, ALL_LEVELS.indexOf(detected) + 1);
-  console.log(`CPU ${cpuModel()}, affinity ${cpusAllowedList() ?? '?'}, levels ${levels.join(', ')}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(
+    `CPU ${cpuModel()}, affinity ${cpusAllowedList() ?? '?'}, levels ${levels.join(', ')}, load ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
 
   // Call overhead: l2sq at d = 1 (the kernel itself is a couple of ns).
   const overhead: Partial<Record<SimdLevelName, number>> = {};
   const one = new Float32Array([1]);
   for (let round = 0; round < ROUNDS; round++) {
     for (const level of levels) {
-      const ns = (await timeCall(`overhead ${level}`, () => native.kernels.l2sq(level, one, one), opts.timeMs / ROUNDS)).ns;
+      const ns = (await timeCall(`overhead ${level}`, () => native.kernels.l2sq(level, one, one), opts.timeMs / ROUNDS))
+        .ns;
       overhead[level] = Math.min(overhead[level] ?? Infinity, ns);
     }
   }
@@ -419,14 +511,25 @@ async function main(): Promise<void> {
         const t = timings.get(level)!;
         const netNs = Math.max(0.1, t.ns - overhead[level]!);
         const r: KernelResult = {
-          kernel: c.kernel, level, dim, shape: c.shape, batch: t.batch,
-          ns: t.ns, netNs, bytes: c.bytes, gbPerS: c.bytes / t.ns, rmePercent: t.rme, samples: t.samples,
+          kernel: c.kernel,
+          level,
+          dim,
+          shape: c.shape,
+          batch: t.batch,
+          ns: t.ns,
+          netNs,
+          bytes: c.bytes,
+          gbPerS: c.bytes / t.ns,
+          rmePercent: t.rme,
+          samples: t.samples,
         };
         row.push(r);
         results.push(r);
       }
       const best = row.reduce((p, q) => (q.ns < p.ns ? q : p));
-      console.log(`${c.kernel.padEnd(13)} ${String(dim).padStart(5)} ${row.map((x) => fmt(x.ns).padStart(11)).join(' ')} ${fmt(best.gbPerS, 2).padStart(12)}`);
+      console.log(
+        `${c.kernel.padEnd(13)} ${String(dim).padStart(5)} ${row.map((x) => fmt(x.ns).padStart(11)).join(' ')} ${fmt(best.gbPerS, 2).padStart(12)}`,
+      );
     }
   }
 
@@ -434,9 +537,13 @@ async function main(): Promise<void> {
   const knn = await exactKnnComparison(opts.quick);
   const json = buildJson(opts, levels, overhead, results, knn);
   for (const r of json.ratios.kernels) {
-    console.log(`  ${r.kernel} ${r.dim}-d ${r.faster} vs ${r.than}: ${r.raw.toFixed(2)}x raw, ${r.net.toFixed(2)}x net`);
+    console.log(
+      `  ${r.kernel} ${r.dim}-d ${r.faster} vs ${r.than}: ${r.raw.toFixed(2)}x raw, ${r.net.toFixed(2)}x net`,
+    );
   }
-  console.log(`  exactKnn ${knn.n}x${knn.dim}, ${knn.nq} queries, k=${knn.k}: native ${fmt(knn.nativeMsMin, 2)} ms, TypeScript ${fmt(knn.tsMsMin, 1)} ms (fastest of ${knn.reps}) -> ${knn.speedup.toFixed(1)}x`);
+  console.log(
+    `  exactKnn ${knn.n}x${knn.dim}, ${knn.nq} queries, k=${knn.k}: native ${fmt(knn.nativeMsMin, 2)} ms, TypeScript ${fmt(knn.tsMsMin, 1)} ms (fastest of ${knn.reps}) -> ${knn.speedup.toFixed(1)}x`,
+  );
 
   if (opts.out) {
     mkdirSync(path.dirname(opts.out), { recursive: true });
@@ -448,6 +555,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : err);
-  process.exitCode = 1;
+  if (err instanceof UsageError) {
+    console.error(`kernels: error: ${err.message} (options: --time=<ms> --dims=a,b --out=<file> --quick)`);
+    process.exitCode = 2;
+  } else {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exitCode = 1;
+  }
 });

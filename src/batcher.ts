@@ -19,11 +19,18 @@
  * - With timeoutMs, a query still waiting timeoutMs after it was submitted
  *   rejects with TimeoutError and is never run. A query whose batch has
  *   started runs to completion.
- * - Each query is validated when submitted (same checks and messages as
- *   index.search); a bad query rejects only its own Promise.
+ * - Each query is validated when submitted (the checks of index.search,
+ *   src/query.ts); a bad query rejects only its own Promise.
+ *
+ * Metrics: prom-client metrics in a Registry of the batcher's own (or the
+ * one given in options.registry, e.g. a server's), so several batchers or
+ * servers in one process never share one. prom-client is loaded when the
+ * first batcher is created, not when the library is imported.
  */
-import { RabitqError, assertFloat32Array, assertIntInRange, describeValue } from './errors.js';
-import type { BatchSearchOptions } from './ivf_index.js';
+import { createRequire } from 'node:module';
+import type { Registry } from 'prom-client';
+import { RabitqError, assertIntInRange, describeValue } from './errors.js';
+import { checkKAndNprobe, checkQueries, type IdArray } from './query.js';
 
 /** The waiting queue is full; retry later. */
 export class QueueFullError extends RabitqError {
@@ -38,7 +45,10 @@ export class QueueFullError extends RabitqError {
 export class TimeoutError extends RabitqError {
   readonly timeoutMs: number;
   constructor(timeoutMs: number, waitedMs: number) {
-    super('ETIMEDOUT', `the query waited ${waitedMs.toFixed(1)} ms in the queue, more than timeoutMs (${timeoutMs}); it was not run`);
+    super(
+      'ETIMEDOUT',
+      `the query waited ${waitedMs.toFixed(1)} ms in the queue, more than timeoutMs (${timeoutMs}); it was not run`,
+    );
     this.timeoutMs = timeoutMs;
   }
 }
@@ -66,6 +76,10 @@ export interface BatcherOptions {
   maxInFlight?: number;
   /** Worker threads per batch, passed to searchBatch (default: the whole pool). */
   threads?: number;
+  /** Registry for the batcher's metrics (default: a new one of its own). */
+  registry?: Registry;
+  /** Prefix of the metric names (default `rabitq_batcher_`). */
+  metricsPrefix?: string;
 }
 
 export interface BatcherSearchOptions {
@@ -73,9 +87,9 @@ export interface BatcherSearchOptions {
   nprobe: number;
 }
 
-export interface BatcherResult {
-  /** This query's k ids (a fresh array). */
-  ids: Int32Array;
+export interface BatcherResult<Ids extends IdArray = Int32Array> {
+  /** This query's k ids (a fresh array): Int32Array, or BigInt64Array for an index with 64-bit ids. */
+  ids: Ids;
   /** This query's k squared distances (a fresh array). */
   distances: Float32Array;
 }
@@ -109,9 +123,9 @@ export interface BatcherStats {
   rejected: BatcherRejections;
 }
 
-export interface Batcher {
+export interface Batcher<Ids extends IdArray = Int32Array> {
   /** Queue one query; resolves with exactly its own result. Never throws synchronously. */
-  search(query: Float32Array, options: BatcherSearchOptions): Promise<BatcherResult>;
+  search(query: Float32Array, options: BatcherSearchOptions): Promise<BatcherResult<Ids>>;
   /** Stop accepting, run everything queued, resolve when all of it settled. */
   close(): Promise<void>;
   /** Whether close() was called. */
@@ -125,34 +139,37 @@ export interface Batcher {
    */
   admit(): boolean;
   stats(): BatcherStats;
-  /** The stats in the Prometheus text exposition format (metric names start with `prefix`, default `rabitq_batcher_`). */
-  prometheus(prefix?: string): string;
+  /** The prom-client registry holding the batcher's metrics. */
+  readonly registry: Registry;
+  /** The metrics in the Prometheus text exposition format (names start with options.metricsPrefix). */
+  prometheus(): Promise<string>;
 }
 
 /** What the batcher needs from an index (an IvfRabitqIndex fits). */
-export interface BatchableIndex {
+export interface BatchableIndex<Ids extends IdArray = Int32Array> {
   readonly dim: number;
   readonly numClusters?: number;
-  searchBatch(queries: Float32Array, options: BatchSearchOptions): Promise<{ ids: Int32Array; distances: Float32Array }>;
+  searchBatch(
+    queries: Float32Array,
+    options: { k: number; nprobe: number; threads?: number },
+  ): Promise<{ ids: Ids; distances: Float32Array }>;
 }
 
-/** Same limit as index.search. */
-const MAX_K = 1 << 20;
 const WAIT_RING = 2048;
 
-interface Pending {
+interface Pending<Ids extends IdArray> {
   query: Float32Array;
   enqueuedAt: number;
-  resolve: (r: BatcherResult) => void;
+  resolve: (r: BatcherResult<Ids>) => void;
   reject: (e: unknown) => void;
 }
 
-interface Group {
+interface Group<Ids extends IdArray> {
   key: string;
   k: number;
   nprobe: number;
   /** FIFO; items[head..] are waiting. */
-  items: Pending[];
+  items: Pending<Ids>[];
   head: number;
   timer: ReturnType<typeof setTimeout> | null;
   /** maxDelayMs has passed since the oldest waiting query arrived. */
@@ -180,31 +197,51 @@ function percentile(sorted: Float64Array, q: number): number {
   return sorted[i]!;
 }
 
-function promNumber(x: number): string {
-  if (Number.isNaN(x)) return 'NaN';
-  if (x === Infinity) return '+Inf';
-  if (x === -Infinity) return '-Inf';
-  return String(x);
+/** Registry text without prom-client's blank lines between metrics (one line per sample or comment). */
+export function promText(text: string): string {
+  return text.replace(/\n{2,}/g, '\n');
+}
+
+type PromClient = typeof import('prom-client');
+let promClient: PromClient | null = null;
+/** prom-client, loaded on first use (it is CommonJS: a synchronous require). */
+function prom(): PromClient {
+  return (promClient ??= createRequire(import.meta.url)('prom-client') as PromClient);
 }
 
 /**
  * Creates a batcher in front of `index`. See the module comment for the
  * batching, grouping, back-pressure and timeout policy.
  */
-export function createBatcher(index: BatchableIndex, options: BatcherOptions = {}): Batcher {
+export function createBatcher<Ids extends IdArray = Int32Array>(
+  index: BatchableIndex<Ids>,
+  options: BatcherOptions = {},
+): Batcher<Ids> {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`options must be an object, got ${describeValue(options)}`);
   }
   checkOption('maxBatchSize', options.maxBatchSize, 1, 1 << 16);
-  if (options.maxDelayMs !== undefined && (typeof options.maxDelayMs !== 'number' || !(options.maxDelayMs >= 0) || !Number.isFinite(options.maxDelayMs))) {
+  if (
+    options.maxDelayMs !== undefined &&
+    (typeof options.maxDelayMs !== 'number' || !(options.maxDelayMs >= 0) || !Number.isFinite(options.maxDelayMs))
+  ) {
     throw new RangeError(`options.maxDelayMs must be a finite number >= 0, got ${describeValue(options.maxDelayMs)}`);
   }
   checkOption('capacity', options.capacity, 1, 1 << 24);
-  if (options.timeoutMs !== undefined && (typeof options.timeoutMs !== 'number' || !(options.timeoutMs > 0) || !Number.isFinite(options.timeoutMs))) {
+  if (
+    options.timeoutMs !== undefined &&
+    (typeof options.timeoutMs !== 'number' || !(options.timeoutMs > 0) || !Number.isFinite(options.timeoutMs))
+  ) {
     throw new RangeError(`options.timeoutMs must be a finite number > 0, got ${describeValue(options.timeoutMs)}`);
   }
   checkOption('maxInFlight', options.maxInFlight, 1, 1024);
   checkOption('threads', options.threads, 1, 1024);
+  const prefix = options.metricsPrefix ?? 'rabitq_batcher_';
+  if (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) {
+    throw new TypeError(
+      `options.metricsPrefix must be a metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*), got ${describeValue(prefix)}`,
+    );
+  }
 
   const maxBatchSize = options.maxBatchSize ?? 64;
   const maxDelayMs = options.maxDelayMs ?? 2;
@@ -215,7 +252,7 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
   const dim = index.dim;
   const numClusters = index.numClusters;
 
-  const groups = new Map<string, Group>();
+  const groups = new Map<string, Group<Ids>>();
   let queued = 0;
   let running = 0;
   let inFlight = 0;
@@ -228,7 +265,6 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
   // stats
   const bounds = sizeBounds(maxBatchSize);
   const sizeCounts = new Array<number>(bounds.length).fill(0);
-  let batchSizeSum = 0;
   let batches = 0;
   let completed = 0;
   const waits = new Float64Array(WAIT_RING);
@@ -236,19 +272,97 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
   let waitSumMs = 0;
   const rejected: BatcherRejections = { queueFull: 0, timeout: 0, invalid: 0, closed: 0, failed: 0 };
 
+  // Metrics: gauges and counters read the state above when scraped; the
+  // histogram and the summary observe each batch / query.
+  const { Counter, Gauge, Histogram, Registry: PromRegistry, Summary } = prom();
+  const registry = options.registry ?? new PromRegistry();
+  const registers = [registry];
+  new Gauge({
+    name: `${prefix}queue_depth`,
+    help: 'Queries waiting for a batch.',
+    registers,
+    collect() {
+      this.set(queued);
+    },
+  });
+  new Gauge({
+    name: `${prefix}running_queries`,
+    help: 'Queries in batches running now.',
+    registers,
+    collect() {
+      this.set(running);
+    },
+  });
+  new Counter({
+    name: `${prefix}queries_completed_total`,
+    help: 'Queries answered.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(completed);
+    },
+  });
+  const batchSizeMetric = new Histogram({
+    name: `${prefix}batch_size`,
+    help: 'Queries per batch run.',
+    buckets: bounds,
+    registers,
+  });
+  // Quantiles of the last WAIT_RING waits, computed when scraped (a
+  // prom-client observe() per query costs microseconds on the event loop);
+  // _sum and _count cover every query since the start, as counters should.
+  const queueWaitName = `${prefix}queue_wait_seconds`;
+  const queueWaitMetric = new Summary({
+    name: queueWaitName,
+    help: `Queue wait of the last ${WAIT_RING} queries started (quantiles); sum and count since the start.`,
+    percentiles: [0.5, 0.99],
+    registers,
+    collect() {
+      this.reset();
+      const n = Math.min(waitCount, WAIT_RING);
+      for (let i = 0; i < n; i++) this.observe(waits[i]! / 1000);
+    },
+  });
+  const summaryGet = queueWaitMetric.get.bind(queueWaitMetric);
+  queueWaitMetric.get = async () => {
+    const m = await summaryGet();
+    for (const v of m.values) {
+      if (v.metricName === `${queueWaitName}_sum`) v.value = waitSumMs / 1000;
+      else if (v.metricName === `${queueWaitName}_count`) v.value = waitCount;
+    }
+    return m;
+  };
+  const reasons: [keyof BatcherRejections, string][] = [
+    ['queueFull', 'queue_full'],
+    ['timeout', 'timeout'],
+    ['invalid', 'invalid'],
+    ['closed', 'closed'],
+    ['failed', 'failed'],
+  ];
+  new Counter({
+    name: `${prefix}rejections_total`,
+    help: 'Queries rejected, by reason.',
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [key, reason] of reasons) this.inc({ reason }, rejected[key]);
+    },
+  });
+
   function recordWait(ms: number): void {
     waits[waitCount % WAIT_RING] = ms;
     waitCount++;
     waitSumMs += ms;
   }
 
-  function waiting(g: Group): number {
+  function waiting(g: Group<Ids>): number {
     return g.items.length - g.head;
   }
 
-  function shift(g: Group): Pending {
+  function shift(g: Group<Ids>): Pending<Ids> {
     const p = g.items[g.head]!;
-    g.items[g.head] = undefined as unknown as Pending;
+    g.items[g.head] = undefined as unknown as Pending<Ids>;
     g.head++;
     if (g.head === g.items.length) {
       g.items.length = 0;
@@ -261,11 +375,11 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     return p;
   }
 
-  function isReady(g: Group): boolean {
+  function isReady(g: Group<Ids>): boolean {
     return waiting(g) > 0 && (closing || g.due || waiting(g) >= maxBatchSize);
   }
 
-  function armDelay(g: Group): void {
+  function armDelay(g: Group<Ids>): void {
     if (g.timer !== null || waiting(g) === 0) return;
     g.due = false;
     const oldest = g.items[g.head]!.enqueuedAt;
@@ -280,7 +394,7 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     }, delay);
   }
 
-  function dropGroupIfEmpty(g: Group): void {
+  function dropGroupIfEmpty(g: Group<Ids>): void {
     if (waiting(g) === 0) {
       if (g.timer !== null) clearTimeout(g.timer);
       g.timer = null;
@@ -314,13 +428,16 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     if (timeoutTimer !== null && timeoutTimerAt <= deadline) return;
     if (timeoutTimer !== null) clearTimeout(timeoutTimer);
     timeoutTimerAt = deadline;
-    timeoutTimer = setTimeout(() => {
-      timeoutTimer = null;
-      timeoutTimerAt = Infinity;
-      armTimeout(expire(now()));
-      pump();
-      checkIdle();
-    }, Math.max(0, deadline - now()) + 0.5);
+    timeoutTimer = setTimeout(
+      () => {
+        timeoutTimer = null;
+        timeoutTimerAt = Infinity;
+        armTimeout(expire(now()));
+        pump();
+        checkIdle();
+      },
+      Math.max(0, deadline - now()) + 0.5,
+    );
     // pending work keeps the process alive through the delay timers, not this one
     timeoutTimer.unref?.();
   }
@@ -335,8 +452,8 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     }
   }
 
-  function pickReady(): Group | null {
-    let best: Group | null = null;
+  function pickReady(): Group<Ids> | null {
+    let best: Group<Ids> | null = null;
     for (const g of groups.values()) {
       if (!isReady(g)) continue;
       // full groups first, then the one whose oldest query waited longest
@@ -359,7 +476,7 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
       const g = pickReady();
       if (g === null) break;
       const n = Math.min(maxBatchSize, waiting(g));
-      const batch: Pending[] = new Array(n);
+      const batch: Pending<Ids>[] = new Array<Pending<Ids>>(n);
       for (let i = 0; i < n; i++) {
         const p = shift(g);
         recordWait(t - p.enqueuedAt);
@@ -376,19 +493,19 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     checkIdle();
   }
 
-  function run(k: number, nprobe: number, batch: Pending[]): void {
+  function run(k: number, nprobe: number, batch: Pending<Ids>[]): void {
     const n = batch.length;
     inFlight++;
     running += n;
     batches++;
-    batchSizeSum += n;
+    batchSizeMetric.observe(n);
     let b = 0;
     while (bounds[b]! < n) b++;
     sizeCounts[b]!++;
     const queries = new Float32Array(n * dim);
     for (let i = 0; i < n; i++) queries.set(batch[i]!.query, i * dim);
-    const opts: BatchSearchOptions = threads === undefined ? { k, nprobe } : { k, nprobe, threads };
-    let promise: Promise<{ ids: Int32Array; distances: Float32Array }>;
+    const opts = threads === undefined ? { k, nprobe } : { k, nprobe, threads };
+    let promise: Promise<{ ids: Ids; distances: Float32Array }>;
     try {
       promise = index.searchBatch(queries, opts);
     } catch (err) {
@@ -398,48 +515,37 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
       inFlight--;
       running -= n;
     };
-    promise.then(
-      (res) => {
-        done();
-        for (let i = 0; i < n; i++) {
-          batch[i]!.resolve({
-            ids: res.ids.slice(i * k, (i + 1) * k),
-            distances: res.distances.slice(i * k, (i + 1) * k),
-          });
-        }
-        completed += n;
-      },
-      (err: unknown) => {
-        done();
-        rejected.failed += n;
-        for (const p of batch) p.reject(err);
-      },
-    ).finally(() => {
-      pump();
-      checkIdle();
-    });
+    promise
+      .then(
+        (res) => {
+          done();
+          for (let i = 0; i < n; i++) {
+            batch[i]!.resolve({
+              ids: res.ids.slice(i * k, (i + 1) * k) as Ids,
+              distances: res.distances.slice(i * k, (i + 1) * k),
+            });
+          }
+          completed += n;
+        },
+        (err: unknown) => {
+          done();
+          rejected.failed += n;
+          for (const p of batch) p.reject(err);
+        },
+      )
+      .finally(() => {
+        pump();
+        checkIdle();
+      });
   }
 
   function validate(query: unknown, options: unknown): { k: number; nprobe: number; copy: Float32Array } {
-    // the same checks, in the same order and with the same messages, as index.search
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`options must be an object, got ${describeValue(options)}`);
-    }
-    const o = options as Partial<BatcherSearchOptions>;
-    assertIntInRange('options.k', o.k, 1, MAX_K);
-    assertIntInRange('options.nprobe', o.nprobe, 1);
-    assertFloat32Array('query', query);
-    if (query.length !== dim) throw new RangeError(`query must have length dim (${dim}), got ${query.length}`);
-    const copy = query.slice();
-    for (let i = 0; i < dim; i++) {
-      const x = copy[i]!;
-      if (x - x !== 0) throw new RangeError(`query must contain only finite numbers, found ${x} at column ${i}`);
-    }
-    const nprobe = numClusters === undefined ? o.nprobe : Math.min(o.nprobe, numClusters);
-    return { k: o.k, nprobe, copy };
+    const { k, nprobe } = checkKAndNprobe(options, numClusters);
+    checkQueries('query', query, dim, true);
+    return { k, nprobe, copy: (query as Float32Array).slice() };
   }
 
-  function search(query: Float32Array, options: BatcherSearchOptions): Promise<BatcherResult> {
+  function search(query: Float32Array, options: BatcherSearchOptions): Promise<BatcherResult<Ids>> {
     if (closing) {
       rejected.closed++;
       return Promise.reject(new BatcherClosedError());
@@ -466,7 +572,7 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
       groups.set(key, g);
     }
     const group = g;
-    return new Promise<BatcherResult>((resolve, reject) => {
+    return new Promise<BatcherResult<Ids>>((resolve, reject) => {
       const t = now();
       group.items.push({ query: v.copy, enqueuedAt: t, resolve, reject });
       queued++;
@@ -522,37 +628,8 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     };
   }
 
-  function prometheus(prefix = 'rabitq_batcher_'): string {
-    const s = stats();
-    const out: string[] = [];
-    const metric = (name: string, type: string, help: string, lines: string[]) => {
-      out.push(`# HELP ${prefix}${name} ${help}`, `# TYPE ${prefix}${name} ${type}`, ...lines);
-    };
-    metric('queue_depth', 'gauge', 'Queries waiting for a batch.', [`${prefix}queue_depth ${s.queued}`]);
-    metric('running_queries', 'gauge', 'Queries in batches running now.', [`${prefix}running_queries ${s.running}`]);
-    metric('queries_completed_total', 'counter', 'Queries answered.', [`${prefix}queries_completed_total ${s.completed}`]);
-    const bucketLines: string[] = [];
-    let cum = 0;
-    for (let i = 0; i < s.batchSizes.bounds.length; i++) {
-      cum += s.batchSizes.counts[i]!;
-      bucketLines.push(`${prefix}batch_size_bucket{le="${s.batchSizes.bounds[i]}"} ${cum}`);
-    }
-    bucketLines.push(`${prefix}batch_size_bucket{le="+Inf"} ${cum}`, `${prefix}batch_size_sum ${batchSizeSum}`, `${prefix}batch_size_count ${s.batches}`);
-    metric('batch_size', 'histogram', 'Queries per batch run.', bucketLines);
-    metric('queue_wait_seconds', 'summary', `Queue wait of the last ${WAIT_RING} queries started.`, [
-      `${prefix}queue_wait_seconds{quantile="0.5"} ${promNumber(s.queueWaitMs.p50 / 1000)}`,
-      `${prefix}queue_wait_seconds{quantile="0.99"} ${promNumber(s.queueWaitMs.p99 / 1000)}`,
-      `${prefix}queue_wait_seconds_sum ${promNumber(waitSumMs / 1000)}`,
-      `${prefix}queue_wait_seconds_count ${waitCount}`,
-    ]);
-    metric('rejections_total', 'counter', 'Queries rejected, by reason.', [
-      `${prefix}rejections_total{reason="queue_full"} ${s.rejected.queueFull}`,
-      `${prefix}rejections_total{reason="timeout"} ${s.rejected.timeout}`,
-      `${prefix}rejections_total{reason="invalid"} ${s.rejected.invalid}`,
-      `${prefix}rejections_total{reason="closed"} ${s.rejected.closed}`,
-      `${prefix}rejections_total{reason="failed"} ${s.rejected.failed}`,
-    ]);
-    return out.join('\n') + '\n';
+  async function prometheus(): Promise<string> {
+    return promText(await registry.metrics());
   }
 
   return {
@@ -566,6 +643,7 @@ export function createBatcher(index: BatchableIndex, options: BatcherOptions = {
     },
     stats,
     admit,
+    registry,
     prometheus,
   };
 }

@@ -87,10 +87,16 @@ export function assertUint8Array(name: string, v: unknown): asserts v is Uint8Ar
  * Throws unless `v` is an integer in [min, max]: TypeError for a non-number,
  * RangeError for NaN, fractions and out-of-range values.
  */
-export function assertIntInRange(name: string, v: unknown, min: number, max: number = Number.MAX_SAFE_INTEGER): asserts v is number {
+export function assertIntInRange(
+  name: string,
+  v: unknown,
+  min: number,
+  max: number = Number.MAX_SAFE_INTEGER,
+): asserts v is number {
   const want = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer in ${min}..${max}`;
   if (typeof v !== 'number') throw new TypeError(`${name} must be ${want}, got ${describeValue(v)}`);
-  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${name} must be ${want}, got ${describeValue(v)}`);
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw new RangeError(`${name} must be ${want}, got ${describeValue(v)}`);
 }
 
 /** `v` must be an integer >= 1 (e.g. `k must be an integer >= 1, got 0`). */
@@ -125,7 +131,9 @@ export function assertFinite(name: string, arr: ArrayLike<number>, dim: number):
     // x - x is NaN exactly when x is NaN or infinite
     if (x - x !== 0) {
       const row = Math.floor(i / dim);
-      throw new RangeError(`${name} must contain only finite numbers, found ${x} at row ${row}, column ${i - row * dim}`);
+      throw new RangeError(
+        `${name} must contain only finite numbers, found ${x} at row ${row}, column ${i - row * dim}`,
+      );
     }
   }
 }

@@ -4,19 +4,50 @@
 import { native, type SimdLevelName } from './native.js';
 
 export { IvfRabitqIndex } from './ivf_index.js';
-export type { BuildOptions, BuildProgress, BuildPhase, SearchOptions, BatchSearchOptions, SearchResult, BatchSearchResult, SearchStats, MemoryUsage, LoadOptions, Metric, IdArray } from './ivf_index.js';
+export type {
+  BuildOptions,
+  BuildProgress,
+  BuildPhase,
+  SearchOptions,
+  BatchSearchOptions,
+  SearchResult,
+  BatchSearchResult,
+  SearchStats,
+  MemoryUsage,
+  LoadOptions,
+  Metric,
+  IdArray,
+} from './ivf_index.js';
 export { exactKnn } from './knn.js';
 export type { KnnResult } from './knn.js';
 export { recallAtK } from './recall.js';
 export {
-  readFvecs, readIvecs, readBvecs, writeFvecs, writeIvecs, writeBvecs,
-  readFvecsSync, readIvecsSync, readBvecsSync, writeFvecsSync, writeIvecsSync, writeBvecsSync,
+  readFvecs,
+  readIvecs,
+  readBvecs,
+  writeFvecs,
+  writeIvecs,
+  writeBvecs,
+  readFvecsSync,
+  readIvecsSync,
+  readBvecsSync,
+  writeFvecsSync,
+  writeIvecsSync,
+  writeBvecsSync,
   inspectVectorFile,
 } from './io.js';
 export type { VectorFile, ReadOptions } from './io.js';
 export { RabitqError, VectorFileError, IndexFileError } from './errors.js';
 export { createBatcher, QueueFullError, TimeoutError, BatcherClosedError } from './batcher.js';
-export type { Batcher, BatcherOptions, BatcherSearchOptions, BatcherResult, BatcherStats, BatcherRejections, BatchableIndex } from './batcher.js';
+export type {
+  Batcher,
+  BatcherOptions,
+  BatcherSearchOptions,
+  BatcherResult,
+  BatcherStats,
+  BatcherRejections,
+  BatchableIndex,
+} from './batcher.js';
 export type { SimdLevelName };
 
 /** The SIMD level in use: 'scalar', 'avx2' or 'avx512' (RABITQ_SIMD forces a lower one). */

@@ -97,7 +97,7 @@ function checkRangeArgs(opts: unknown): RangeArgs {
 }
 
 function int32At(b: Uint8Array, at: number): number {
-  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24));
+  return b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24);
 }
 
 function elementName(bytes: number): string {
@@ -109,10 +109,15 @@ function* inspectPlan(file: string, size: number, type: VectorFileType): ReadPla
   if (size === 0) throw new VectorFileError(file, 0, 'file is empty');
   const hdr = new Uint8Array(4);
   const got = yield { buf: hdr, pos: 0, len: Math.min(4, size) };
-  if (size < 4 || got < 4) throw new VectorFileError(file, 0, `file is only ${Math.min(size, got)} bytes, too short for a record header`);
+  if (size < 4 || got < 4)
+    throw new VectorFileError(file, 0, `file is only ${Math.min(size, got)} bytes, too short for a record header`);
   const dim = int32At(hdr, 0);
   if (dim < 1 || dim > MAX_DIM) {
-    throw new VectorFileError(file, 0, `invalid dimension ${dim} in the first record header (must be 1..${MAX_DIM}); is this really a .${type} file?`);
+    throw new VectorFileError(
+      file,
+      0,
+      `invalid dimension ${dim} in the first record header (must be 1..${MAX_DIM}); is this really a .${type} file?`,
+    );
   }
   const elem = ELEMENT_BYTES[type];
   const recordBytes = 4 + dim * elem;
@@ -131,8 +136,11 @@ function* inspectPlan(file: string, size: number, type: VectorFileType): ReadPla
   };
   const mismatch = function* (pos: number, got: number): Generator<ReadRequest, VectorFileError, number> {
     const hint = yield* wrongTypeHint();
-    return new VectorFileError(file, pos,
-      `record ${pos / recordBytes} header says dimension ${got} but record 0 says ${dim} (record size ${recordBytes} bytes)${hint}`);
+    return new VectorFileError(
+      file,
+      pos,
+      `record ${pos / recordBytes} header says dimension ${got} but record 0 says ${dim} (record size ${recordBytes} bytes)${hint}`,
+    );
   };
   if (size % recordBytes !== 0) {
     if (size >= recordBytes + 4) {
@@ -141,8 +149,11 @@ function* inspectPlan(file: string, size: number, type: VectorFileType): ReadPla
     }
     const partial = size - (size % recordBytes);
     const hint = yield* wrongTypeHint();
-    throw new VectorFileError(file, partial,
-      `truncated record: file size ${size} is not a whole number of ${recordBytes}-byte records (dim ${dim}); the partial record starts here${hint}`);
+    throw new VectorFileError(
+      file,
+      partial,
+      `truncated record: file size ${size} is not a whole number of ${recordBytes}-byte records (dim ${dim}); the partial record starts here${hint}`,
+    );
   }
   const count = size / recordBytes;
   // Cheap extra checks that catch most wrong-type files even when only a few rows are read.
@@ -153,12 +164,19 @@ function* inspectPlan(file: string, size: number, type: VectorFileType): ReadPla
   return { type, dim, count, bytes: size, recordBytes };
 }
 
-function* readPlan(file: string, size: number, type: VectorFileType, range: RangeArgs, out: OutKind): ReadPlan<VectorFile<Float32Array | Int32Array | Uint8Array>> {
+function* readPlan(
+  file: string,
+  size: number,
+  type: VectorFileType,
+  range: RangeArgs,
+  out: OutKind,
+): ReadPlan<VectorFile<Float32Array | Int32Array | Uint8Array>> {
   const info = yield* inspectPlan(file, size, type);
   const { dim, count: total, recordBytes } = info;
   const start = range.start ?? 0;
   const end = range.end ?? total;
-  if (start > total) throw new RangeError(`opts.start must be <= the number of rows (${total}) in ${file}, got ${start}`);
+  if (start > total)
+    throw new RangeError(`opts.start must be <= the number of rows (${total}) in ${file}, got ${start}`);
   if (end > total) throw new RangeError(`opts.end must be <= the number of rows (${total}) in ${file}, got ${end}`);
   if (end < start) throw new RangeError(`opts.end must be >= opts.start, got start=${start}, end=${end}`);
   const count = end - start;
@@ -167,7 +185,9 @@ function* readPlan(file: string, size: number, type: VectorFileType, range: Rang
   try {
     data = out === 'f32' ? new Float32Array(n) : out === 'i32' ? new Int32Array(n) : new Uint8Array(n);
   } catch {
-    throw new RangeError(`cannot allocate ${n} elements for rows [${start}, ${end}) of ${file}; read a smaller row range with opts.start/opts.end`);
+    throw new RangeError(
+      `cannot allocate ${n} elements for rows [${start}, ${end}) of ${file}; read a smaller row range with opts.start/opts.end`,
+    );
   }
   if (count === 0) return { dim, count, data };
 
@@ -185,13 +205,21 @@ function* readPlan(file: string, size: number, type: VectorFileType, range: Rang
     const pos = row * recordBytes;
     const got = yield { buf: chunk, pos, len };
     if (got < len) {
-      throw new VectorFileError(file, pos + got, `file ended early (it was ${size} bytes when opened; was it modified while being read?)`);
+      throw new VectorFileError(
+        file,
+        pos + got,
+        `file ended early (it was ${size} bytes when opened; was it modified while being read?)`,
+      );
     }
     for (let r = 0; r < rows; r++) {
       const p = r * recordBytes;
       const h = int32At(chunk, p);
       if (h !== dim) {
-        throw new VectorFileError(file, pos + p, `record ${row + r} header says dimension ${h} but record 0 says ${dim}`);
+        throw new VectorFileError(
+          file,
+          pos + p,
+          `record ${row + r} header says dimension ${h} but record 0 says ${dim}`,
+        );
       }
       const o = (row - start + r) * dim;
       if (byteCopy) {
@@ -216,7 +244,10 @@ function* readPlan(file: string, size: number, type: VectorFileType, range: Rang
 function openError(file: string, err: unknown): VectorFileError {
   const e = err as NodeJS.ErrnoException;
   const sysCode = typeof e?.code === 'string' ? e.code : undefined;
-  const what = sysCode === 'ENOENT' ? 'no such file (ENOENT)' : `cannot open (${sysCode ?? ''}${sysCode ? ': ' : ''}${e?.message ?? String(err)})`;
+  const what =
+    sysCode === 'ENOENT'
+      ? 'no such file (ENOENT)'
+      : `cannot open (${sysCode ?? ''}${sysCode ? ': ' : ''}${e?.message ?? String(err)})`;
   return new VectorFileError(file, 0, what, { cause: err, sysCode });
 }
 
@@ -314,19 +345,28 @@ export async function readIvecs(path: string, opts?: ReadOptions): Promise<Vecto
 }
 
 /** Reads rows [start, end) of a .bvecs file; `asFloat32: true` converts the bytes to float32. */
-export function readBvecs(path: string, opts: BvecsReadOptions & { asFloat32: true }): Promise<VectorFile<Float32Array>>;
-export function readBvecs(path: string, opts?: BvecsReadOptions & { asFloat32?: false }): Promise<VectorFile<Uint8Array>>;
+export function readBvecs(
+  path: string,
+  opts: BvecsReadOptions & { asFloat32: true },
+): Promise<VectorFile<Float32Array>>;
+export function readBvecs(
+  path: string,
+  opts?: BvecsReadOptions & { asFloat32?: false },
+): Promise<VectorFile<Uint8Array>>;
 export function readBvecs(path: string, opts?: BvecsReadOptions): Promise<VectorFile<Uint8Array | Float32Array>>;
 export async function readBvecs(path: string, opts?: BvecsReadOptions): Promise<VectorFile<Uint8Array | Float32Array>> {
   assertString('path', path);
   const range = checkRangeArgs(opts);
   const out: OutKind = bvecsOut(opts);
-  return (await runAsync(path, (size) => readPlan(path, size, 'bvecs', range, out))) as VectorFile<Uint8Array | Float32Array>;
+  return (await runAsync(path, (size) => readPlan(path, size, 'bvecs', range, out))) as VectorFile<
+    Uint8Array | Float32Array
+  >;
 }
 
 function bvecsOut(opts: BvecsReadOptions | undefined): OutKind {
   const f = opts?.asFloat32;
-  if (f !== undefined && typeof f !== 'boolean') throw new TypeError(`opts.asFloat32 must be a boolean, got ${describeValue(f)}`);
+  if (f !== undefined && typeof f !== 'boolean')
+    throw new TypeError(`opts.asFloat32 must be a boolean, got ${describeValue(f)}`);
   return f ? 'f32' : 'u8';
 }
 
@@ -360,7 +400,11 @@ export function readBvecsSync(path: string, opts?: BvecsReadOptions): VectorFile
  * bounds, whole records. With `scan: true` every record header is read and
  * compared too (the whole file is read, in chunks).
  */
-export async function inspectVectorFile(path: string, type: VectorFileType, opts?: { scan?: boolean }): Promise<VectorFileInfo> {
+export async function inspectVectorFile(
+  path: string,
+  type: VectorFileType,
+  opts?: { scan?: boolean },
+): Promise<VectorFileInfo> {
   assertString('path', path);
   checkType(type);
   return runAsync(path, (size) => (opts?.scan ? scanPlan(path, size, type) : inspectPlan(path, size, type)));
@@ -386,7 +430,12 @@ function* scanPlan(file: string, size: number, type: VectorFileType): ReadPlan<V
     if (got < len) throw new VectorFileError(file, pos + got, 'file ended early (was it modified while being read?)');
     for (let r = 0; r < rows; r++) {
       const h = int32At(chunk, r * recordBytes);
-      if (h !== dim) throw new VectorFileError(file, pos + r * recordBytes, `record ${row + r} header says dimension ${h} but record 0 says ${dim}`);
+      if (h !== dim)
+        throw new VectorFileError(
+          file,
+          pos + r * recordBytes,
+          `record ${row + r} header says dimension ${h} but record 0 says ${dim}`,
+        );
     }
   }
   return info;
@@ -400,7 +449,11 @@ interface WriteInput<T> {
   data: T;
 }
 
-function checkWriteArgs(path: unknown, input: unknown, type: VectorFileType): { dim: number; bytes: Uint8Array; rows: number; src: Float32Array | Int32Array | Uint8Array } {
+function checkWriteArgs(
+  path: unknown,
+  input: unknown,
+  type: VectorFileType,
+): { dim: number; bytes: Uint8Array; rows: number; src: Float32Array | Int32Array | Uint8Array } {
   assertString('path', path);
   if (typeof input !== 'object' || input === null) {
     throw new TypeError(`second argument must be an object { dim, data }, got ${describeValue(input)}`);
@@ -417,7 +470,13 @@ function checkWriteArgs(path: unknown, input: unknown, type: VectorFileType): { 
 }
 
 /** Encodes records in chunks of about CHUNK_BYTES. */
-function* encodeChunks(dim: number, rows: number, src: Float32Array | Int32Array | Uint8Array, bytes: Uint8Array, elem: number): Generator<Uint8Array> {
+function* encodeChunks(
+  dim: number,
+  rows: number,
+  src: Float32Array | Int32Array | Uint8Array,
+  bytes: Uint8Array,
+  elem: number,
+): Generator<Uint8Array> {
   const rowBytes = dim * elem;
   const recordBytes = 4 + rowBytes;
   const rowsPerChunk = Math.max(1, Math.min(rows, Math.floor(CHUNK_BYTES / recordBytes)));
@@ -487,8 +546,17 @@ function writeSync(path: string, input: unknown, type: VectorFileType): void {
     ok = true;
   } finally {
     if (!ok) {
-      if (!closed) try { fs.closeSync(fd); } catch { /* already failing */ }
-      try { fs.unlinkSync(tmp); } catch { /* nothing to clean */ }
+      if (!closed)
+        try {
+          fs.closeSync(fd);
+        } catch {
+          /* already failing */
+        }
+      try {
+        fs.unlinkSync(tmp);
+      } catch {
+        /* nothing to clean */
+      }
     }
   }
 }

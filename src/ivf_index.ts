@@ -14,9 +14,14 @@
 import { native, type NativeFilterArray, type NativeFilterKind, type NativeIndex } from './native.js';
 import { IndexFileError, assertFloat32Array, assertIntInRange, assertString, describeValue } from './errors.js';
 import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
+import { checkKAndNprobe, checkOptionsObject, checkQueries, type IdArray } from './query.js';
 
 export type BuildPhase = 'train' | 'assign' | 'encode';
-export interface BuildProgress { phase: BuildPhase; done: number; total: number }
+export interface BuildProgress {
+  phase: BuildPhase;
+  done: number;
+  total: number;
+}
 
 export interface BuildOptions {
   /** Vector dimension; `vectors.length` must be a multiple of it. */
@@ -88,8 +93,7 @@ export interface SearchStats {
 }
 
 export type Metric = 'l2' | 'cosine' | 'ip';
-/** Int32Array for indexes with 32-bit ids (the default), BigInt64Array for 64-bit ids. */
-export type IdArray = Int32Array | BigInt64Array;
+export type { IdArray };
 
 export interface SearchResult<Ids extends IdArray = Int32Array> {
   /** Ids, best first (ties by id); -1 for missing slots when fewer than k vectors qualify. */
@@ -105,7 +109,16 @@ export interface BatchSearchResult<Ids extends IdArray = Int32Array> extends Sea
 }
 
 /** Bytes by part. `mapped`: how many of them live in a file mapping (load with mmap: true). */
-export interface MemoryUsage { codes: number; factors: number; ids: number; vectors: number; centroids: number; other: number; total: number; mapped: number }
+export interface MemoryUsage {
+  codes: number;
+  factors: number;
+  ids: number;
+  vectors: number;
+  centroids: number;
+  other: number;
+  total: number;
+  mapped: number;
+}
 
 export interface LoadOptions {
   /**
@@ -116,26 +129,41 @@ export interface LoadOptions {
   mmap?: boolean;
   /** With mmap: also check every checksum now (reads the whole file once). */
   verify?: boolean;
+  /**
+   * The id width the caller expects (checked against the file): 'u32'
+   * gives an index typed with Int32Array ids, 'u64' one with BigInt64Array
+   * ids; a file of the other width is a TypeError. 'any' (the default)
+   * accepts both: the index is typed with IdArray; look at index.idType.
+   */
+  idType?: 'u32' | 'u64' | 'any';
 }
 
-const MAX_K = 1 << 20;
+/** The index type load() / fromBuffer() resolve with for each LoadOptions.idType. */
+type LoadedIndex<T extends LoadOptions['idType']> = T extends 'u32'
+  ? IvfRabitqIndex<Int32Array>
+  : T extends 'u64'
+    ? IvfRabitqIndex<BigInt64Array>
+    : IvfRabitqIndex<IdArray>;
+
+function checkIdTypeOption(v: unknown): 'u32' | 'u64' | 'any' {
+  if (v === undefined) return 'any';
+  if (v !== 'u32' && v !== 'u64' && v !== 'any') {
+    throw new TypeError(`options.idType must be 'u32', 'u64' or 'any', got ${describeValue(v)}`);
+  }
+  return v;
+}
+
 /** Ids are below 2^63 (both widths). */
 const ID_LIMIT = 2n ** 63n;
 
 function statsFrom(a: Float64Array, off = 0): SearchStats {
-  return { queries: a[off]!, clustersProbed: a[off + 1]!, codesScanned: a[off + 2]!, reranked: a[off + 3]!, candidates: a[off + 4]! };
-}
-
-function checkOptionsObject(name: string, v: unknown): asserts v is object {
-  if (typeof v !== 'object' || v === null) throw new TypeError(`${name} must be an object, got ${describeValue(v)}`);
-}
-
-function firstNonFinite(a: Float32Array): number {
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    if (x - x !== 0) return i;
-  }
-  return -1;
+  return {
+    queries: a[off]!,
+    clustersProbed: a[off + 1]!,
+    codesScanned: a[off + 2]!,
+    reranked: a[off + 3]!,
+    candidates: a[off + 4]!,
+  };
 }
 
 function isAscending(a: Uint32Array | BigUint64Array): boolean {
@@ -194,8 +222,14 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * Builds an index on the native thread pool. `vectors` is copied into the
    * index; do not modify it until the Promise settles.
    */
-  static async build(vectors: Float32Array, options: BuildOptions & { ids: BigUint64Array }): Promise<IvfRabitqIndex<BigInt64Array>>;
-  static async build(vectors: Float32Array, options: BuildOptions & { ids?: Uint32Array }): Promise<IvfRabitqIndex<Int32Array>>;
+  static async build(
+    vectors: Float32Array,
+    options: BuildOptions & { ids: BigUint64Array },
+  ): Promise<IvfRabitqIndex<BigInt64Array>>;
+  static async build(
+    vectors: Float32Array,
+    options: BuildOptions & { ids?: Uint32Array },
+  ): Promise<IvfRabitqIndex<Int32Array>>;
   static async build(vectors: Float32Array, options: BuildOptions): Promise<IvfRabitqIndex<IdArray>>;
   static async build(vectors: Float32Array, options: BuildOptions): Promise<IvfRabitqIndex<IdArray>> {
     assertFloat32Array('vectors', vectors);
@@ -240,7 +274,18 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     }
     const nativeIndex = await native.buildIndex(
       vectors,
-      { dim: options.dim, numClusters, kmeansIterations, trainPointsPerCluster, seed, rotation, threads, metric, storeVectors, ids },
+      {
+        dim: options.dim,
+        numClusters,
+        kmeansIterations,
+        trainPointsPerCluster,
+        seed,
+        rotation,
+        threads,
+        metric,
+        storeVectors,
+        ids,
+      },
       options.onProgress,
     );
     return new IvfRabitqIndex<IdArray>(nativeIndex);
@@ -250,28 +295,58 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * Loads an index written by save(). Everything is checked before it is
    * used (see LoadOptions for mmap). Errors are IndexFileError.
    */
-  static async load<I extends IdArray = Int32Array>(path: string, options: LoadOptions = {}): Promise<IvfRabitqIndex<I>> {
+  static async load<T extends LoadOptions['idType'] = undefined>(
+    path: string,
+    options: LoadOptions & { idType?: T } = {},
+  ): Promise<LoadedIndex<T>> {
     assertString('path', path);
     checkOptionsObject('options', options);
+    const idType = checkIdTypeOption(options.idType);
     const mmap = options.mmap ?? false;
     const verify = options.verify ?? false;
     if (typeof mmap !== 'boolean') throw new TypeError(`options.mmap must be a boolean, got ${describeValue(mmap)}`);
-    if (typeof verify !== 'boolean') throw new TypeError(`options.verify must be a boolean, got ${describeValue(verify)}`);
+    if (typeof verify !== 'boolean')
+      throw new TypeError(`options.verify must be a boolean, got ${describeValue(verify)}`);
+    let index: IvfRabitqIndex<IdArray>;
     try {
-      return new IvfRabitqIndex<I>(await native.loadIndex(path, mmap, verify));
+      index = new IvfRabitqIndex<IdArray>(await native.loadIndex(path, mmap, verify));
     } catch (e) {
       throw wrapFileError(path, e);
     }
+    return IvfRabitqIndex.#expectIdType(index, idType, path) as LoadedIndex<T>;
+  }
+
+  /** The index, once its id width is the one `idType` asks for. */
+  static #expectIdType(
+    index: IvfRabitqIndex<IdArray>,
+    idType: 'u32' | 'u64' | 'any',
+    source: string,
+  ): IvfRabitqIndex<IdArray> {
+    if (idType !== 'any' && index.idType !== idType) {
+      const bits = (t: 'u32' | 'u64') => (t === 'u32' ? '32' : '64');
+      throw new TypeError(
+        `options.idType is '${idType}' but ${source} holds an index with ${bits(index.idType)}-bit ids (use idType '${index.idType}' or 'any')`,
+      );
+    }
+    return index;
   }
 
   /** An index from the bytes of toBuffer() (or of a saved file); the bytes are copied once. */
-  static async fromBuffer<I extends IdArray = Int32Array>(bytes: Uint8Array): Promise<IvfRabitqIndex<I>> {
-    if (!(bytes instanceof Uint8Array)) throw new TypeError(`bytes must be a Uint8Array or Buffer, got ${describeValue(bytes)}`);
+  static async fromBuffer<T extends LoadOptions['idType'] = undefined>(
+    bytes: Uint8Array,
+    options: { idType?: T } = {},
+  ): Promise<LoadedIndex<T>> {
+    if (!(bytes instanceof Uint8Array))
+      throw new TypeError(`bytes must be a Uint8Array or Buffer, got ${describeValue(bytes)}`);
+    checkOptionsObject('options', options);
+    const idType = checkIdTypeOption(options.idType);
+    let index: IvfRabitqIndex<IdArray>;
     try {
-      return new IvfRabitqIndex<I>(await native.indexFromBuffer(bytes));
+      index = new IvfRabitqIndex<IdArray>(await native.indexFromBuffer(bytes));
     } catch (e) {
       throw wrapFileError('buffer', e);
     }
+    return IvfRabitqIndex.#expectIdType(index, idType, 'the buffer') as LoadedIndex<T>;
   }
 
   /**
@@ -314,7 +389,11 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * ids after the largest ever used). Everything is checked before anything
    * changes: on an error (bad row, duplicate or existing id) the index is as before.
    */
-  async add(vectors: Float32Array, ids?: Uint32Array | BigUint64Array, options: { threads?: number } = {}): Promise<void> {
+  async add(
+    vectors: Float32Array,
+    ids?: Uint32Array | BigUint64Array,
+    options: { threads?: number } = {},
+  ): Promise<void> {
     assertFloat32Array('vectors', vectors);
     if (vectors.length === 0 || vectors.length % this.dim !== 0) {
       throw new RangeError(`vectors.length (${vectors.length}) must be a positive multiple of dim (${this.dim})`);
@@ -375,17 +454,21 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   }
 
   #checkSearch(options: SearchOptions): {
-    k: number; nprobe: number; rerank: boolean; epsilon: number; bitplane: boolean;
-    filterKind: NativeFilterKind; filter: NativeFilterArray;
+    k: number;
+    nprobe: number;
+    rerank: boolean;
+    epsilon: number;
+    bitplane: boolean;
+    filterKind: NativeFilterKind;
+    filter: NativeFilterArray;
   } {
-    checkOptionsObject('options', options);
-    assertIntInRange('options.k', options.k, 1, MAX_K);
-    assertIntInRange('options.nprobe', options.nprobe, 1);
+    const { k, nprobe } = checkKAndNprobe(options, this.numClusters);
     const rerank = options.rerank ?? this.storeVectors;
     if (rerank === true && !this.storeVectors) {
       throw new RangeError('options.rerank needs the raw vectors, and this index was built with storeVectors: false');
     }
-    if (typeof rerank !== 'boolean') throw new TypeError(`options.rerank must be a boolean, got ${describeValue(rerank)}`);
+    if (typeof rerank !== 'boolean')
+      throw new TypeError(`options.rerank must be a boolean, got ${describeValue(rerank)}`);
     const epsilon = options.epsilon ?? 1.9;
     if (typeof epsilon !== 'number' || !(epsilon >= 0) || !Number.isFinite(epsilon)) {
       throw new RangeError(`options.epsilon must be a finite number >= 0, got ${describeValue(epsilon)}`);
@@ -404,39 +487,38 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
         filterKind = 3;
         filter = isAscending(f) ? f : f.slice().sort();
       } else {
-        throw new TypeError(`options.filter must be a Uint32Array or BigUint64Array of ids, or a Uint8Array bitset, got ${describeValue(f)}`);
+        throw new TypeError(
+          `options.filter must be a Uint32Array or BigUint64Array of ids, or a Uint8Array bitset, got ${describeValue(f)}`,
+        );
       }
     }
-    return { k: options.k, nprobe: Math.min(options.nprobe, this.numClusters), rerank, epsilon, bitplane: options.bitplane === true, filterKind, filter };
+    return { k, nprobe, rerank, epsilon, bitplane: options.bitplane === true, filterKind, filter };
   }
 
   #newIds(n: number): Ids {
     return (this.idType === 'u64' ? new BigInt64Array(n) : new Int32Array(n)) as Ids;
   }
 
-  #checkQueries(name: string, q: unknown, single: boolean): number {
-    assertFloat32Array(name, q);
-    if (single ? q.length !== this.dim : q.length === 0 || q.length % this.dim !== 0) {
-      throw new RangeError(single
-        ? `${name} must have length dim (${this.dim}), got ${q.length}`
-        : `${name}.length (${q.length}) must be a positive multiple of dim (${this.dim})`);
-    }
-    const bad = firstNonFinite(q);
-    if (bad >= 0) {
-      const row = Math.floor(bad / this.dim);
-      throw new RangeError(`${name} must contain only finite numbers, found ${q[bad]} at ${single ? '' : `row ${row}, `}column ${bad - row * this.dim}`);
-    }
-    return q.length / this.dim;
-  }
-
   /** One query, synchronously on the calling thread: the lowest-latency path. */
   search(query: Float32Array, options: SearchOptions): SearchResult<Ids> {
     const p = this.#checkSearch(options);
-    this.#checkQueries('query', query, true);
+    checkQueries('query', query, this.dim, true);
     const ids = this.#newIds(p.k);
     const distances = new Float32Array(p.k);
     const stats = options.stats ? new Float64Array(5) : null;
-    this.#native.search(query, p.k, p.nprobe, p.rerank, p.epsilon, p.bitplane, ids, distances, stats, p.filterKind, p.filter);
+    this.#native.search(
+      query,
+      p.k,
+      p.nprobe,
+      p.rerank,
+      p.epsilon,
+      p.bitplane,
+      ids,
+      distances,
+      stats,
+      p.filterKind,
+      p.filter,
+    );
     return stats ? { ids, distances, stats: statsFrom(stats) } : { ids, distances };
   }
 
@@ -446,7 +528,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    */
   async searchBatch(queries: Float32Array, options: BatchSearchOptions): Promise<BatchSearchResult<Ids>> {
     const p = this.#checkSearch(options);
-    const nq = this.#checkQueries('queries', queries, false);
+    const nq = checkQueries('queries', queries, this.dim, false);
     const threads = options.threads ?? 0;
     if (options.threads !== undefined) assertIntInRange('options.threads', options.threads, 1, 1024);
     const ids = this.#newIds(nq * p.k);
@@ -464,8 +546,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * A micro-batcher in front of this index: concurrent single-query
    * searches are grouped and run through searchBatch (see src/batcher.ts).
    */
-  batcher(options: BatcherOptions = {}): Batcher {
-    return createBatcher(this as unknown as IvfRabitqIndex<Int32Array>, options);
+  batcher(options: BatcherOptions = {}): Batcher<Ids> {
+    return createBatcher<Ids>(this, options);
   }
 
   /**
@@ -473,8 +555,11 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * error bound at epsilon = 1 (indexed by id, so the ids must be 0..size-1:
    * RangeError otherwise). For tests and diagnostics.
    */
-  estimateAll(query: Float32Array, options: { bitplane?: boolean } = {}): { estimates: Float32Array; bounds: Float32Array } {
-    this.#checkQueries('query', query, true);
+  estimateAll(
+    query: Float32Array,
+    options: { bitplane?: boolean } = {},
+  ): { estimates: Float32Array; bounds: Float32Array } {
+    checkQueries('query', query, this.dim, true);
     const estimates = new Float32Array(this.size);
     const bounds = new Float32Array(this.size);
     this.#native.estimateAll(query, estimates, bounds, options.bitplane === true);

@@ -2,14 +2,19 @@
 import { native } from './native.js';
 import { assertFloat32Array, assertIntInRange, describeValue } from './errors.js';
 
-export interface KnnResult { ids: Int32Array; distances: Float32Array }
+export interface KnnResult {
+  ids: Int32Array;
+  distances: Float32Array;
+}
 
 function checkFinite(name: string, a: Float32Array, dim: number): void {
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!;
     if (x - x !== 0) {
       const row = Math.floor(i / dim);
-      throw new RangeError(`${name} must contain only finite numbers, found ${x} at row ${row}, column ${i - row * dim}`);
+      throw new RangeError(
+        `${name} must contain only finite numbers, found ${x} at row ${row}, column ${i - row * dim}`,
+      );
     }
   }
 }
@@ -26,14 +31,17 @@ export async function exactKnn(
 ): Promise<KnnResult> {
   assertFloat32Array('base', base);
   assertFloat32Array('queries', queries);
-  if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describeValue(options)}`);
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(`options must be an object, got ${describeValue(options)}`);
   assertIntInRange('options.dim', options.dim, 1, 65536);
   assertIntInRange('options.k', options.k, 1, 1 << 20);
   const threads = options.threads ?? 0;
   if (options.threads !== undefined) assertIntInRange('options.threads', options.threads, 1, 1024);
   const { dim, k } = options;
-  if (base.length === 0 || base.length % dim !== 0) throw new RangeError(`base.length (${base.length}) must be a positive multiple of dim (${dim})`);
-  if (queries.length === 0 || queries.length % dim !== 0) throw new RangeError(`queries.length (${queries.length}) must be a positive multiple of dim (${dim})`);
+  if (base.length === 0 || base.length % dim !== 0)
+    throw new RangeError(`base.length (${base.length}) must be a positive multiple of dim (${dim})`);
+  if (queries.length === 0 || queries.length % dim !== 0)
+    throw new RangeError(`queries.length (${queries.length}) must be a positive multiple of dim (${dim})`);
   checkFinite('base', base, dim);
   checkFinite('queries', queries, dim);
   const nq = queries.length / dim;

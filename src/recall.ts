@@ -14,14 +14,17 @@ export function recallAtK(
   resultStride: number = k,
 ): number {
   assertInt32Array('resultIds', resultIds);
-  if (typeof groundTruth !== 'object' || groundTruth === null) throw new TypeError(`groundTruth must be an object, got ${describeValue(groundTruth)}`);
+  if (typeof groundTruth !== 'object' || groundTruth === null)
+    throw new TypeError(`groundTruth must be an object, got ${describeValue(groundTruth)}`);
   assertInt32Array('groundTruth.data', groundTruth.data);
   assertIntInRange('k', k, 1);
   assertIntInRange('resultStride', resultStride, k);
   if (k > groundTruth.dim) throw new RangeError(`k (${k}) exceeds the ground truth's ${groundTruth.dim} columns`);
-  if (resultIds.length % resultStride !== 0) throw new RangeError(`resultIds.length (${resultIds.length}) is not a multiple of resultStride (${resultStride})`);
+  if (resultIds.length % resultStride !== 0)
+    throw new RangeError(`resultIds.length (${resultIds.length}) is not a multiple of resultStride (${resultStride})`);
   const nq = resultIds.length / resultStride;
-  if (nq > groundTruth.count) throw new RangeError(`resultIds has ${nq} rows but groundTruth only ${groundTruth.count}`);
+  if (nq > groundTruth.count)
+    throw new RangeError(`resultIds has ${nq} rows but groundTruth only ${groundTruth.count}`);
   if (nq === 0) return 0;
   let hits = 0;
   const truth = new Set<number>();

@@ -10,23 +10,15 @@ import {
   type BatchableIndex,
 } from '../src/index.js';
 import type { BatchSearchOptions } from '../src/ivf_index.js';
+import { rng } from '../src/random.js';
 
 const DIM = 32;
 const N = 5000;
 
-/** Deterministic pseudo-random floats (xorshift32). */
+/** Deterministic pseudo-random floats in [-0.5, 0.5). */
 function synthetic(n: number, dim: number, seed: number): Float32Array {
-  const out = new Float32Array(n * dim);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < out.length; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = s / 0x1_0000_0000 - 0.5;
-  }
-  return out;
+  const r = rng(seed);
+  return Float32Array.from({ length: n * dim }, () => r() - 0.5);
 }
 
 interface Call {
@@ -278,7 +270,7 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     const b = createBatcher(idx, { maxBatchSize: 8, maxDelayMs: 0 });
     await Promise.all([1, 2, 3].map((m) => b.search(q(m), { k: 1, nprobe: 1 })));
     await b.search(q(1, 3), { k: 1, nprobe: 1 }).catch(() => {});
-    const text = b.prometheus();
+    const text = await b.prometheus();
     expect(text).toContain('# TYPE rabitq_batcher_batch_size histogram');
     expect(text).toContain('rabitq_batcher_batch_size_bucket{le="4"} 1');
     expect(text).toContain('rabitq_batcher_batch_size_bucket{le="2"} 0');
@@ -287,9 +279,25 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     expect(text).toContain('rabitq_batcher_queue_depth 0');
     expect(text).toContain('rabitq_batcher_rejections_total{reason="invalid"} 1');
     expect(text).toMatch(/rabitq_batcher_queue_wait_seconds\{quantile="0.99"\} [0-9.e-]+\n/);
+    expect(text).toContain('rabitq_batcher_queue_wait_seconds_count 3');
     for (const line of text.trim().split('\n')) {
       expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+(\{[a-z]+="[^"]*"\})? [-+0-9.eInfNa]+)$/);
     }
+  });
+
+  it('keeps the metrics of each batcher apart (own registry, or a given one with a prefix)', async () => {
+    const one = createBatcher(fakeIndex(), { maxDelayMs: 0 });
+    const two = createBatcher(fakeIndex(), { maxDelayMs: 0 });
+    await Promise.all([one.search(q(1), { k: 1, nprobe: 1 }), one.search(q(2), { k: 1, nprobe: 1 })]);
+    expect(await one.prometheus()).toContain('rabitq_batcher_queries_completed_total 2');
+    expect(await two.prometheus()).toContain('rabitq_batcher_queries_completed_total 0');
+    const three = createBatcher(fakeIndex(), { maxDelayMs: 0, registry: one.registry, metricsPrefix: 'other_' });
+    await three.search(q(3), { k: 1, nprobe: 1 });
+    const shared = await one.prometheus();
+    expect(shared).toContain('rabitq_batcher_queries_completed_total 2');
+    expect(shared).toContain('other_queries_completed_total 1');
+    expect(() => createBatcher(fakeIndex(), { registry: one.registry })).toThrow(/already been registered/);
+    expect(() => createBatcher(fakeIndex(), { metricsPrefix: 'bad prefix' })).toThrow(/options.metricsPrefix/);
   });
 });
 

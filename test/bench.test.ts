@@ -2,19 +2,19 @@ import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { qpsAtRecall, upperEnvelope } from '../bench/ann/envelope.js';
-import { InputError } from '../bench/ann/errors.js';
-import { faissRowsToMethods, parseFaissOutput } from '../bench/ann/faiss.js';
-import { affinityWarnings, parseCpuList } from '../bench/ann/machine.js';
-import { computeRecalls, plainRecallAtK, timeBatch, timeSingle } from '../bench/ann/measure.js';
-import { summarize } from '../bench/ann/report.js';
-import { runBench, type BenchOptions } from '../bench/ann/runner.js';
-import { median, nowNs, percentile } from '../bench/ann/stats.js';
-import { escapeXml, renderRecallQpsSvg } from '../bench/ann/svg.js';
-import type { BenchReport, Engine, IndexLike, MachineInfo, MethodResult } from '../bench/ann/types.js';
-import { bruteForceGt, syntheticVectors, writeSyntheticDataset } from '../bench/ann/synthetic.js';
-import { readFvecsFile, readIvecsFile } from '../bench/ann/vecs.js';
-import { JsIvfFlat, trainKMeans } from '../bench/peers/js_ivfflat.js';
+import { qpsAtRecall, upperEnvelope } from '../src/bench/envelope.js';
+import { InputError } from '../src/bench/errors.js';
+import { faissRowsToMethods, parseFaissOutput } from '../src/bench/faiss.js';
+import { affinityWarnings, parseCpuList } from '../src/bench/machine.js';
+import { computeRecalls, timeBatch, timeSingle } from '../src/bench/measure.js';
+import { summarize } from '../src/bench/report.js';
+import { runBench, type BenchOptions } from '../src/bench/runner.js';
+import { median, nowNs, percentile } from '../src/bench/stats.js';
+import { escapeXml, renderRecallQpsSvg } from '../src/bench/svg.js';
+import type { BenchReport, Engine, IndexLike, MachineInfo, MethodResult } from '../src/bench/types.js';
+import { bruteForceGt, syntheticVectors, writeSyntheticDataset } from '../src/bench/synthetic.js';
+import { readFvecs, readIvecs } from '../src/io.js';
+import { JsIvfFlat, trainKMeans } from '../src/bench/peers/js_ivfflat.js';
 
 // --------------------------------------------------------------- test data
 
@@ -66,17 +66,18 @@ function fakeEngine(): Engine {
       };
       return index;
     },
-    recallAtK: plainRecallAtK,
-    readFvecs: readFvecsFile,
+    readFvecs: (p) => readFvecs(p),
     readBvecs: () => Promise.reject(new Error('bvecs not supported by the fake engine')),
-    readIvecs: readIvecsFile,
+    readIvecs: (p) => readIvecs(p),
   };
 }
 
 function capture() {
   const out: string[] = [];
   const err: string[] = [];
-  return { io: { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }, out, err };
+  // runBench writes whole lines, each ending in '\n'
+  const lines = (into: string[]) => (t: string) => void into.push(...t.replace(/\n$/, '').split('\n'));
+  return { io: { stdout: lines(out), stderr: lines(err), isTTY: false }, out, err };
 }
 
 function baseOptions(dir: string, over: Partial<BenchOptions> = {}): BenchOptions {
@@ -227,11 +228,11 @@ describe('stats helpers', () => {
     const gt = { dim: 100, count: 1, data: Int32Array.from({ length: 100 }, (_, i) => i) };
     const ids10 = Int32Array.from([0, 1, 2, 3, 4, 50, 51, 52, 200, 201]);
     const ids100 = Int32Array.from({ length: 100 }, (_, i) => (i < 90 ? i : 1000 + i));
-    const r = computeRecalls(plainRecallAtK, gt, ids10, 10, ids100);
+    const r = computeRecalls(gt, ids10, 10, ids100);
     expect(r.recall1).toBe(1);
     expect(r.recall10).toBeCloseTo(0.5, 12);
     expect(r.recall100).toBeCloseTo(0.9, 12);
-    expect(computeRecalls(plainRecallAtK, gt, ids10, 10, null).recall100).toBeNull();
+    expect(computeRecalls(gt, ids10, 10, null).recall100).toBeNull();
   });
 });
 

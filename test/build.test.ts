@@ -121,6 +121,28 @@ describe('build files', () => {
     expect(pkg.scripts.install).toBe('node-gyp-build');
     expect(pkg.gypfile).toBe(true);
   });
+
+  it('npm run build builds the addon and the TypeScript only (no prebuildify pre-hook)', () => {
+    const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.build).toBeDefined();
+    expect(pkg.scripts.prebuild, 'a "prebuild" script runs before every npm run build').toBeUndefined();
+    expect(pkg.scripts.build).not.toMatch(/prebuildify/);
+  });
+
+  it('npm pack ships the library, the CLI and its bench harness, and no repository scripts or results', async () => {
+    expect(existsSync(path.join(repoRoot, 'dist', 'src', 'bench', 'runner.js')), 'run npm run build:ts first').toBe(true);
+    const packed = await run('npm', ['pack', '--dry-run', '--ignore-scripts', '--json'], { cwd: repoRoot, maxBuffer: 64 << 20 });
+    const files = (JSON.parse(packed.stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
+    for (const f of ['dist/src/index.js', 'dist/src/server/index.js', 'dist/src/cli/main.js', 'dist/src/cli/options.js',
+      'dist/src/bench/runner.js', 'dist/src/bench/peers/hnswlib.js', 'dist/src/bench/peers/js_ivfflat.js', 'dist/src/bench/faiss.js',
+      'src/bench/peers/faiss_peer.py']) {
+      expect(files, `tarball lacks ${f}`).toContain(f);
+    }
+    for (const f of files) {
+      expect(f, 'no repository scripts, results, datasets or tests').not.toMatch(/^(dist\/)?(bench|datasets|test)\//);
+      expect(f, 'TypeScript sources are not shipped (only the compiled dist/src)').not.toMatch(/^src\/.*\.ts$/);
+    }
+  });
 });
 
 describe('npm pack + install from the tarball', () => {
@@ -140,7 +162,7 @@ describe('npm pack + install from the tarball', () => {
       const tgz = path.join(tmp, path.basename(info[0]!.filename));
       const files = info[0]!.files.map((f) => f.path);
       for (const f of ['package.json', 'binding.gyp', 'dist/src/index.js', 'dist/src/native.js', 'native/binding/addon.cc', 'native/core/kernels/kernels.h',
-        'native/core/persist/reader.cc', 'dist/src/cli/main.js', 'dist/bench/ann/progress.js', 'dist/bench/ann/runner.js', 'bench/peers/faiss_peer.py', 'docs/FORMAT.md']) {
+        'native/core/persist/reader.cc', 'dist/src/cli/main.js', 'dist/src/bench/progress.js', 'dist/src/bench/runner.js', 'src/bench/peers/faiss_peer.py', 'docs/FORMAT.md']) {
         expect(files, `tarball lacks ${f}`).toContain(f);
       }
       for (const f of files) expect(f, 'no build output or tests in the tarball').not.toMatch(/^(build|build-[^/]*|test|node_modules)\//);

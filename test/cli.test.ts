@@ -4,9 +4,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeSyntheticDataset } from '../bench/ann/synthetic.js';
+import { writeSyntheticDataset } from '../src/bench/synthetic.js';
 import { main } from '../src/cli/main.js';
-import { parseIntList, parseOptions } from '../src/cli/args.js';
+import { parseCommandLine, parseIntList } from '../src/cli/options.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -47,7 +47,7 @@ afterAll(async () => {
 
 describe('argument parsing', () => {
   it('accepts --opt value, --opt=value, short flags and --no-flag', () => {
-    const { values } = parseOptions(['--a', '1', '--b=2', '-v', '--no-c'], {
+    const { values } = parseCommandLine(['--a', '1', '--b=2', '-v', '--no-c'], {
       a: { type: 'string' }, b: { type: 'string' }, v: { type: 'boolean', short: 'v' }, c: { type: 'boolean' },
     });
     expect(values).toEqual({ a: '1', b: '2', v: true, c: false });
@@ -155,7 +155,7 @@ describe('rabitq CLI (spawned)', () => {
 
   beforeAll(() => {
     // (Re)build dist when it is missing or older than the CLI / runner sources.
-    const sources = ['src/cli', 'bench/ann'].flatMap((d) =>
+    const sources = ['src/cli', 'src/bench'].flatMap((d) =>
       readdirSync(path.join(ROOT, d)).filter((f) => f.endsWith('.ts')).map((f) => path.join(ROOT, d, f)),
     );
     const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));

@@ -29,6 +29,7 @@ import {
   writeIvecs,
   writeIvecsSync,
 } from '../src/io.js';
+import { rng } from '../src/random.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let dir: string;
@@ -53,15 +54,10 @@ function tmp(name: string): string {
   return path.join(dir, name);
 }
 
-/** Deterministic pseudo-random floats. */
+/** Deterministic pseudo-random floats in [-100, 100). */
 function floats(n: number, seed = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 2 ** 32) * 200 - 100;
-  }
-  return a;
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => r() * 200 - 100);
 }
 
 /** Builds raw record bytes by hand (independent of the writer). */

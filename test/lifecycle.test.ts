@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { IvfRabitqIndex, IndexFileError } from '../src/index.js';
 import type { IdArray, Metric, SearchOptions } from '../src/index.js';
-import { rng, gaussian } from '../bench/random.js';
+import { rng, gaussian } from '../src/random.js';
 
 type AnyIndex = IvfRabitqIndex<IdArray>;
 

@@ -6,25 +6,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IvfRabitqIndex, writeFvecs } from '../src/index.js';
-import { startServer, type RabitqServer, type ServableIndex } from '../src/server.js';
+import { startServer, type RabitqServer, type ServableIndex } from '../src/server/index.js';
 import { main } from '../src/cli/main.js';
+import { rng } from '../src/random.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const DIM = 16;
 const N = 3000;
 
+/** Deterministic pseudo-random floats in [-0.5, 0.5). */
 function synthetic(n: number, dim: number, seed: number): Float32Array {
-  const out = new Float32Array(n * dim);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < out.length; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = s / 0x1_0000_0000 - 0.5;
-  }
-  return out;
+  const r = rng(seed);
+  return Float32Array.from({ length: n * dim }, () => r() - 0.5);
 }
 
 function post(url: string, body: unknown, type = 'application/json'): Promise<Response> {
@@ -130,6 +123,73 @@ describe('search endpoints', () => {
     expect(text).toMatch(/rabitq_batcher_batch_size_count \d+/);
     expect(text).toContain('rabitq_batcher_queue_depth 0');
     expect(text).toContain('rabitq_batcher_rejections_total{reason="queue_full"} 0');
+  });
+
+  it('GET /metrics keeps the metric names, types and labels it had before prom-client', async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const types = [...text.matchAll(/^# TYPE (\w+) (\w+)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    expect(types).toEqual([
+      'rabitq_http_requests_total counter',
+      'rabitq_http_request_duration_seconds histogram',
+      'rabitq_index_ready gauge',
+      'rabitq_index_vectors gauge',
+      'rabitq_index_dimension gauge',
+      'rabitq_index_clusters gauge',
+      'rabitq_index_memory_bytes gauge',
+      'rabitq_batcher_queue_depth gauge',
+      'rabitq_batcher_running_queries gauge',
+      'rabitq_batcher_queries_completed_total counter',
+      'rabitq_batcher_batch_size histogram',
+      'rabitq_batcher_queue_wait_seconds summary',
+      'rabitq_batcher_rejections_total counter',
+    ]);
+    // sample names with their label names (values aside)
+    const samples = new Set(
+      text
+        .split('\n')
+        .filter((l) => l !== '' && !l.startsWith('#'))
+        .map((l) => l.replace(/ \S+$/, '').replace(/="[^"]*"/g, '')),
+    );
+    for (const name of [
+      'rabitq_http_requests_total{route,status}',
+      'rabitq_http_request_duration_seconds_bucket{le,route}',
+      'rabitq_http_request_duration_seconds_sum{route}',
+      'rabitq_http_request_duration_seconds_count{route}',
+      'rabitq_index_ready',
+      'rabitq_index_vectors',
+      'rabitq_index_dimension',
+      'rabitq_index_clusters',
+      'rabitq_index_memory_bytes',
+      'rabitq_batcher_queue_depth',
+      'rabitq_batcher_running_queries',
+      'rabitq_batcher_queries_completed_total',
+      'rabitq_batcher_batch_size_bucket{le}',
+      'rabitq_batcher_batch_size_sum',
+      'rabitq_batcher_batch_size_count',
+      'rabitq_batcher_queue_wait_seconds{quantile}',
+      'rabitq_batcher_queue_wait_seconds_sum',
+      'rabitq_batcher_queue_wait_seconds_count',
+      'rabitq_batcher_rejections_total{reason}',
+    ]) {
+      expect(samples, name).toContain(name);
+    }
+    for (const reason of ['queue_full', 'timeout', 'invalid', 'closed', 'failed']) {
+      expect(text).toContain(`rabitq_batcher_rejections_total{reason="${reason}"}`);
+    }
+  });
+
+  it('two servers in one process keep their own metrics', async () => {
+    const other = await startServer({ index, port: 0 });
+    try {
+      await other.ready;
+      const before = await (await fetch(`${server.url}/metrics`)).text();
+      const count = (t: string) => Number(/rabitq_http_requests_total\{route="\/healthz",status="200"\} (\d+)/.exec(t)?.[1] ?? 0);
+      for (let i = 0; i < 3; i++) expect((await fetch(`${other.url}/healthz`)).status).toBe(200);
+      expect(count(await (await fetch(`${other.url}/metrics`)).text())).toBe(3);
+      expect(count(await (await fetch(`${server.url}/metrics`)).text())).toBe(count(before));
+    } finally {
+      await other.close();
+    }
   });
 });
 

@@ -17,48 +17,83 @@ import { fileURLToPath } from 'node:url';
 import { execSync } from 'node:child_process';
 import autocannon from 'autocannon';
 import { IvfRabitqIndex, readBvecs, readFvecs } from '../../src/index.js';
-import { parseOptions, parseIntOption } from '../../src/cli/args.js';
+import { UsageError, intOption, parseCommandLine, stringOption } from '../../src/cli/options.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`) ? '..' : '.');
+const ROOT = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`) ? '..' : '.',
+);
 const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
-const { values } = parseOptions(process.argv.slice(2), {
-  index: { type: 'string' },
-  queries: { type: 'string' },
-  nprobe: { type: 'string' },
-  k: { type: 'string' },
-  connections: { type: 'string' },
-  duration: { type: 'string' },
-  overload: { type: 'string' },
-  'overload-duration': { type: 'string' },
-  workers: { type: 'string' },
-  runs: { type: 'string' },
-  modes: { type: 'string' },
-  out: { type: 'string' },
-  name: { type: 'string' },
-});
-if (!values.index || !values.queries) {
-  process.stderr.write('usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--workers 1]\n');
+const USAGE =
+  'usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--workers 1]\n';
+
+function parseLoadArgs(argv: readonly string[]) {
+  const { values } = parseCommandLine(argv, {
+    index: { type: 'string' },
+    queries: { type: 'string' },
+    nprobe: { type: 'string' },
+    k: { type: 'string' },
+    connections: { type: 'string' },
+    duration: { type: 'string' },
+    overload: { type: 'string' },
+    'overload-duration': { type: 'string' },
+    workers: { type: 'string' },
+    runs: { type: 'string' },
+    modes: { type: 'string' },
+    out: { type: 'string' },
+    name: { type: 'string' },
+  });
+  const index = stringOption(values, 'index');
+  const queries = stringOption(values, 'queries');
+  if (!index || !queries) throw new UsageError('--index and --queries are required');
+  return {
+    indexFile: index,
+    queries,
+    nprobe: intOption(values, 'nprobe', 1, 1 << 20, 48),
+    k: intOption(values, 'k', 1, 1024, 10),
+    connections: intOption(values, 'connections', 1, 10000, 64),
+    duration: intOption(values, 'duration', 1, 600, 10),
+    overloadFactor: intOption(values, 'overload', 0, 100, 4),
+    overloadDuration: intOption(values, 'overload-duration', 1, 600, 10),
+    workers: intOption(values, 'workers', 1, 64, 1),
+    runs: intOption(values, 'runs', 1, 50, 3),
+    modes: (stringOption(values, 'modes') ?? 'direct,batch').split(','),
+    name: stringOption(values, 'name') ?? 'serve-load',
+    outDir: stringOption(values, 'out') ?? path.join(ROOT, 'bench', 'results'),
+  };
+}
+
+let args: ReturnType<typeof parseLoadArgs>;
+try {
+  args = parseLoadArgs(process.argv.slice(2));
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`load.js: error: ${err.message}\n${USAGE}`);
   process.exit(2);
 }
-const indexFile = values.index as string;
-const nprobe = parseIntOption('nprobe', (values.nprobe as string) ?? '48', 1, 1 << 20);
-const k = parseIntOption('k', (values.k as string) ?? '10', 1, 1024);
-const connections = parseIntOption('connections', (values.connections as string) ?? '64', 1, 10000);
-const duration = parseIntOption('duration', (values.duration as string) ?? '10', 1, 600);
-const overloadFactor = parseIntOption('overload', (values.overload as string) ?? '4', 0, 100);
-const overloadDuration = parseIntOption('overload-duration', (values['overload-duration'] as string) ?? '10', 1, 600);
-const workers = parseIntOption('workers', (values.workers as string) ?? '1', 1, 64);
-const runs = parseIntOption('runs', (values.runs as string) ?? '3', 1, 50);
-const modes = ((values.modes as string) ?? 'direct,batch').split(',');
-const name = (values.name as string) ?? 'serve-load';
-const outDir = (values.out as string) ?? path.join(ROOT, 'bench', 'results');
+const {
+  indexFile,
+  nprobe,
+  k,
+  connections,
+  duration,
+  overloadFactor,
+  overloadDuration,
+  workers,
+  runs,
+  modes,
+  name,
+  outDir,
+} = args;
 const CAPACITY = 1024;
 const OVERLOAD_CONNECTIONS = 2 * CAPACITY + 4 * connections;
 
-const qf = /\.bvecs$/i.test(values.queries as string)
-  ? await readBvecs(values.queries as string, { asFloat32: true })
-  : await readFvecs(values.queries as string);
+const qf = /\.bvecs$/i.test(args.queries)
+  ? await readBvecs(args.queries, { asFloat32: true })
+  : await readFvecs(args.queries);
 const nq = Math.min(qf.count, 1000);
 const dim = qf.dim;
 const bodies: Buffer[] = [];
@@ -66,12 +101,35 @@ for (let i = 0; i < nq; i++) bodies.push(Buffer.from(qf.data.buffer, qf.data.byt
 
 // Expected answers for the correctness check (search is deterministic).
 const local = await IvfRabitqIndex.load(indexFile, { mmap: true });
-const expected = bodies.map((_, i) => Array.from(local.search(qf.data.subarray(i * dim, (i + 1) * dim), { k, nprobe }).ids));
+const expected = bodies.map((_, i) =>
+  Array.from(
+    local.search(qf.data.subarray(i * dim, (i + 1) * dim), { k, nprobe }).ids as ArrayLike<number | bigint>,
+    Number,
+  ),
+);
 
-interface Server { child: ChildProcess; url: string; pids: number[] }
+interface Server {
+  child: ChildProcess;
+  url: string;
+  pids: number[];
+}
 
 async function startServe(batching: boolean): Promise<Server> {
-  const args = [CLI, 'serve', indexFile, '--port', '0', '--nprobe', String(nprobe), '--k', String(k), '--capacity', String(CAPACITY), '--timeout-ms', '1000'];
+  const args = [
+    CLI,
+    'serve',
+    indexFile,
+    '--port',
+    '0',
+    '--nprobe',
+    String(nprobe),
+    '--k',
+    String(k),
+    '--capacity',
+    String(CAPACITY),
+    '--timeout-ms',
+    '1000',
+  ];
   if (!batching) args.push('--no-batch');
   if (workers > 1) args.push('--workers', String(workers));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -91,7 +149,14 @@ async function startServe(batching: boolean): Promise<Server> {
   });
   for (;;) {
     const ready = (err.match(/index ready/g) ?? []).length >= workers;
-    if (ready && (await fetch(`${url}/healthz`).then((r) => r.status, () => 0)) === 200) break;
+    if (
+      ready &&
+      (await fetch(`${url}/healthz`).then(
+        (r) => r.status,
+        () => 0,
+      )) === 200
+    )
+      break;
     await new Promise((r) => setTimeout(r, 50));
   }
   const pids = [child.pid!, ...[...err.matchAll(/worker (\d+)\]: index ready/g)].map((m) => Number(m[1]))];
@@ -117,7 +182,10 @@ function peakRssMiB(pids: number[]): number {
   return kb / 1024;
 }
 
-function run(url: string, opts: { connections: number; duration: number; overallRate?: number }): Promise<autocannon.Result> {
+function run(
+  url: string,
+  opts: { connections: number; duration: number; overallRate?: number },
+): Promise<autocannon.Result> {
   let next = 0;
   return new Promise((resolve, reject) => {
     autocannon(
@@ -141,13 +209,20 @@ function run(url: string, opts: { connections: number; duration: number; overall
 }
 
 /** Sends every query once while the load runs; counts answers that differ from a direct search. */
-async function checkAnswers(url: string, stopAt: number): Promise<{ sent: number; ok: number; rejected: Record<string, number>; wrong: number }> {
+async function checkAnswers(
+  url: string,
+  stopAt: number,
+): Promise<{ sent: number; ok: number; rejected: Record<string, number>; wrong: number }> {
   const out = { sent: 0, ok: 0, rejected: {} as Record<string, number>, wrong: 0 };
   let i = 0;
   while (performance.now() < stopAt) {
     const q = i++ % bodies.length;
     out.sent++;
-    const r = await fetch(`${url}/search`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: bodies[q] as unknown as BodyInit });
+    const r = await fetch(`${url}/search`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: bodies[q] as unknown as BodyInit,
+    });
     if (r.status === 200) {
       const body = (await r.json()) as { ids: number[] };
       if (body.ids.join() === expected[q]!.join()) out.ok++;
@@ -165,24 +240,53 @@ function summary(r: autocannon.Result) {
     requestsPerSecond: r.requests.average,
     requests: r.requests.total,
     latencyMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max },
-    status: Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([c, v]) => [c, (v as { count: number }).count])),
+    status: Object.fromEntries(
+      Object.entries(r.statusCodeStats ?? {}).map(([c, v]) => [c, (v as { count: number }).count]),
+    ),
     non2xx: r.non2xx,
     errors: r.errors,
     timeouts: r.timeouts,
   };
 }
 
-const commit = (() => { try { return execSync('git rev-parse --short HEAD', { cwd: ROOT }).toString().trim(); } catch { return 'unknown'; } })();
+const commit = (() => {
+  try {
+    return execSync('git rev-parse --short HEAD', { cwd: ROOT }).toString().trim();
+  } catch {
+    return 'unknown';
+  }
+})();
 const cpu = os.cpus()[0]?.model ?? 'unknown';
-const affinity = (() => { try { return /Cpus_allowed_list:\s+(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '?'; } catch { return '?'; } })();
+const affinity = (() => {
+  try {
+    return /Cpus_allowed_list:\s+(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '?';
+  } catch {
+    return '?';
+  }
+})();
 const report: Record<string, unknown> = {
-  name, date: new Date().toISOString(), commit, cpu, cpusAllowed: affinity, node: process.version,
-  index: indexFile, size: local.size, dim, nprobe, k, connections, duration, workers, runs,
+  name,
+  date: new Date().toISOString(),
+  commit,
+  cpu,
+  cpusAllowed: affinity,
+  node: process.version,
+  index: indexFile,
+  size: local.size,
+  dim,
+  nprobe,
+  k,
+  connections,
+  duration,
+  workers,
+  runs,
   commandLine: ['node', 'dist/bench/serve/load.js', ...process.argv.slice(2)].join(' '),
   modes: {} as Record<string, unknown>,
 };
 const log = (s: string) => process.stderr.write(s + '\n');
-log(`load benchmark: ${local.size} x ${dim}, nprobe ${nprobe}, k ${k}, ${connections} connections, ${duration} s; CPUs ${affinity}; ${cpu}; commit ${commit}`);
+log(
+  `load benchmark: ${local.size} x ${dim}, nprobe ${nprobe}, k ${k}, ${connections} connections, ${duration} s; CPUs ${affinity}; ${cpu}; commit ${commit}`,
+);
 
 // Modes alternate run by run so drift on the machine hits both alike; the
 // run with the median throughput is reported for each mode.
@@ -195,7 +299,9 @@ for (let run_ = 0; run_ < runs; run_++) {
     const r = await run(s.url, { connections, duration });
     const sum = { ...summary(r), peakRssMiB: peakRssMiB(s.pids) };
     (perMode[mode] ??= []).push(sum);
-    log(`${mode.padEnd(6)} run ${run_ + 1}: ${sum.requestsPerSecond.toFixed(0)} req/s, p50 ${sum.latencyMs.p50} ms, p99 ${sum.latencyMs.p99} ms, non-2xx ${sum.non2xx}, errors ${sum.errors}`);
+    log(
+      `${mode.padEnd(6)} run ${run_ + 1}: ${sum.requestsPerSecond.toFixed(0)} req/s, p50 ${sum.latencyMs.p50} ms, p99 ${sum.latencyMs.p99} ms, non-2xx ${sum.non2xx}, errors ${sum.errors}`,
+    );
     const code = await stopServe(s);
     if (code !== 0) log(`  server exited with ${code}`);
   }
@@ -203,9 +309,14 @@ for (let run_ = 0; run_ < runs; run_++) {
 for (const [mode, list] of Object.entries(perMode)) {
   const sorted = [...list].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
   const med = sorted[Math.floor(sorted.length / 2)]!;
-  (report.modes as Record<string, unknown>)[mode] = { ...med, runsRequestsPerSecond: list.map((x) => x.requestsPerSecond) };
+  (report.modes as Record<string, unknown>)[mode] = {
+    ...med,
+    runsRequestsPerSecond: list.map((x) => x.requestsPerSecond),
+  };
   if (mode === 'batch') batchRate = med.requestsPerSecond;
-  log(`${mode.padEnd(6)} median: ${med.requestsPerSecond.toFixed(0)} req/s, p50 ${med.latencyMs.p50} ms, p99 ${med.latencyMs.p99} ms`);
+  log(
+    `${mode.padEnd(6)} median: ${med.requestsPerSecond.toFixed(0)} req/s, p50 ${med.latencyMs.p50} ms, p99 ${med.latencyMs.p99} ms`,
+  );
 }
 
 if (overloadFactor > 0 && batchRate > 0) {
@@ -218,18 +329,37 @@ if (overloadFactor > 0 && batchRate > 0) {
     run(s.url, { connections: OVERLOAD_CONNECTIONS, duration: overloadDuration, overallRate: rate }),
     checkAnswers(s.url, stopAt),
   ]);
-  const alive = (await fetch(`${s.url}/healthz`).then((x) => x.status, () => 0)) === 200;
+  const alive =
+    (await fetch(`${s.url}/healthz`).then(
+      (x) => x.status,
+      () => 0,
+    )) === 200;
   const sum = summary(r);
   const rss = peakRssMiB(s.pids);
   const code = await stopServe(s);
-  report.overload = { targetRate: rate, factor: overloadFactor, connections: OVERLOAD_CONNECTIONS, capacity: CAPACITY, ...sum, check, aliveAfter: alive, exitCode: code, peakRssMiB: rss };
-  log(`overload at ${rate} req/s offered: ${sum.requestsPerSecond.toFixed(0)} req/s answered, statuses ${JSON.stringify(sum.status)}, p99 ${sum.latencyMs.p99} ms; ` +
-    `checked ${check.sent}: ${check.ok} correct, ${check.wrong} wrong, rejected ${JSON.stringify(check.rejected)}; alive ${alive}; exit ${code}; peak RSS ${rss.toFixed(0)} MiB`);
+  report.overload = {
+    targetRate: rate,
+    factor: overloadFactor,
+    connections: OVERLOAD_CONNECTIONS,
+    capacity: CAPACITY,
+    ...sum,
+    check,
+    aliveAfter: alive,
+    exitCode: code,
+    peakRssMiB: rss,
+  };
+  log(
+    `overload at ${rate} req/s offered: ${sum.requestsPerSecond.toFixed(0)} req/s answered, statuses ${JSON.stringify(sum.status)}, p99 ${sum.latencyMs.p99} ms; ` +
+      `checked ${check.sent}: ${check.ok} correct, ${check.wrong} wrong, rejected ${JSON.stringify(check.rejected)}; alive ${alive}; exit ${code}; peak RSS ${rss.toFixed(0)} MiB`,
+  );
 }
 
 mkdirSync(outDir, { recursive: true });
 writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(report, null, 2) + '\n');
-const m = report.modes as Record<string, ReturnType<typeof summary> & { peakRssMiB: number; runsRequestsPerSecond: number[] }>;
+const m = report.modes as Record<
+  string,
+  ReturnType<typeof summary> & { peakRssMiB: number; runsRequestsPerSecond: number[] }
+>;
 const lines = [
   `### ${name}`,
   '',
@@ -240,13 +370,25 @@ const lines = [
   '',
   '| mode | req/s (median) | all runs | p50 (ms) | p99 (ms) | non-2xx | peak RSS (MiB) |',
   '|---|---:|---|---:|---:|---:|---:|',
-  ...Object.entries(m).map(([mode, v]) => `| ${mode === 'batch' ? 'batcher' : 'per-request search'} | ${v.requestsPerSecond.toFixed(0)} | ${v.runsRequestsPerSecond.map((x) => x.toFixed(0)).join(', ')} | ${v.latencyMs.p50} | ${v.latencyMs.p99} | ${v.non2xx} | ${v.peakRssMiB.toFixed(0)} |`),
+  ...Object.entries(m).map(
+    ([mode, v]) =>
+      `| ${mode === 'batch' ? 'batcher' : 'per-request search'} | ${v.requestsPerSecond.toFixed(0)} | ${v.runsRequestsPerSecond.map((x) => x.toFixed(0)).join(', ')} | ${v.latencyMs.p50} | ${v.latencyMs.p99} | ${v.non2xx} | ${v.peakRssMiB.toFixed(0)} |`,
+  ),
 ];
 if (report.overload) {
-  const o = report.overload as ReturnType<typeof summary> & { targetRate: number; check: { sent: number; ok: number; wrong: number; rejected: Record<string, number> }; aliveAfter: boolean; peakRssMiB: number; exitCode: number | null };
-  lines.push('', `Overload: ${o.targetRate} req/s offered (${overloadFactor}x the batcher's rate) by ${OVERLOAD_CONNECTIONS} connections against a queue capacity of ${CAPACITY}, for ${overloadDuration} s: ${o.requestsPerSecond.toFixed(0)} req/s answered; ` +
-    `status counts ${JSON.stringify(o.status)}; p99 ${o.latencyMs.p99} ms; peak RSS ${o.peakRssMiB.toFixed(0)} MiB; server alive afterwards: ${o.aliveAfter}, exit code after SIGTERM ${o.exitCode}. ` +
-    `Correctness probe during the overload: ${o.check.sent} queries sent, ${o.check.ok} answered correctly, ${o.check.wrong} wrong, rejected ${JSON.stringify(o.check.rejected)}.`);
+  const o = report.overload as ReturnType<typeof summary> & {
+    targetRate: number;
+    check: { sent: number; ok: number; wrong: number; rejected: Record<string, number> };
+    aliveAfter: boolean;
+    peakRssMiB: number;
+    exitCode: number | null;
+  };
+  lines.push(
+    '',
+    `Overload: ${o.targetRate} req/s offered (${overloadFactor}x the batcher's rate) by ${OVERLOAD_CONNECTIONS} connections against a queue capacity of ${CAPACITY}, for ${overloadDuration} s: ${o.requestsPerSecond.toFixed(0)} req/s answered; ` +
+      `status counts ${JSON.stringify(o.status)}; p99 ${o.latencyMs.p99} ms; peak RSS ${o.peakRssMiB.toFixed(0)} MiB; server alive afterwards: ${o.aliveAfter}, exit code after SIGTERM ${o.exitCode}. ` +
+      `Correctness probe during the overload: ${o.check.sent} queries sent, ${o.check.ok} answered correctly, ${o.check.wrong} wrong, rejected ${JSON.stringify(o.check.rejected)}.`,
+  );
 }
 lines.push('', `Command: \`${report.commandLine as string}\``, '');
 writeFileSync(path.join(outDir, `${name}.md`), lines.join('\n'));

@@ -3,13 +3,8 @@
  * from a vector file and saves it (atomically) for `rabitq serve` or
  * IvfRabitqIndex.load().
  */
-import { UsageError, parseIntOption, parseOptions, type OptionSpec } from './args.js';
-
-export interface BuildIO {
-  stdout(text: string): void;
-  stderr(text: string): void;
-  isTTY: boolean;
-}
+import type { CliIo } from './io.js';
+import { UsageError, choiceOption, intOption, parseCommandLine, stringOption, type OptionSpec } from './options.js';
 
 export const BUILD_HELP = `Usage: rabitq build <vectors.fvecs|vectors.bvecs> --out <index-file> [options]
 
@@ -38,38 +33,34 @@ const BUILD_SPEC: Record<string, OptionSpec> = {
 };
 
 export function buildOptionsFromArgs(argv: readonly string[]) {
-  const { values, positionals } = parseOptions(argv, BUILD_SPEC, 1);
+  const { values, positionals } = parseCommandLine(argv, BUILD_SPEC, 1);
   const help = values.help === true;
   const file = positionals[0];
-  const out = values.out as string | undefined;
+  const out = stringOption(values, 'out');
   if (!help) {
     if (file === undefined) throw new UsageError('missing the vector file (.fvecs or .bvecs) to build from');
-    if (!/\.(fvecs|bvecs)$/i.test(file)) throw new UsageError(`the vector file must end in .fvecs or .bvecs, got ${JSON.stringify(file)}`);
+    if (!/\.(fvecs|bvecs)$/i.test(file)) {
+      throw new UsageError(`the vector file must end in .fvecs or .bvecs, got ${JSON.stringify(file)}`);
+    }
     if (out === undefined || out === '') throw new UsageError('missing --out <index-file>');
   }
-  const metric = (values.metric as string | undefined) ?? 'l2';
-  if (metric !== 'l2' && metric !== 'cosine' && metric !== 'ip') throw new UsageError(`--metric must be l2, cosine or ip, got ${JSON.stringify(metric)}`);
-  const rotation = (values.rotation as string | undefined) ?? 'fht';
-  if (rotation !== 'fht' && rotation !== 'dense') throw new UsageError(`--rotation must be fht or dense, got ${JSON.stringify(rotation)}`);
-  const int = (n: string, min: number, max: number) => {
-    const raw = values[n] as string | undefined;
-    return raw === undefined ? undefined : parseIntOption(n, raw, min, max);
-  };
+  const metric = choiceOption(values, 'metric', ['l2', 'cosine', 'ip'] as const, 'l2');
+  const rotation = choiceOption(values, 'rotation', ['fht', 'dense'] as const, 'fht');
   return {
     help,
     file: file ?? '',
     out: out ?? '',
-    clusters: int('clusters', 1, 1 << 24),
-    metric: metric as 'l2' | 'cosine' | 'ip',
-    rotation: rotation as 'fht' | 'dense',
-    seed: int('seed', 0, 2 ** 31 - 1) ?? 42,
-    threads: int('threads', 1, 1024),
+    clusters: intOption(values, 'clusters', 1, 1 << 24),
+    metric,
+    rotation,
+    seed: intOption(values, 'seed', 0, 2 ** 31 - 1, 42),
+    threads: intOption(values, 'threads', 1, 1024),
     storeVectors: values.vectors !== false,
-    progress: values.progress as boolean | undefined,
+    progress: typeof values.progress === 'boolean' ? values.progress : undefined,
   };
 }
 
-export async function buildCommand(argv: readonly string[], io: BuildIO): Promise<number> {
+export async function buildCommand(argv: readonly string[], io: CliIo): Promise<number> {
   const o = buildOptionsFromArgs(argv);
   if (o.help) {
     io.stdout(BUILD_HELP);
@@ -78,7 +69,7 @@ export async function buildCommand(argv: readonly string[], io: BuildIO): Promis
   const [{ IvfRabitqIndex }, { readFvecs, readBvecs }, { buildProgressBar }] = await Promise.all([
     import('../ivf_index.js'),
     import('../io.js'),
-    import('../../bench/ann/progress.js'),
+    import('../bench/progress.js'),
   ]);
   const vf = /\.bvecs$/i.test(o.file) ? await readBvecs(o.file, { asFloat32: true }) : await readFvecs(o.file);
   if (o.clusters !== undefined && o.clusters > vf.count) {

@@ -10,27 +10,17 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { errorLine, isInputError } from '../bench/errors.js';
+import { processIo, type CliIo } from './io.js';
 import {
   UsageError,
+  intOption,
   parseChoiceList,
+  parseCommandLine,
   parseIntList,
-  parseIntOption,
-  parseOptions,
+  stringOption,
   type OptionSpec,
-} from './args.js';
-
-export interface CliIO {
-  stdout(text: string): void;
-  stderr(text: string): void;
-  /** whether stderr is an interactive terminal (enables the progress bar) */
-  isTTY: boolean;
-}
-
-const processIO: CliIO = {
-  stdout: (t) => void process.stdout.write(t),
-  stderr: (t) => void process.stderr.write(t),
-  isTTY: Boolean(process.stderr.isTTY),
-};
+} from './options.js';
 
 const MAIN_HELP = `Usage: rabitq <command> [options]
 
@@ -82,7 +72,7 @@ Peers:
   --efsearch <list>     efSearch sweep for the HNSW peers
   --hnsw-m <n>          hnswlib M (default 16)
   --faiss-methods <l>   faiss methods (default ivfflat,ivfpq,ivfrabitq,ivfrabitq4,hnsw)
-                        (faiss runs bench/peers/faiss_peer.py with python3, or
+                        (faiss runs src/bench/peers/faiss_peer.py with python3, or
                         with $RABITQ_PYTHON when set)
 
 Output:
@@ -118,6 +108,7 @@ const BENCH_SPEC: Record<string, OptionSpec> = {
   'hnsw-m': { type: 'string' },
   'faiss-methods': { type: 'string' },
   out: { type: 'string' },
+  'no-out': { type: 'boolean' },
   name: { type: 'string' },
   progress: { type: 'boolean' },
   verbose: { type: 'boolean', short: 'v' },
@@ -146,18 +137,16 @@ const MODES = ['single', 'batch'] as const;
 
 /** Turn `rabitq bench` arguments into runner options (throws UsageError). */
 export function benchOptionsFromArgs(argv: readonly string[]) {
-  const { values } = parseOptions(argv, BENCH_SPEC);
-  const str = (n: string) => values[n] as string | undefined;
-  const int = (n: string, min: number, dflt?: number, max?: number) => {
-    const raw = str(n);
-    return raw === undefined ? dflt : parseIntOption(n, raw, min, max);
-  };
+  const { values } = parseCommandLine(argv, BENCH_SPEC);
+  const str = (n: string) => stringOption(values, n);
   if (values.out !== undefined && values.out === '') throw new UsageError('--out needs a directory');
+  if (values.out !== undefined && values['no-out'] === true)
+    throw new UsageError('--out and --no-out cannot be combined');
   const name = str('name');
   if (name !== undefined && !/^[A-Za-z0-9._-]+$/.test(name)) {
     throw new UsageError(`--name may contain only letters, digits, '.', '_' and '-', got ${JSON.stringify(name)}`);
   }
-  const clusters = int('clusters', 1);
+  const clusters = intOption(values, 'clusters', 1);
   const nprobeRaw = str('nprobe');
   const nprobe = nprobeRaw === undefined ? null : parseIntList('nprobe', nprobeRaw, 1);
   if (nprobe && clusters !== undefined) {
@@ -173,68 +162,50 @@ export function benchOptionsFromArgs(argv: readonly string[]) {
         : parseChoiceList('compare', compareRaw, PEERS);
   const efRaw = str('efsearch');
   const faissRaw = str('faiss-methods');
-  const outFlag = values.out;
+  const outFlag = str('out');
   return {
     data: str('data'),
     base: str('base'),
     query: str('query'),
     gt: str('gt'),
     indexFile: str('index'),
-    nq: int('nq', 1),
+    nq: intOption(values, 'nq', 1),
     clusters,
     nprobe,
     efSearch: efRaw === undefined ? null : parseIntList('efsearch', efRaw, 1),
-    k: int('k', 1, 10, 100000)!,
-    threads: int('threads', 1, 1, 1024)!,
-    runs: int('runs', 1, 5, 1000)!,
-    warmup: int('warmup', 0, 1, 1000)!,
-    minRunMs: int('min-time', 0, 100, 600000)!,
-    modes: str('mode') === undefined ? (['single'] as ('single' | 'batch')[]) : parseChoiceList('mode', str('mode')!, MODES),
+    k: intOption(values, 'k', 1, 100000, 10),
+    threads: intOption(values, 'threads', 1, 1024, 1),
+    runs: intOption(values, 'runs', 1, 1000, 5),
+    warmup: intOption(values, 'warmup', 0, 1000, 1),
+    minRunMs: intOption(values, 'min-time', 0, 600000, 100),
+    modes:
+      str('mode') === undefined ? (['single'] as ('single' | 'batch')[]) : parseChoiceList('mode', str('mode')!, MODES),
     compare,
-    out: outFlag === undefined ? 'bench/results' : (outFlag as string),
+    out: values['no-out'] === true ? null : (outFlag ?? 'bench/results'),
     name,
-    seed: int('seed', 0, 42, 2 ** 31 - 1)!,
-    hnswM: int('hnsw-m', 2, 16, 512)!,
+    seed: intOption(values, 'seed', 0, 2 ** 31 - 1, 42),
+    hnswM: intOption(values, 'hnsw-m', 2, 512, 16),
     faissMethods:
       faissRaw === undefined
         ? undefined
-        : faissRaw.split(',').map((s) => s.trim()).filter((s) => /^[a-z0-9_]+$/i.test(s)),
+        : faissRaw
+            .split(',')
+            .map((s) => s.trim())
+            .filter((s) => /^[a-z0-9_]+$/i.test(s)),
     progressFlag: values.progress as boolean | undefined,
     verbose: values.verbose === true,
     help: values.help === true,
   };
 }
 
-function errorLine(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  return (msg.split('\n').find((l) => l.trim() !== '') ?? msg).trim();
-}
-
-function hasExitCode2(err: unknown): boolean {
-  return err instanceof Error && (err as { exitCode?: unknown }).exitCode === 2;
-}
-
-async function benchCommand(argv: readonly string[], io: CliIO): Promise<number> {
-  // --no-out is the negation of the string option --out: handle it first.
-  const noOut = argv.includes('--no-out');
-  const rest = argv.filter((a) => a !== '--no-out');
-  const o = benchOptionsFromArgs(rest);
+async function benchCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const o = benchOptionsFromArgs(argv);
   if (o.help) {
     io.stdout(BENCH_HELP);
     return 0;
   }
-  if (noOut && rest.some((a) => a === '--out' || a.startsWith('--out='))) {
-    throw new UsageError('--out and --no-out cannot be combined');
-  }
-  let runner: typeof import('../../bench/ann/runner.js');
-  try {
-    runner = await import('../../bench/ann/runner.js');
-  } catch (err) {
-    throw new Error(
-      `the benchmark runner is not available in this installation (run it from a rabitq checkout): ${errorLine(err)}`,
-    );
-  }
-  await runner.runBench(
+  const { runBench } = await import('../bench/runner.js');
+  await runBench(
     {
       data: o.data,
       base: o.base,
@@ -252,7 +223,7 @@ async function benchCommand(argv: readonly string[], io: CliIO): Promise<number>
       minRunMs: o.minRunMs,
       modes: o.modes,
       compare: o.compare,
-      out: noOut ? null : o.out,
+      out: o.out,
       name: o.name,
       seed: o.seed,
       hnswM: o.hnswM,
@@ -261,18 +232,18 @@ async function benchCommand(argv: readonly string[], io: CliIO): Promise<number>
       verbose: o.verbose,
       commandLine: ['rabitq', 'bench', ...argv],
     },
-    { out: (l) => io.stdout(l + '\n'), err: (l) => io.stderr(l + '\n') },
+    io,
   );
   return 0;
 }
 
-async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> {
-  const { values } = parseOptions(argv, { help: { type: 'boolean', short: 'h' } });
+async function infoCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseCommandLine(argv, { help: { type: 'boolean', short: 'h' } });
   if (values.help) {
     io.stdout('Usage: rabitq info\n\nShows the SIMD level the native kernels use, the CPU and the CPU affinity.\n');
     return 0;
   }
-  const { machineInfo } = await import('../../bench/ann/machine.js');
+  const { machineInfo } = await import('../bench/machine.js');
   let simd = 'unavailable';
   try {
     const lib = await import('../index.js');
@@ -299,7 +270,7 @@ async function infoCommand(argv: readonly string[], io: CliIO): Promise<number> 
  * Run the CLI with `argv` (without the node and script paths). Returns the
  * exit code; never throws. Errors are reported on one line on stderr.
  */
-export async function main(argv: readonly string[], io: CliIO = processIO): Promise<number> {
+export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
   const prog = cmd === 'bench' || cmd === 'info' || cmd === 'serve' || cmd === 'build' ? `rabitq ${cmd}` : 'rabitq';
   try {
@@ -329,12 +300,10 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
       case 'build':
         return await (await import('./build.js')).buildCommand(rest, io);
       default:
-        throw new UsageError(
-          cmd.startsWith('-') ? `unknown option ${cmd}` : `unknown command ${JSON.stringify(cmd)}`,
-        );
+        throw new UsageError(cmd.startsWith('-') ? `unknown option ${cmd}` : `unknown command ${JSON.stringify(cmd)}`);
     }
   } catch (err) {
-    if (hasExitCode2(err)) {
+    if (isInputError(err)) {
       const hint = err instanceof UsageError ? ` (see ${prog} --help)` : '';
       io.stderr(`${prog}: error: ${errorLine(err)}${hint}\n`);
       return 2;

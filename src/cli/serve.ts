@@ -1,6 +1,6 @@
 /**
  * `rabitq serve <index-file | vectors.fvecs|.bvecs> [options]`: serves an
- * index over HTTP (see src/server.ts, docs/SERVING.md).
+ * index over HTTP (see src/server/index.ts, docs/SERVING.md).
  *
  * An index file (made by `rabitq build` or index.save()) is loaded at startup,
  * mapped by default so several processes share its pages; a vector file is
@@ -9,13 +9,9 @@
  */
 import cluster from 'node:cluster';
 import os from 'node:os';
-import { UsageError, parseIntOption, parseOptions, type OptionSpec } from './args.js';
 import type { IdArray, IvfRabitqIndex as Index } from '../ivf_index.js';
-
-export interface ServeIO {
-  stdout(text: string): void;
-  stderr(text: string): void;
-}
+import type { CliIo } from './io.js';
+import { UsageError, intOption, parseCommandLine, stringOption, type OptionSpec } from './options.js';
 
 export const SERVE_HELP = `Usage: rabitq serve <index-file | vectors.fvecs | vectors.bvecs> [options]
 
@@ -78,19 +74,18 @@ const isVectorFile = (file: string) => /\.(fvecs|bvecs)$/i.test(file);
 
 /** Turn \`rabitq serve\` arguments into options (throws UsageError). */
 export function serveOptionsFromArgs(argv: readonly string[]) {
-  const { values, positionals } = parseOptions(argv, SERVE_SPEC, 1);
-  const int = (n: string, min: number, max: number, dflt?: number) => {
-    const raw = values[n] as string | undefined;
-    return raw === undefined ? dflt : parseIntOption(n, raw, min, max);
-  };
+  const { values, positionals } = parseCommandLine(argv, SERVE_SPEC, 1);
+  const int = (n: string, min: number, max: number) => intOption(values, n, min, max);
+  const intOr = (n: string, min: number, max: number, dflt: number) => intOption(values, n, min, max, dflt);
   const help = values.help === true;
   const file = positionals[0];
-  if (!help && file === undefined) throw new UsageError('missing the index file (or a .fvecs/.bvecs vector file) to serve');
-  const host = (values.host as string | undefined) ?? '127.0.0.1';
+  if (!help && file === undefined)
+    throw new UsageError('missing the index file (or a .fvecs/.bvecs vector file) to serve');
+  const host = stringOption(values, 'host') ?? '127.0.0.1';
   if (host === '') throw new UsageError('--host needs an address');
-  const maxK = int('max-k', 1, 1 << 20, 1024)!;
-  const k = int('k', 1, maxK, Math.min(10, maxK))!;
-  const workers = int('workers', 1, 256, 1)!;
+  const maxK = intOr('max-k', 1, 1 << 20, 1024);
+  const k = intOr('k', 1, maxK, Math.min(10, maxK));
+  const workers = intOr('workers', 1, 256, 1);
   if (workers > 1 && file !== undefined && isVectorFile(file)) {
     throw new UsageError('--workers needs an index file: build one first with `rabitq build <vectors> --out <index>`');
   }
@@ -104,17 +99,17 @@ export function serveOptionsFromArgs(argv: readonly string[]) {
     batching: values.batch !== false,
     clusters: int('clusters', 1, 1 << 24),
     threads: int('threads', 1, 1024),
-    seed: int('seed', 0, 2 ** 31 - 1, 42)!,
+    seed: intOr('seed', 0, 2 ** 31 - 1, 42),
     host,
-    port: int('port', 0, 65535, 8080)!,
-    bodyLimit: int('body-limit-mb', 1, 4096, 16)! << 20,
+    port: intOr('port', 0, 65535, 8080),
+    bodyLimit: intOr('body-limit-mb', 1, 4096, 16) << 20,
     k,
     nprobe: int('nprobe', 1, 1 << 20),
     maxK,
-    maxBatchSize: int('max-batch', 1, 65536, 64)!,
-    maxDelayMs: int('max-delay-ms', 0, 60_000, 2)!,
-    capacity: int('capacity', 1, 1 << 24, 1024)!,
-    timeoutMs: int('timeout-ms', 1, 3_600_000, 1000)!,
+    maxBatchSize: intOr('max-batch', 1, 65536, 64),
+    maxDelayMs: intOr('max-delay-ms', 0, 60_000, 2),
+    capacity: intOr('capacity', 1, 1 << 24, 1024),
+    timeoutMs: intOr('timeout-ms', 1, 3_600_000, 1000),
   };
 }
 
@@ -130,7 +125,7 @@ function usableCpus(): number {
  * is ready (bad index file: every worker loads the same one) stops them all
  * and the primary exits 1, as does running out of restarts.
  */
-async function runPrimary(o: ReturnType<typeof serveOptionsFromArgs>, io: ServeIO): Promise<number> {
+async function runPrimary(o: ReturnType<typeof serveOptionsFromArgs>, io: CliIo): Promise<number> {
   // Each worker gets its share of the CPUs for its native pool, so N
   // processes do not run N x CPUs threads.
   const threads = o.threads ?? Math.max(1, Math.floor(usableCpus() / o.workers));
@@ -184,7 +179,7 @@ async function runPrimary(o: ReturnType<typeof serveOptionsFromArgs>, io: ServeI
  * Runs the server until SIGTERM / SIGINT; resolves with the exit code
  * (0 after a clean drain, 1 when the index could not be loaded or built).
  */
-export async function serveCommand(argv: readonly string[], io: ServeIO): Promise<number> {
+export async function serveCommand(argv: readonly string[], io: CliIo): Promise<number> {
   const o = serveOptionsFromArgs(argv);
   if (o.help) {
     io.stdout(SERVE_HELP);
@@ -192,7 +187,7 @@ export async function serveCommand(argv: readonly string[], io: ServeIO): Promis
   }
   if (o.workers > 1 && cluster.isPrimary) return runPrimary(o, io);
   const [{ startServer }, { IvfRabitqIndex }, { readFvecs, readBvecs }] = await Promise.all([
-    import('../server.js'),
+    import('../server/index.js'),
     import('../ivf_index.js'),
     import('../io.js'),
   ]);
@@ -217,8 +212,7 @@ export async function serveCommand(argv: readonly string[], io: ServeIO): Promis
     what = `loading ${o.file}${o.mmap ? ' (mapped)' : ''}`;
   }
   const server = await startServer({
-    // The batcher slices ids per query whatever their array type (Int32Array or BigInt64Array).
-    index: loading as unknown as Promise<Index>,
+    index: loading,
     host: o.host,
     port: o.port,
     bodyLimit: o.bodyLimit,
@@ -270,12 +264,16 @@ export async function serveCommand(argv: readonly string[], io: ServeIO): Promis
       async () => {
         const s = ((performance.now() - t0) / 1000).toFixed(2);
         const idx = await loading;
-        io.stderr(`${who}: index ready (${idx.size} vectors x ${idx.dim}, ${o.fromVectors ? 'built' : 'loaded'} in ${s} s)\n`);
+        io.stderr(
+          `${who}: index ready (${idx.size} vectors x ${idx.dim}, ${o.fromVectors ? 'built' : 'loaded'} in ${s} s)\n`,
+        );
         // Tells the --workers primary this worker may be restarted if it dies.
         if (cluster.isWorker) process.send?.({ rabitqServe: 'ready' });
       },
       (err: unknown) => {
-        io.stderr(`${who}: failed to ${o.fromVectors ? 'build' : 'load'} the index: ${err instanceof Error ? err.message : String(err)}\n`);
+        io.stderr(
+          `${who}: failed to ${o.fromVectors ? 'build' : 'load'} the index: ${err instanceof Error ? err.message : String(err)}\n`,
+        );
         stop(`index ${o.fromVectors ? 'build' : 'load'} failed`, 1);
       },
     );

@@ -4,20 +4,13 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFvecsFile, writeIvecsFile } from './vecs.js';
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
+import { writeFvecs, writeIvecs } from '../io.js';
+import { rng } from '../random.js';
 
 /** Vectors scattered around `centers` fixed points, so IVF recall grows with nprobe. */
 export function syntheticVectors(n: number, dim: number, seed: number, centers = 8): Float32Array {
-  const r = lcg(seed);
-  const c = lcg(12345);
+  const r = rng(seed);
+  const c = rng(12345);
   const cent = Float32Array.from({ length: centers * dim }, () => c() * 10);
   const out = new Float32Array(n * dim);
   for (let i = 0; i < n; i++) {
@@ -70,9 +63,12 @@ export async function writeSyntheticDataset(dir: string, opts: SyntheticOptions 
   const base = syntheticVectors(n, dim, 1);
   const queries = syntheticVectors(nq, dim, 2);
   const gt = bruteForceGt(base, queries, dim, gtK);
-  await writeFvecsFile(path.join(dir, 'base.fvecs'), dim, base);
+  await writeFvecs(path.join(dir, 'base.fvecs'), { dim, data: base });
   const qd = opts.queryDim ?? dim;
-  await writeFvecsFile(path.join(dir, 'query.fvecs'), qd, qd === dim ? queries : syntheticVectors(nq, qd, 2));
+  await writeFvecs(path.join(dir, 'query.fvecs'), {
+    dim: qd,
+    data: qd === dim ? queries : syntheticVectors(nq, qd, 2),
+  });
   const rows = opts.gtRows ?? nq;
-  await writeIvecsFile(path.join(dir, 'groundtruth.ivecs'), gtK, gt.subarray(0, rows * gtK));
+  await writeIvecs(path.join(dir, 'groundtruth.ivecs'), { dim: gtK, data: gt.subarray(0, rows * gtK) });
 }

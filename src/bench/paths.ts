@@ -1,4 +1,4 @@
-/** Locating the repository root (works from bench/ann/*.ts and dist/bench/ann/*.js). */
+/** Locating the package root (works from src/bench/*.ts and dist/src/bench/*.js, in a checkout or an installed package). */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

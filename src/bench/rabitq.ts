@@ -4,15 +4,7 @@ import { InputError } from './errors.js';
 import { computeRecalls, makePoint, needsK100Pass, timeBatch, timeSingle } from './measure.js';
 import { nowNs, roundSig } from './stats.js';
 import type { LoadedDataset } from './dataset.js';
-import type {
-  BuildProgress,
-  Engine,
-  IndexLike,
-  MethodResult,
-  Mode,
-  SearchStatsLike,
-  SweepPoint,
-} from './types.js';
+import type { BuildProgress, Engine, IndexLike, MethodResult, Mode, SearchStatsLike, SweepPoint } from './types.js';
 
 /** Default nprobe sweep: a roughly geometric ladder up to numClusters. */
 export function defaultNprobeSweep(numClusters: number): number[] {
@@ -115,9 +107,7 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
   const { engine, dataset, k, runs, warmup, threads } = opts;
   const { dim } = dataset;
   if (opts.clusters !== undefined && opts.clusters > dataset.base.count) {
-    throw new InputError(
-      `--clusters ${opts.clusters} exceeds the ${dataset.base.count} base vectors`,
-    );
+    throw new InputError(`--clusters ${opts.clusters} exceeds the ${dataset.base.count} base vectors`);
   }
   if (opts.clusters !== undefined && opts.nprobe) checkNprobe(opts.nprobe, opts.clusters);
 
@@ -134,7 +124,9 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
       );
     }
     if (opts.clusters !== undefined && opts.clusters !== index.numClusters) {
-      throw new InputError(`--index ${opts.indexFile} has ${index.numClusters} clusters, --clusters says ${opts.clusters}`);
+      throw new InputError(
+        `--index ${opts.indexFile} has ${index.numClusters} clusters, --clusters says ${opts.clusters}`,
+      );
     }
   } else {
     index = await engine.buildIndex(dataset.base.data, {
@@ -158,7 +150,6 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
   const nq = dataset.queries.count;
   const queries = dataset.queries.data;
   const gt = dataset.groundTruth;
-  const recallFn = engine.recallAtK.bind(engine);
   const methods: MethodResult[] = [];
   for (const mode of opts.modes) {
     const points: SweepPoint[] = [];
@@ -168,13 +159,25 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
       const ids100 = needsK100Pass(k, gt.dim)
         ? (await resultPass(index, queries, nq, dim, 100, p, mode, threads, false)).ids
         : null;
-      const recalls = computeRecalls(recallFn, gt, first.ids, k, ids100);
+      const recalls = computeRecalls(gt, first.ids, k, ids100);
       const timing =
         mode === 'single'
-          ? timeSingle(nq, runs, warmup, (q) => {
-              index.search(queries.subarray(q * dim, (q + 1) * dim), { k, nprobe: p });
-            }, opts.minRunMs)
-          : await timeBatch(nq, runs, warmup, () => index.searchBatch(queries, { k, nprobe: p, threads }), opts.minRunMs);
+          ? timeSingle(
+              nq,
+              runs,
+              warmup,
+              (q) => {
+                index.search(queries.subarray(q * dim, (q + 1) * dim), { k, nprobe: p });
+              },
+              opts.minRunMs,
+            )
+          : await timeBatch(
+              nq,
+              runs,
+              warmup,
+              () => index.searchBatch(queries, { k, nprobe: p, threads }),
+              opts.minRunMs,
+            );
       const point = makePoint('nprobe', p, recalls, timing, first.stats);
       points.push(point);
       opts.onPoint?.(mode, point);

@@ -2,11 +2,11 @@
  * hnswlib-node peer: HNSW graph (M, efConstruction 200) built and searched on
  * one thread, one query at a time, sweeping efSearch.
  */
-import { PeerUnavailable, type PeerContext } from '../ann/peer_context.js';
-import { errorLine } from '../ann/errors.js';
-import { computeRecalls, makePoint, needsK100Pass, timeSingle } from '../ann/measure.js';
-import { nowNs, roundSig } from '../ann/stats.js';
-import type { MethodResult, SweepPoint } from '../ann/types.js';
+import { PeerUnavailable, type PeerContext } from '../peer_context.js';
+import { errorLine } from '../errors.js';
+import { computeRecalls, makePoint, needsK100Pass, timeSingle } from '../measure.js';
+import { nowNs, roundSig } from '../stats.js';
+import type { MethodResult, SweepPoint } from '../types.js';
 
 interface HnswIndex {
   initIndex(maxElements: number, m?: number, efConstruction?: number, randomSeed?: number): void;
@@ -109,11 +109,17 @@ export async function benchHnswlib(ctx: PeerContext): Promise<{ methods: MethodR
       ids100 = collect(100);
       index.setEf(Math.max(ef, k));
     }
-    const recalls = computeRecalls(ctx.recall, gt, ids, k, ids100);
+    const recalls = computeRecalls(gt, ids, k, ids100);
     const kk = Math.min(k, n);
-    const timing = timeSingle(nq, runs, warmup, (i) => {
-      index.searchKnn(queries[i]!, kk);
-    }, ctx.minRunMs);
+    const timing = timeSingle(
+      nq,
+      runs,
+      warmup,
+      (i) => {
+        index.searchKnn(queries[i]!, kk);
+      },
+      ctx.minRunMs,
+    );
     const point = makePoint('efSearch', ef, recalls, timing, null);
     points.push(point);
     ctx.log(`  efSearch=${ef}: recall@10 ${point.recall10?.toFixed(4) ?? 'n/a'}, ${point.qps.toFixed(0)} QPS`);

@@ -16,9 +16,7 @@ const EPS = 1e-12;
  * recall and at least the same QPS. Points with non-finite values are ignored.
  */
 export function upperEnvelope(points: readonly CurvePoint[]): CurvePoint[] {
-  const valid = points.filter(
-    (p) => Number.isFinite(p.recall) && Number.isFinite(p.qps) && p.qps > 0,
-  );
+  const valid = points.filter((p) => Number.isFinite(p.recall) && Number.isFinite(p.qps) && p.qps > 0);
   // Highest recall first; for equal recall, highest QPS first.
   const sorted = [...valid].sort((a, b) => b.recall - a.recall || b.qps - a.qps);
   const kept: CurvePoint[] = [];
@@ -41,10 +39,7 @@ export function upperEnvelope(points: readonly CurvePoint[]): CurvePoint[] {
  * - target below every point: the QPS of the lowest-recall envelope point
  *   (the fastest configuration that already reaches the target).
  */
-export function qpsAtRecall(
-  points: readonly CurvePoint[],
-  target: number,
-): number | null {
+export function qpsAtRecall(points: readonly CurvePoint[], target: number): number | null {
   const env = upperEnvelope(points);
   if (env.length === 0) return null;
   const last = env[env.length - 1]!;

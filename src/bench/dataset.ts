@@ -33,12 +33,7 @@ function pick(dir: string, stem: string): string | null {
  * Resolve the three files from --data <dir> and/or explicit --base/--query/--gt
  * (explicit paths win). Throws InputError when something is missing.
  */
-export function resolveDatasetPaths(opts: {
-  data?: string;
-  base?: string;
-  query?: string;
-  gt?: string;
-}): DatasetPaths {
+export function resolveDatasetPaths(opts: { data?: string; base?: string; query?: string; gt?: string }): DatasetPaths {
   let base = opts.base;
   let query = opts.query;
   let gt = opts.gt;
@@ -61,7 +56,11 @@ export function resolveDatasetPaths(opts: {
     ].filter(Boolean);
     throw new InputError(`no dataset given: use --data <dir> or ${missing.join(', ')}`);
   }
-  for (const [flag, p] of [['base', base], ['query', query], ['ground truth', gt]] as const) {
+  for (const [flag, p] of [
+    ['base', base],
+    ['query', query],
+    ['ground truth', gt],
+  ] as const) {
     if (!existsSync(p)) throw new InputError(`${flag} file not found: ${p}`);
     if (!statSync(p).isFile()) throw new InputError(`${flag} path is not a file: ${p}`);
   }
@@ -121,9 +120,7 @@ export async function loadDataset(
     );
   }
   if (groundTruth.dim < opts.k) {
-    throw new InputError(
-      `ground truth has ${groundTruth.dim} neighbours per query but --k is ${opts.k}`,
-    );
+    throw new InputError(`ground truth has ${groundTruth.dim} neighbours per query but --k is ${opts.k}`);
   }
   const queries: FloatVectors =
     nq === queriesAll.count

@@ -1,8 +1,7 @@
 /** Timing loops and recall bookkeeping shared by rabitq and the in-process peers. */
+import { recallAtK } from '../recall.js';
 import { median, nowNs, percentile, roundSig } from './stats.js';
 import type { IntVectors, SearchStatsLike, SweepPoint } from './types.js';
-
-export type RecallFn = (ids: Int32Array, gt: IntVectors, k: number, stride?: number) => number;
 
 export interface Timing {
   qpsRuns: number[];
@@ -99,17 +98,11 @@ export interface Recalls {
  * results of a k = 100 pass. A recall is null when k or the ground truth is
  * too narrow to compute it.
  */
-export function computeRecalls(
-  recall: RecallFn,
-  gt: IntVectors,
-  idsK: Int32Array,
-  k: number,
-  ids100: Int32Array | null,
-): Recalls {
+export function computeRecalls(gt: IntVectors, idsK: Int32Array, k: number, ids100: Int32Array | null): Recalls {
   const at = (n: number): number | null => {
     if (gt.dim < n) return null;
-    if (k >= n) return recall(idsK, gt, n, k);
-    if (n === 100 && ids100) return recall(ids100, gt, 100, 100);
+    if (k >= n) return recallAtK(idsK, gt, n, k);
+    if (n === 100 && ids100) return recallAtK(ids100, gt, 100, 100);
     return null;
   };
   return { recall1: at(1), recall10: at(10), recall100: at(100) };
@@ -138,17 +131,4 @@ export function makePoint(
     codesScannedPerQuery: perQuery(stats?.codesScanned),
     rerankedPerQuery: perQuery(stats?.reranked),
   };
-}
-
-/** Plain recall@k (|top-k result ∩ top-k truth| / k, averaged), used when no engine is at hand. */
-export function plainRecallAtK(ids: Int32Array, gt: IntVectors, k: number, stride = k): number {
-  const nq = Math.min(gt.count, Math.floor(ids.length / stride));
-  if (nq === 0) return 0;
-  let hits = 0;
-  for (let q = 0; q < nq; q++) {
-    const truth = new Set<number>();
-    for (let j = 0; j < k; j++) truth.add(gt.data[q * gt.dim + j]!);
-    for (let j = 0; j < k; j++) if (truth.has(ids[q * stride + j]!)) hits++;
-  }
-  return hits / (nq * k);
 }

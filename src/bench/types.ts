@@ -49,10 +49,7 @@ export interface IndexLike {
   readonly dim: number;
   readonly size: number;
   readonly numClusters: number;
-  search(
-    query: Float32Array,
-    opts: { k: number; nprobe: number; stats?: boolean },
-  ): SearchResultLike;
+  search(query: Float32Array, opts: { k: number; nprobe: number; stats?: boolean }): SearchResultLike;
   searchBatch(
     queries: Float32Array,
     opts: { k: number; nprobe: number; threads?: number; stats?: boolean },
@@ -77,12 +74,6 @@ export interface Engine extends VectorReaders {
   loadIndex?(path: string): Promise<IndexLike>;
   /** Save an index built by buildIndex. */
   saveIndex?(index: IndexLike, path: string): Promise<void>;
-  recallAtK(
-    resultIds: Int32Array,
-    groundTruth: IntVectors,
-    k: number,
-    resultStride?: number,
-  ): number;
 }
 
 export type Mode = 'single' | 'batch';

@@ -1,6 +1,5 @@
 /** What every benchmark peer is given. */
 import type { LoadedDataset } from './dataset.js';
-import type { RecallFn } from './measure.js';
 import type { Mode } from './types.js';
 
 export interface PeerContext {
@@ -21,7 +20,6 @@ export interface PeerContext {
   seed: number;
   hnswM: number;
   faissMethods: string[];
-  recall: RecallFn;
   /** scratch directory, removed after the run */
   tmpDir: string;
   log: (line: string) => void;

@@ -1,5 +1,5 @@
 /** The real library behind the Engine interface used by the runner. */
-import { IvfRabitqIndex, recallAtK, simdLevel } from '../../src/index.js';
+import { IvfRabitqIndex, simdLevel } from '../index.js';
 import { fileReaders } from './readers.js';
 import type { Engine } from './types.js';
 
@@ -7,9 +7,8 @@ import type { Engine } from './types.js';
 export const rabitqEngine: Engine = {
   simdLevel: () => simdLevel(),
   buildIndex: (vectors, opts) => IvfRabitqIndex.build(vectors, opts),
-  loadIndex: (path) => IvfRabitqIndex.load(path),
+  loadIndex: (path) => IvfRabitqIndex.load(path, { idType: 'u32' }),
   saveIndex: (index, path) => (index as unknown as IvfRabitqIndex).save(path),
-  recallAtK: (ids, gt, k, stride) => recallAtK(ids, gt, k, stride),
   ...fileReaders,
 };
 

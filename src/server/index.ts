@@ -13,23 +13,29 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
   BatcherClosedError,
   QueueFullError,
   TimeoutError,
   createBatcher,
+  promText,
   type BatchableIndex,
   type Batcher,
   type BatcherOptions,
   type BatcherResult,
-} from './batcher.js';
+} from '../batcher.js';
+import type { IdArray } from '../query.js';
 
-/** What the server needs from an index (an IvfRabitqIndex fits). */
-export interface ServableIndex extends BatchableIndex {
+/** What the server needs from an index (an IvfRabitqIndex fits, whatever its id type). */
+export interface ServableIndex extends BatchableIndex<IdArray> {
   readonly size: number;
   readonly numClusters: number;
   /** One query on the calling thread (used when batching is off). */
-  search?(query: Float32Array, options: { k: number; nprobe: number }): { ids: ArrayLike<number | bigint>; distances: Float32Array };
+  search?(
+    query: Float32Array,
+    options: { k: number; nprobe: number },
+  ): { ids: ArrayLike<number | bigint>; distances: Float32Array };
   memoryUsage?(): { total: number };
 }
 
@@ -69,7 +75,9 @@ export interface ServerOptions {
 
 /** JSON has no 64-bit integers: ids above 2^53 are sent as decimal strings. */
 function idsToJson(ids: ArrayLike<number | bigint>): (number | string)[] {
-  return Array.from(ids, (v) => (typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -1n ? Number(v) : v.toString()) : v));
+  return Array.from(ids, (v) =>
+    typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -1n ? Number(v) : v.toString()) : v,
+  );
 }
 
 export interface RabitqServer {
@@ -81,7 +89,9 @@ export interface RabitqServer {
   /** Resolves once the index is loaded (rejects if loading failed). */
   readonly ready: Promise<void>;
   /** The batcher, once the index is loaded. */
-  readonly batcher: Batcher | null;
+  readonly batcher: Batcher<IdArray> | null;
+  /** The server's own prom-client registry (what /metrics shows; the batcher's metrics included). */
+  readonly registry: Registry;
   /** Stop accepting, let the requests in flight finish, drain the batcher. Idempotent. */
   close(): Promise<void>;
 }
@@ -95,18 +105,12 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 const MAX_DIM = 65536;
 const MAX_NPROBE = 1 << 20;
 
-interface RouteMetrics {
-  counts: Map<number, number>;
-  buckets: number[];
-  sum: number;
-  count: number;
-}
-
 function positiveInt(name: string, raw: unknown, max: number): number | undefined {
   if (raw === undefined) return undefined;
   const s = typeof raw === 'string' ? raw.trim() : '';
   const v = /^[0-9]{1,10}$/.test(s) ? Number(s) : NaN;
-  if (!(v >= 1 && v <= max)) throw new BadRequest(`${name} must be an integer in 1..${max}, got ${JSON.stringify(raw)}`);
+  if (!(v >= 1 && v <= max))
+    throw new BadRequest(`${name} must be an integer in 1..${max}, got ${JSON.stringify(raw)}`);
   return v;
 }
 
@@ -164,23 +168,54 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   const batching = options.batching ?? true;
 
   let index: ServableIndex | null = null;
-  let batcher: Batcher | null = null;
+  let batcher: Batcher<IdArray> | null = null;
   let loadError: Error | null = null;
   let draining = false;
   let defaultNprobe = options.defaultNprobe ?? 16;
   const defaultK = options.defaultK ?? 10;
 
-  const routes = new Map<string, RouteMetrics>();
+  // One registry per server: two servers in one process keep their own metrics.
+  const registry = new Registry();
+  const registers = [registry];
+  const requests = new Counter({
+    name: 'rabitq_http_requests_total',
+    help: 'HTTP requests answered, by route and status.',
+    labelNames: ['route', 'status'],
+    registers,
+  });
+  const latency = new Histogram({
+    name: 'rabitq_http_request_duration_seconds',
+    help: 'HTTP request latency, by route.',
+    labelNames: ['route'],
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  new Gauge({
+    name: 'rabitq_index_ready',
+    help: '1 once the index is loaded and the server is not shutting down.',
+    registers,
+    collect() {
+      this.set(index && !draining ? 1 : 0);
+    },
+  });
+  const indexGauge = (name: string, help: string, value: (idx: ServableIndex) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const v = index ? value(index) : undefined;
+        if (v === undefined) this.reset();
+        else this.set(v);
+      },
+    });
+  indexGauge('rabitq_index_vectors', 'Vectors in the index.', (idx) => idx.size);
+  indexGauge('rabitq_index_dimension', 'Vector dimension of the index.', (idx) => idx.dim);
+  indexGauge('rabitq_index_clusters', 'IVF clusters of the index.', (idx) => idx.numClusters);
+  indexGauge('rabitq_index_memory_bytes', 'Bytes held by the index.', (idx) => idx.memoryUsage?.().total);
   function observe(route: string, status: number, seconds: number): void {
-    let m = routes.get(route);
-    if (!m) {
-      m = { counts: new Map(), buckets: new Array<number>(LATENCY_BUCKETS.length).fill(0), sum: 0, count: 0 };
-      routes.set(route, m);
-    }
-    m.counts.set(status, (m.counts.get(status) ?? 0) + 1);
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]!) m.buckets[i]!++;
-    m.sum += seconds;
-    m.count++;
+    requests.inc({ route, status: String(status) });
+    latency.observe({ route }, seconds);
   }
 
   const app = Fastify({
@@ -196,9 +231,15 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
       const missing = e.keyword === 'required' ? (e.params as { missingProperty?: string }).missingProperty : undefined;
       if (missing !== undefined) return new BadRequest(`${missing} is required`);
       if (e.keyword === 'additionalProperties') {
-        return new BadRequest(`unknown field ${JSON.stringify((e.params as { additionalProperty?: string }).additionalProperty)}`);
+        return new BadRequest(
+          `unknown field ${JSON.stringify((e.params as { additionalProperty?: string }).additionalProperty)}`,
+        );
       }
-      const field = e.instancePath.slice(1).split('/').map((p, i) => (/^\d+$/.test(p) && i > 0 ? `[${p}]` : (i > 0 ? `.${p}` : p))).join('');
+      const field = e.instancePath
+        .slice(1)
+        .split('/')
+        .map((p, i) => (/^\d+$/.test(p) && i > 0 ? `[${p}]` : i > 0 ? `.${p}` : p))
+        .join('');
       return new BadRequest(`${field === '' ? dataVar : field} ${e.message ?? 'is invalid'}`);
     },
   });
@@ -249,7 +290,8 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _request, reply) => {
-    let status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    let status =
+      typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (err instanceof QueueFullError || err instanceof BatcherClosedError) {
       status = 503;
       void reply.header('retry-after', retryAfter);
@@ -260,13 +302,20 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     const code = err.code ?? (status === 400 ? 'EBADREQUEST' : undefined);
     void reply.status(status).send({
       statusCode: status,
-      error: status === 400 ? 'Bad Request' : status === 503 ? 'Service Unavailable' : status === 504 ? 'Gateway Timeout' : 'Error',
+      error:
+        status === 400
+          ? 'Bad Request'
+          : status === 503
+            ? 'Service Unavailable'
+            : status === 504
+              ? 'Gateway Timeout'
+              : 'Error',
       ...(code ? { code } : {}),
       message: status >= 500 && status !== 503 && status !== 504 ? 'internal error' : err.message,
     });
   });
 
-  function need(reply: FastifyReply): { idx: ServableIndex; b: Batcher } | null {
+  function need(reply: FastifyReply): { idx: ServableIndex; b: Batcher<IdArray> } | null {
     if (index && batcher && !draining) return { idx: index, b: batcher };
     void reply
       .status(503)
@@ -274,7 +323,11 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
       .send({
         statusCode: 503,
         error: 'Service Unavailable',
-        message: draining ? 'the server is shutting down' : loadError ? `the index failed to load: ${loadError.message}` : 'the index is still loading',
+        message: draining
+          ? 'the server is shutting down'
+          : loadError
+            ? `the index failed to load: ${loadError.message}`
+            : 'the index is still loading',
       });
     return null;
   }
@@ -284,10 +337,15 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     nprobe: number;
   }
 
-  function params(request: FastifyRequest, body: { k?: number; nprobe?: number } | null, idx: ServableIndex): SearchParams {
+  function params(
+    request: FastifyRequest,
+    body: { k?: number; nprobe?: number } | null,
+    idx: ServableIndex,
+  ): SearchParams {
     const q = (request.query ?? {}) as Record<string, unknown>;
     const k = body?.k ?? positiveInt('k', q.k, maxK) ?? defaultK;
-    const nprobe = body?.nprobe ?? positiveInt('nprobe', q.nprobe, MAX_NPROBE) ?? Math.min(defaultNprobe, idx.numClusters);
+    const nprobe =
+      body?.nprobe ?? positiveInt('nprobe', q.nprobe, MAX_NPROBE) ?? Math.min(defaultNprobe, idx.numClusters);
     if (k > maxK) throw new BadRequest(`k must be an integer in 1..${maxK}, got ${k}`);
     return { k, nprobe };
   }
@@ -319,7 +377,10 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
             type: 'object',
             required: ['vectors'],
             additionalProperties: false,
-            properties: { vectors: { type: 'array', minItems: 1, maxItems: maxBatchVectors, items: vectorSchema }, ...common },
+            properties: {
+              vectors: { type: 'array', minItems: 1, maxItems: maxBatchVectors, items: vectorSchema },
+              ...common,
+            },
           },
         },
       },
@@ -330,12 +391,22 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   function checkBody(request: FastifyRequest, field: string): void {
     const b = request.body;
     if (b === undefined || b === null || typeof b !== 'object') {
-      throw new BadRequest(`${field} is required: send a JSON body or little-endian float32 as application/octet-stream`);
+      throw new BadRequest(
+        `${field} is required: send a JSON body or little-endian float32 as application/octet-stream`,
+      );
     }
   }
 
-  interface JsonSearch { vector: number[]; k?: number; nprobe?: number }
-  interface JsonBatch { vectors: number[][]; k?: number; nprobe?: number }
+  interface JsonSearch {
+    vector: number[];
+    k?: number;
+    nprobe?: number;
+  }
+  interface JsonBatch {
+    vectors: number[][];
+    k?: number;
+    nprobe?: number;
+  }
 
   app.post('/search', { schema: searchSchema }, async (request, reply) => {
     const ready = need(reply);
@@ -372,14 +443,16 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     if (Buffer.isBuffer(request.body)) {
       p = params(request, null, idx);
       ({ data, n } = fromBinary('body', request.body, dim, false));
-      if (n > maxBatchVectors) throw new BadRequest(`body holds ${n} vectors, more than the limit of ${maxBatchVectors}`);
+      if (n > maxBatchVectors)
+        throw new BadRequest(`body holds ${n} vectors, more than the limit of ${maxBatchVectors}`);
     } else {
       const body = request.body as JsonBatch;
       p = params(request, body, idx);
       n = body.vectors.length;
       data = new Float32Array(n * dim);
       body.vectors.forEach((v, i) => {
-        if (v.length !== dim) throw new BadRequest(`vectors[${i}] must have ${dim} elements (the index dimension), got ${v.length}`);
+        if (v.length !== dim)
+          throw new BadRequest(`vectors[${i}] must have ${dim} elements (the index dimension), got ${v.length}`);
         toFloat32(`vectors[${i}]`, v, data, i * dim);
       });
     }
@@ -390,12 +463,13 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     );
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
-    const results = settled.map((s) => (s as PromiseFulfilledResult<BatcherResult>).value);
+    const results = settled.map((s) => (s as PromiseFulfilledResult<BatcherResult<IdArray>>).value);
     return { ids: results.map((r) => idsToJson(r.ids)), distances: results.map((r) => Array.from(r.distances)) };
   });
 
   app.get('/healthz', async (_request, reply) => {
-    if (index && !draining) return { status: 'ok', vectors: index.size, dim: index.dim, clusters: index.numClusters, pid: process.pid };
+    if (index && !draining)
+      return { status: 'ok', vectors: index.size, dim: index.dim, clusters: index.numClusters, pid: process.pid };
     return reply.status(503).send({
       status: draining ? 'draining' : loadError ? 'failed' : 'loading',
       ...(loadError ? { message: loadError.message } : {}),
@@ -403,44 +477,15 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   });
 
   app.get('/metrics', async (_request, reply) => {
-    void reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8');
-    return metricsText();
+    void reply.header('content-type', registry.contentType);
+    return promText(await registry.metrics());
   });
-
-  function metricsText(): string {
-    const out: string[] = [];
-    out.push('# HELP rabitq_http_requests_total HTTP requests answered, by route and status.', '# TYPE rabitq_http_requests_total counter');
-    for (const [route, m] of routes) {
-      for (const [status, c] of m.counts) out.push(`rabitq_http_requests_total{route="${route}",status="${status}"} ${c}`);
-    }
-    out.push('# HELP rabitq_http_request_duration_seconds HTTP request latency, by route.', '# TYPE rabitq_http_request_duration_seconds histogram');
-    for (const [route, m] of routes) {
-      LATENCY_BUCKETS.forEach((le, i) => out.push(`rabitq_http_request_duration_seconds_bucket{route="${route}",le="${le}"} ${m.buckets[i]}`));
-      out.push(
-        `rabitq_http_request_duration_seconds_bucket{route="${route}",le="+Inf"} ${m.count}`,
-        `rabitq_http_request_duration_seconds_sum{route="${route}"} ${m.sum}`,
-        `rabitq_http_request_duration_seconds_count{route="${route}"} ${m.count}`,
-      );
-    }
-    out.push('# HELP rabitq_index_ready 1 once the index is loaded and the server is not shutting down.', '# TYPE rabitq_index_ready gauge');
-    out.push(`rabitq_index_ready ${index && !draining ? 1 : 0}`);
-    if (index) {
-      out.push('# HELP rabitq_index_vectors Vectors in the index.', '# TYPE rabitq_index_vectors gauge', `rabitq_index_vectors ${index.size}`);
-      out.push('# HELP rabitq_index_dimension Vector dimension of the index.', '# TYPE rabitq_index_dimension gauge', `rabitq_index_dimension ${index.dim}`);
-      out.push('# HELP rabitq_index_clusters IVF clusters of the index.', '# TYPE rabitq_index_clusters gauge', `rabitq_index_clusters ${index.numClusters}`);
-      const mem = index.memoryUsage?.();
-      if (mem) out.push('# HELP rabitq_index_memory_bytes Bytes held by the index.', '# TYPE rabitq_index_memory_bytes gauge', `rabitq_index_memory_bytes ${mem.total}`);
-    }
-    let text = out.join('\n') + '\n';
-    if (batcher) text += batcher.prometheus();
-    return text;
-  }
 
   const ready = Promise.resolve(options.index).then(
     (idx) => {
       index = idx;
       if (options.defaultNprobe === undefined) defaultNprobe = Math.min(16, idx.numClusters);
-      batcher = createBatcher(idx, batcherOptions);
+      batcher = createBatcher(idx, { ...batcherOptions, registry });
     },
     (err: unknown) => {
       loadError = err instanceof Error ? err : new Error(String(err));
@@ -463,6 +508,7 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     get batcher() {
       return batcher;
     },
+    registry,
     close() {
       closing ??= (async () => {
         draining = true;

@@ -1,5 +1,5 @@
 /** Vector file readers of the library's src/io.ts (pure TypeScript, no native addon). */
-import { readBvecs, readFvecs, readIvecs } from '../../src/io.js';
+import { readBvecs, readFvecs, readIvecs } from '../io.js';
 import type { VectorReaders } from './types.js';
 
 export const fileReaders: VectorReaders = {

@@ -12,10 +12,7 @@ export class InputError extends Error {
 
 /** True for errors that should be reported as "bad input" (exit code 2). */
 export function isInputError(err: unknown): err is Error & { exitCode: 2 } {
-  return (
-    err instanceof Error &&
-    (err as { exitCode?: unknown }).exitCode === 2
-  );
+  return err instanceof Error && (err as { exitCode?: unknown }).exitCode === 2;
 }
 
 /** First line of an error's message, for one-line reports. */

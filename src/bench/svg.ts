@@ -19,8 +19,16 @@ export interface PlotOptions {
 }
 
 const PALETTE = [
-  '#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd',
-  '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22',
+  '#d62728',
+  '#1f77b4',
+  '#2ca02c',
+  '#ff7f0e',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#17becf',
+  '#7f7f7f',
+  '#bcbd22',
 ];
 
 export function escapeXml(s: string): string {
@@ -96,8 +104,7 @@ export function renderRecallQpsSvg(series: readonly PlotSeries[], opts: PlotOpti
     if (yMaxExp - yMinExp < 1e-9) yMaxExp = yMinExp + 1;
   }
   const sx = (r: number) => margin.left + ((r - xMin) / (xMax - xMin)) * plotW;
-  const sy = (q: number) =>
-    margin.top + plotH - ((Math.log10(q) - yMinExp) / (yMaxExp - yMinExp)) * plotH;
+  const sy = (q: number) => margin.top + plotH - ((Math.log10(q) - yMinExp) / (yMaxExp - yMinExp)) * plotH;
 
   const out: string[] = [];
   out.push(
@@ -134,12 +141,16 @@ export function renderRecallQpsSvg(series: readonly PlotSeries[], opts: PlotOpti
 
   // Axes.
   out.push('<g class="axes" stroke="#000000" stroke-width="1">');
-  out.push(`<line x1="${margin.left}" y1="${margin.top + plotH}" x2="${margin.left + plotW}" y2="${margin.top + plotH}"/>`);
+  out.push(
+    `<line x1="${margin.left}" y1="${margin.top + plotH}" x2="${margin.left + plotW}" y2="${margin.top + plotH}"/>`,
+  );
   out.push(`<line x1="${margin.left}" y1="${margin.top}" x2="${margin.left}" y2="${margin.top + plotH}"/>`);
   out.push('</g>');
   out.push('<g class="tick-labels" fill="#000000">');
   for (const t of xTicks) {
-    out.push(`<text x="${fmt(sx(t))}" y="${margin.top + plotH + 18}" text-anchor="middle">${t.toFixed(xStep < 0.1 ? 2 : 1)}</text>`);
+    out.push(
+      `<text x="${fmt(sx(t))}" y="${margin.top + plotH + 18}" text-anchor="middle">${t.toFixed(xStep < 0.1 ? 2 : 1)}</text>`,
+    );
   }
   for (const v of yTicks) {
     out.push(`<text x="${margin.left - 8}" y="${fmt(sy(v) + 4)}" text-anchor="end">${qpsTick(v)}</text>`);
@@ -157,9 +168,7 @@ export function renderRecallQpsSvg(series: readonly PlotSeries[], opts: PlotOpti
     const { color, dash } = seriesStyle(i);
     const pts = [...s.points].sort((a, b) => a.recall - b.recall || b.qps - a.qps);
     const inRange = pts.filter((p) => p.recall >= xMin - 1e-9);
-    const d = inRange
-      .map((p, j) => `${j === 0 ? 'M' : 'L'}${fmt(sx(p.recall))},${fmt(sy(p.qps))}`)
-      .join(' ');
+    const d = inRange.map((p, j) => `${j === 0 ? 'M' : 'L'}${fmt(sx(p.recall))},${fmt(sy(p.qps))}`).join(' ');
     out.push(`<g class="series" data-label="${escapeXml(s.label)}">`);
     out.push(
       `<path d="${d || 'M0,0'}" fill="none" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`,

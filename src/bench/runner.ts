@@ -5,6 +5,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { CliIo } from '../cli/io.js';
 import { loadDataset, resolveDatasetPaths } from './dataset.js';
 import { InputError, errorLine, isInputError } from './errors.js';
 import { DEFAULT_FAISS_METHODS, benchFaiss } from './faiss.js';
@@ -27,16 +28,9 @@ import {
 } from './report.js';
 import { renderRecallQpsSvg } from './svg.js';
 import { nowNs, roundSig } from './stats.js';
-import { benchHnswlib, defaultEfSweep } from '../peers/hnswlib.js';
-import { benchJsIvfFlat } from '../peers/js_ivfflat.js';
-import type {
-  BenchReport,
-  Engine,
-  MethodResult,
-  Mode,
-  PeerName,
-  PeerStatus,
-} from './types.js';
+import { benchHnswlib, defaultEfSweep } from './peers/hnswlib.js';
+import { benchJsIvfFlat } from './peers/js_ivfflat.js';
+import type { BenchReport, Engine, MethodResult, Mode, PeerName, PeerStatus } from './types.js';
 
 export interface BenchOptions {
   data?: string;
@@ -73,11 +67,6 @@ export interface BenchOptions {
   title?: string;
 }
 
-export interface BenchIO {
-  out(line: string): void;
-  err(line: string): void;
-}
-
 export interface BenchOutcome {
   report: BenchReport;
   files: { json: string; svg: string; md: string } | null;
@@ -104,7 +93,10 @@ function safeName(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_+|_+$/g, '') || 'bench';
 }
 
-export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engine): Promise<BenchOutcome> {
+/** Runs the benchmark; its text goes to `io` line by line (the CLI's CliIo). */
+export async function runBench(opts: BenchOptions, io: CliIo, engineArg?: Engine): Promise<BenchOutcome> {
+  const outLine = (line: string) => io.stdout(line + '\n');
+  const errLine = (line: string) => io.stderr(line + '\n');
   const started = nowNs();
   const minRunMs = opts.minRunMs ?? 100;
   const paths = resolveDatasetPaths(opts);
@@ -128,19 +120,19 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
   const date = new Date().toISOString();
   const name = safeName(opts.name ?? paths.name);
 
-  io.out(opts.title ?? `rabitq bench: ${name}`);
-  io.out(`  cpu       ${machine.cpuModel} (${machine.logicalCpus} logical CPUs)`);
-  io.out(`  simd      ${machine.simdLevel}`);
-  io.out(`  affinity  CPUs ${machine.cpusAllowedList} (${machine.cpusAllowed} allowed)`);
-  io.out(`  commit    ${commit}`);
-  io.out(`  date      ${date}`);
-  io.out(`  node      ${machine.node} ${machine.platform}-${machine.arch}`);
+  outLine(opts.title ?? `rabitq bench: ${name}`);
+  outLine(`  cpu       ${machine.cpuModel} (${machine.logicalCpus} logical CPUs)`);
+  outLine(`  simd      ${machine.simdLevel}`);
+  outLine(`  affinity  CPUs ${machine.cpusAllowedList} (${machine.cpusAllowed} allowed)`);
+  outLine(`  commit    ${commit}`);
+  outLine(`  date      ${date}`);
+  outLine(`  node      ${machine.node} ${machine.platform}-${machine.arch}`);
   const warnings = affinityWarnings(machine, opts.threads);
-  for (const w of warnings) io.err(`warning: ${w}`);
+  for (const w of warnings) errLine(`warning: ${w}`);
 
   const gt = dataset.groundTruth;
-  io.out('');
-  io.out(
+  outLine('');
+  outLine(
     `dataset ${paths.name}: ${fmtInt(dataset.base.count)} base x ${dataset.dim} dims, ` +
       `${fmtInt(dataset.queries.count)} queries` +
       (dataset.queries.count < dataset.queryCountInFile ? ` (of ${fmtInt(dataset.queryCountInFile)})` : '') +
@@ -170,8 +162,8 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
         bar.stop();
         const bs = index.buildStats();
         const mem = index.memoryUsage() as unknown as Record<string, number>;
-        io.out('');
-        io.out(
+        outLine('');
+        outLine(
           Number.isNaN(ms)
             ? `rabitq index: ${fmtInt(index.size)} vectors, ${index.numClusters} clusters, loaded from ${opts.indexFile}`
             : `rabitq index: ${fmtInt(index.size)} vectors, ${index.numClusters} clusters, built in ` +
@@ -183,18 +175,18 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
           .filter(([key]) => key !== 'total')
           .map(([key, v]) => `${key} ${fmtBytes(v / Math.max(1, index.size))}`)
           .join(', ');
-        io.out(
+        outLine(
           `  memory ${fmtMiB(mem.total ?? 0)} = ${fmtBytes((mem.total ?? 0) / Math.max(1, index.size))} bytes/vector (${parts})`,
         );
       },
       onModeStart: (mode) => {
-        io.out('');
-        io.out(`${rabitqLabel(mode, opts.threads)}, median of ${opts.runs} runs:`);
+        outLine('');
+        outLine(`${rabitqLabel(mode, opts.threads)}, median of ${opts.runs} runs:`);
         table = sweepTable('nprobe', { latency: mode === 'single', stats: true });
-        for (const l of table.header()) io.out(l);
+        for (const l of table.header()) outLine(l);
       },
       onPoint: (_mode, point) => {
-        if (table) io.out(table.row(point));
+        if (table) outLine(table.row(point));
       },
     });
   } finally {
@@ -225,15 +217,14 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
         seed: opts.seed,
         hnswM: opts.hnswM,
         faissMethods: opts.faissMethods ?? DEFAULT_FAISS_METHODS,
-        recall: engine.recallAtK.bind(engine),
         tmpDir,
         log: (line) => {
-          if (opts.verbose) io.err(line);
+          if (opts.verbose) errLine(line);
         },
       };
       for (const peer of opts.compare) {
-        io.out('');
-        io.out(`peer ${peer}:`);
+        outLine('');
+        outLine(`peer ${peer}:`);
         const t0 = nowNs();
         try {
           let found: MethodResult[];
@@ -244,24 +235,24 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
             ({ methods: found, version } = await benchHnswlib(ctx));
           } else {
             // faiss progress on stderr is always shown: its builds can be long.
-            ({ methods: found, version } = await benchFaiss({ ...ctx, log: (l) => io.err(l) }));
+            ({ methods: found, version } = await benchFaiss({ ...ctx, log: (l) => errLine(l) }));
           }
           for (const m of found) {
-            io.out(`${m.label}${m.status === 'failed' ? ' FAILED: ' + (m.error ?? '') : ''}`);
-            if (m.notes) io.out(`  (${m.notes})`);
-            io.out(`  build ${fmtSeconds(m.buildSeconds)} s, ${fmtBytes(m.bytesPerVector)} bytes/vector`);
-            if (m.points.length) for (const l of sweepTableLines(m)) io.out(l);
+            outLine(`${m.label}${m.status === 'failed' ? ' FAILED: ' + (m.error ?? '') : ''}`);
+            if (m.notes) outLine(`  (${m.notes})`);
+            outLine(`  build ${fmtSeconds(m.buildSeconds)} s, ${fmtBytes(m.bytesPerVector)} bytes/vector`);
+            if (m.points.length) for (const l of sweepTableLines(m)) outLine(l);
           }
           methods.push(...found);
           peers.push({ peer, status: 'ok', ...(version ? { version } : {}) });
         } catch (err) {
           if (isInputError(err)) throw err;
           if (err instanceof PeerUnavailable) {
-            io.out(`  skipped: ${err.message}`);
+            outLine(`  skipped: ${err.message}`);
             peers.push({ peer, status: 'skipped', reason: err.message });
           } else {
             const reason = errorLine(err);
-            io.out(`  FAILED after ${fmtSeconds((nowNs() - t0) / 1e9)} s: ${reason}`);
+            outLine(`  FAILED after ${fmtSeconds((nowNs() - t0) / 1e9)} s: ${reason}`);
             peers.push({ peer, status: 'failed', reason });
             methods.push({
               method: peer === 'js' ? 'js-ivfflat' : peer,
@@ -326,11 +317,11 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
     durationSeconds: roundSig((nowNs() - started) / 1e9),
   };
 
-  io.out('');
-  io.out('summary: QPS at recall@10 (interpolated; n/a = never reached)');
-  for (const l of summaryTableLines(summary)) io.out(l);
-  io.out('');
-  io.out(
+  outLine('');
+  outLine('summary: QPS at recall@10 (interpolated; n/a = never reached)');
+  for (const l of summaryTableLines(summary)) outLine(l);
+  outLine('');
+  outLine(
     `peak RSS ${fmtMiB(report.peakRssBytes)}` +
       (opts.compare.length ? ` (${fmtMiB(peakRssBytesRabitq)} before the peers)` : ''),
   );
@@ -352,7 +343,7 @@ export async function runBench(opts: BenchOptions, io: BenchIO, engineArg?: Engi
       }),
     );
     await writeFile(files.md, summaryMarkdown(report));
-    io.out(`wrote ${files.json}, ${files.svg}, ${files.md}`);
+    outLine(`wrote ${files.json}, ${files.svg}, ${files.md}`);
   }
   return { report, files };
 }

@@ -1,15 +1,15 @@
 /**
- * FAISS peer: runs bench/peers/faiss_peer.py in a python3 subprocess and
+ * FAISS peer: runs src/bench/peers/faiss_peer.py in a python3 subprocess and
  * converts its JSON document into MethodResults.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { writeFvecs } from '../io.js';
 import { errorLine } from './errors.js';
 import { PeerUnavailable, type PeerContext } from './peer_context.js';
 import { repoRoot } from './paths.js';
 import { roundSig } from './stats.js';
-import { writeFvecsFile } from './vecs.js';
 import type { MethodResult, Mode, SweepPoint } from './types.js';
 
 export const DEFAULT_FAISS_METHODS = ['ivfflat', 'ivfpq', 'ivfrabitq', 'ivfrabitq4', 'hnsw'];
@@ -38,7 +38,7 @@ export interface FaissDocument {
 }
 
 export function faissScriptPath(): string {
-  return path.join(repoRoot(), 'bench', 'peers', 'faiss_peer.py');
+  return path.join(repoRoot(), 'src', 'bench', 'peers', 'faiss_peer.py');
 }
 
 export function pythonCommand(): string {
@@ -56,7 +56,9 @@ export function checkFaissAvailable(script = faissScriptPath()): string {
   if (r.error) throw new PeerUnavailable(`${py} not runnable (${errorLine(r.error)})`);
   if (r.status !== 0) {
     const last = (r.stderr || '').trim().split('\n').pop() ?? '';
-    throw new PeerUnavailable(`python faiss/numpy not importable (${last || `exit ${r.status}`}); try "pip install faiss-cpu numpy"`);
+    throw new PeerUnavailable(
+      `python faiss/numpy not importable (${last || `exit ${r.status}`}); try "pip install faiss-cpu numpy"`,
+    );
   }
   return r.stdout.trim();
 }
@@ -67,7 +69,10 @@ export function parseFaissOutput(stdout: string): FaissDocument {
   const attempts = [text];
   const start = text.indexOf('\n{');
   if (start >= 0) attempts.push(text.slice(start + 1));
-  const lastLine = text.split('\n').filter((l) => l.trim().startsWith('{')).pop();
+  const lastLine = text
+    .split('\n')
+    .filter((l) => l.trim().startsWith('{'))
+    .pop();
   if (lastLine) attempts.push(lastLine);
   for (const a of attempts) {
     try {
@@ -147,22 +152,34 @@ export async function benchFaiss(ctx: PeerContext): Promise<{ methods: MethodRes
   const { paths } = ctx.dataset;
   const args = [
     script,
-    '--base', paths.base,
-    '--query', paths.query,
-    '--gt', paths.groundTruth,
-    '--k', String(ctx.k),
-    '--clusters', String(ctx.clusters),
-    '--methods', ctx.faissMethods.join(','),
-    '--nprobe', ctx.nprobe.join(','),
-    '--efsearch', ctx.efSearch.join(','),
-    '--runs', String(ctx.runs),
-    '--warmup', String(ctx.warmup),
-    '--threads', String(ctx.threads),
-    '--mode', ctx.modes.join(','),
+    '--base',
+    paths.base,
+    '--query',
+    paths.query,
+    '--gt',
+    paths.groundTruth,
+    '--k',
+    String(ctx.k),
+    '--clusters',
+    String(ctx.clusters),
+    '--methods',
+    ctx.faissMethods.join(','),
+    '--nprobe',
+    ctx.nprobe.join(','),
+    '--efsearch',
+    ctx.efSearch.join(','),
+    '--runs',
+    String(ctx.runs),
+    '--warmup',
+    String(ctx.warmup),
+    '--threads',
+    String(ctx.threads),
+    '--mode',
+    ctx.modes.join(','),
   ];
   if (ctx.centroids) {
     const file = path.join(ctx.tmpDir, 'centroids.fvecs');
-    await writeFvecsFile(file, ctx.dataset.dim, ctx.centroids);
+    await writeFvecs(file, { dim: ctx.dataset.dim, data: ctx.centroids });
     args.push('--centroids', file);
   }
   if (ctx.dataset.queries.count < ctx.dataset.queryCountInFile) args.push('--nq', String(ctx.dataset.queries.count));

@@ -2,11 +2,11 @@
  * Plain TypeScript IVF-Flat: the "no native code" baseline. Exact L2 over the
  * vectors of the `nprobe` clusters closest to the query.
  */
-import { PeerUnavailable, type PeerContext } from '../ann/peer_context.js';
-import { computeRecalls, makePoint, needsK100Pass, timeSingle } from '../ann/measure.js';
-import { nowNs, roundSig } from '../ann/stats.js';
-import type { MethodResult, SweepPoint } from '../ann/types.js';
-import { rng } from '../random.js';
+import { PeerUnavailable, type PeerContext } from '../peer_context.js';
+import { computeRecalls, makePoint, needsK100Pass, timeSingle } from '../measure.js';
+import { nowNs, roundSig } from '../stats.js';
+import type { MethodResult, SweepPoint } from '../types.js';
+import { rng } from '../../random.js';
 
 /** Max-heap of (distance, id) keeping the `cap` smallest distances. */
 class TopK {
@@ -92,7 +92,6 @@ function l2(a: Float32Array, aOff: number, b: Float32Array, bOff: number, dim: n
   }
   return s0 + s1 + s2 + s3;
 }
-
 
 function nearest(centroids: Float32Array, n: number, x: Float32Array, xOff: number, dim: number): number {
   let best = 0;
@@ -205,7 +204,8 @@ export class JsIvfFlat {
   ): JsIvfFlat {
     const n = vectors.length / dim;
     const centroids =
-      opts.centroids ?? trainKMeans(vectors, dim, opts.numClusters ?? Math.max(1, Math.round(Math.sqrt(n))), { seed: opts.seed });
+      opts.centroids ??
+      trainKMeans(vectors, dim, opts.numClusters ?? Math.max(1, Math.round(Math.sqrt(n))), { seed: opts.seed });
     const nc = centroids.length / dim;
     const assign = new Int32Array(n);
     const counts = new Int32Array(nc);
@@ -261,7 +261,8 @@ export class JsIvfFlat {
 export async function benchJsIvfFlat(ctx: PeerContext): Promise<MethodResult[]> {
   const { dataset, k, runs, warmup } = ctx;
   const dim = dataset.dim;
-  if (!ctx.modes.includes('single')) throw new PeerUnavailable('js IVF-Flat runs single queries only (add --mode single)');
+  if (!ctx.modes.includes('single'))
+    throw new PeerUnavailable('js IVF-Flat runs single queries only (add --mode single)');
   const t0 = nowNs();
   const index = JsIvfFlat.build(dataset.base.data, dim, {
     centroids: ctx.centroids ?? undefined,
@@ -276,17 +277,25 @@ export async function benchJsIvfFlat(ctx: PeerContext): Promise<MethodResult[]> 
   const scratch = new Int32Array(Math.max(k, 100));
   for (const nprobe of ctx.nprobe) {
     const ids = new Int32Array(nq * k);
-    for (let i = 0; i < nq; i++) index.search(q.subarray(i * dim, (i + 1) * dim), k, nprobe, ids.subarray(i * k, (i + 1) * k));
+    for (let i = 0; i < nq; i++)
+      index.search(q.subarray(i * dim, (i + 1) * dim), k, nprobe, ids.subarray(i * k, (i + 1) * k));
     let ids100: Int32Array | null = null;
     if (needsK100Pass(k, gt.dim)) {
       ids100 = new Int32Array(nq * 100);
-      for (let i = 0; i < nq; i++) index.search(q.subarray(i * dim, (i + 1) * dim), 100, nprobe, ids100.subarray(i * 100, (i + 1) * 100));
+      for (let i = 0; i < nq; i++)
+        index.search(q.subarray(i * dim, (i + 1) * dim), 100, nprobe, ids100.subarray(i * 100, (i + 1) * 100));
     }
-    const recalls = computeRecalls(ctx.recall, gt, ids, k, ids100);
+    const recalls = computeRecalls(gt, ids, k, ids100);
     const out = scratch.subarray(0, k);
-    const timing = timeSingle(nq, runs, warmup, (i) => {
-      index.search(q.subarray(i * dim, (i + 1) * dim), k, nprobe, out);
-    }, ctx.minRunMs);
+    const timing = timeSingle(
+      nq,
+      runs,
+      warmup,
+      (i) => {
+        index.search(q.subarray(i * dim, (i + 1) * dim), k, nprobe, out);
+      },
+      ctx.minRunMs,
+    );
     const point = makePoint('nprobe', nprobe, recalls, timing, null);
     points.push(point);
     ctx.log(`  nprobe=${nprobe}: recall@10 ${point.recall10?.toFixed(4) ?? 'n/a'}, ${point.qps.toFixed(0)} QPS`);
