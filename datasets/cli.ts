@@ -534,7 +534,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      w.err(`error: ${err.message}\n${err.message === 'no command given' ? `\n${USAGE}` : "run 'npm run dataset -- --help' for usage\n"}`);
+      w.err(`error: ${err.message} (see 'npm run dataset -- --help')\n`);
       return 2;
     }
     if (err instanceof VectorFileError) {
