@@ -31,7 +31,8 @@ function post(url: string, body: unknown, type = 'application/json'): Promise<Re
   return fetch(url, {
     method: 'POST',
     headers: { 'content-type': type },
-    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
+    // a copy: fetch's BodyInit takes only ArrayBuffer-backed views
+    body: typeof body === 'string' ? body : body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body),
   });
 }
 
