@@ -115,6 +115,8 @@ describe('search endpoints', () => {
   });
 
   it('GET /healthz and GET /metrics', async () => {
+    // the request counters and histograms below appear once a search has been served
+    expect((await post(`${server.url}/search`, { vector: Array.from(row(2)), k: 3 })).status).toBe(200);
     const h = await fetch(`${server.url}/healthz`);
     expect(h.status).toBe(200);
     expect(await h.json()).toMatchObject({ status: 'ok', vectors: N, dim: DIM });
@@ -193,6 +195,9 @@ describe('bad input gets a 400 naming the field', () => {
   });
 
   it('never answered 500', async () => {
+    // bad JSON and bad binary bodies of its own, so the check does not rely on the cases above having run
+    expect((await post(`${server.url}/search`, '{"vector": [1, 2')).status).toBe(400);
+    expect((await post(`${server.url}/search`, new Uint8Array(10), 'application/octet-stream')).status).toBe(400);
     const text = await (await fetch(`${server.url}/metrics`)).text();
     expect(text).not.toMatch(/status="5\d\d"/);
     expect(text).toMatch(/rabitq_http_requests_total\{route="\/search",status="400"\} \d+/);
