@@ -4,7 +4,7 @@
  * PASV to the control connection's host), REST + RETR from an offset.
  */
 import { once } from 'node:events';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { Client, FTPError } from 'basic-ftp';
 import { DownloadError, type RemoteBody } from './transfer.js';
 
@@ -34,12 +34,30 @@ interface Transfer {
 
 /** Starts RETR (after REST when `from` > 0) and waits for the first data or the transfer's end. */
 async function startTransfer(client: Client, fileName: string, from: number): Promise<Transfer> {
-  const body = new PassThrough();
+  const body = new PassThrough({ highWaterMark: 1 << 20 });
+  // basic-ftp pipes the data connection into `sink` and destroys that pipe when
+  // the transfer fails (e.g. a 426 after a dropped connection). Every byte
+  // already received must still reach the disk, so the next attempt resumes
+  // after it: the sink only forwards to `body`, which is ended, never
+  // destroyed, once the server has answered.
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      if (body.writableEnded || body.write(chunk)) done();
+      else body.once('drain', () => done());
+    },
+    final(done) {
+      done();
+    },
+    destroy(_err, done) {
+      done(null);
+    },
+  });
   let failure: unknown = null;
-  const settled = client.downloadTo(body, fileName, from).then(
+  const settled = client.downloadTo(sink, fileName, from).then(
     () => null,
     (err: unknown) => (failure = err),
   );
+  void settled.then(() => body.end());
   await Promise.race([settled, once(body, 'readable')]);
   // An empty body that was already ended: the transfer is over, so wait for its outcome.
   if (body.readableLength === 0 && body.writableEnded) await settled;
