@@ -2,13 +2,12 @@
  * Mutations concurrent with searches (call order, detached inputs, a sequential replica),
  * and searchBatch copying its inputs.
  *
- * Split out of the former lifecycle.test.ts; shared helpers are in helpers.ts.
+ * Models (brute force in float64, sequential replicas) and seeded data come from helpers.ts.
  */
 import { describe, it, expect } from 'vitest';
 import { IvfRabitqIndex } from '../src/index.js';
 import type { IdArray } from '../src/index.js';
 import { rng, gaussian, clustered, row, concat, sample, exact, type Rows, bruteTopK, rowIds, recallOf, approx } from './helpers.js';
-
 
 describe('mutations concurrent with searches', () => {
   it('applies add and remove in call order even when not awaited', async () => {

@@ -1,12 +1,11 @@
 /**
  * Filtered search (id lists and bitsets) against brute force over the allowed ids.
  *
- * Split out of the former lifecycle.test.ts; shared helpers are in helpers.ts.
+ * Models (brute force in float64, sequential replicas) and seeded data come from helpers.ts.
  */
 import { describe, it, expect } from 'vitest';
 import { IvfRabitqIndex } from '../src/index.js';
 import { rng, clustered, row, sample, exact, type Rows, bruteTopK, rowIds, searchRows } from './helpers.js';
-
 
 describe('filters', () => {
   const dim = 32, n = 3000, nc = 30, k = 10;

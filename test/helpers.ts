@@ -1,5 +1,8 @@
 /**
  * Shared test helpers: seeded data, brute-force models, temporary folders.
+ * Index behaviour is checked against models computed here: brute-force k-NN
+ * in float64 over a Map of the live vectors, and snapshots of everything an
+ * index exposes.
  *
  * Every test file takes the seeded random generator from here (not from its
  * current home directly), so moving it is a one-line change.

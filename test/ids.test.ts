@@ -1,12 +1,11 @@
 /**
  * Caller ids: 32-bit (Uint32Array) and 64-bit (BigUint64Array), their limits and validation.
  *
- * Split out of the former lifecycle.test.ts; shared helpers are in helpers.ts.
+ * Models (brute force in float64, sequential replicas) and seeded data come from helpers.ts.
  */
 import { describe, it, expect } from 'vitest';
 import { IvfRabitqIndex } from '../src/index.js';
 import { rng, clustered, row } from './helpers.js';
-
 
 describe('caller ids', () => {
   const dim = 24, n = 1000;

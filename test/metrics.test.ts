@@ -2,13 +2,12 @@
  * The cosine and inner-product metrics against float64 brute force, zero and subnormal vectors,
  * and inner-product cluster probing.
  *
- * Split out of the former lifecycle.test.ts; shared helpers are in helpers.ts.
+ * Models (brute force in float64, sequential replicas) and seeded data come from helpers.ts.
  */
 import { describe, it, expect } from 'vitest';
 import { IvfRabitqIndex } from '../src/index.js';
 import type { Metric } from '../src/index.js';
 import { rng, gaussian, clustered, row, concat, exact, type Rows, bruteTopK, rowIds, recallOf, approx } from './helpers.js';
-
 
 describe('cosine and inner product against brute force', () => {
   it.each([

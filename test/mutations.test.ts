@@ -1,7 +1,7 @@
 /**
  * add / remove / has / size / compact, checked against a brute-force model of the live set.
  *
- * Split out of the former lifecycle.test.ts; shared helpers are in helpers.ts.
+ * Models (brute force in float64, sequential replicas) and seeded data come from helpers.ts.
  */
 import { describe, it, expect } from 'vitest';
 import path from 'node:path';
@@ -10,7 +10,6 @@ import type { IdArray, SearchOptions } from '../src/index.js';
 import { rng, clustered, row, concat, sample, type Rows, bruteTopK, rowIds, recallOf, searchRows, snapshot, fileMapped, tempFolders } from './helpers.js';
 
 const tmpDir = tempFolders('mutations');
-
 
 describe('add, remove, has, size and compact', () => {
   const dim = 32, n = 2000, nc = 20;

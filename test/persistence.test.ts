@@ -2,7 +2,7 @@
  * Persistence: save / load (read, mmap, verify) / toBuffer / fromBuffer round trips for every metric and id width,
  * storeVectors: false across a save, and the file errors (missing, corrupt, unwritable).
  *
- * Split out of the former lifecycle.test.ts; shared helpers are in helpers.ts.
+ * Models (brute force in float64, sequential replicas) and seeded data come from helpers.ts.
  */
 import { describe, it, expect } from 'vitest';
 import fs from 'node:fs';
@@ -13,7 +13,6 @@ import type { Metric, SearchOptions } from '../src/index.js';
 import { rng, type AnyIndex, ROOT, clustered, row, concat, sample, type Rows, bruteTopK, rowIds, recallOf, searchRows, tempFolders } from './helpers.js';
 
 const tmpDir = tempFolders('persistence');
-
 
 describe('save / load / toBuffer / fromBuffer round trips', () => {
   const combos: [Metric, 'u32' | 'u64'][] = [
@@ -161,7 +160,6 @@ describe('save / load / toBuffer / fromBuffer round trips', () => {
   });
 });
 
-
 describe('storeVectors: false', () => {
   it('keeps no vectors, returns the same estimates as a full index, survives save/load', async () => {
     // Estimates alone rank well when the residuals (vector - centroid) are
@@ -211,7 +209,6 @@ describe('storeVectors: false', () => {
     expect(Array.from(self.ids)).toEqual([3000, 3001, 3002, 3003, 3004]);
   });
 });
-
 
 describe('file errors', () => {
   const dim = 16;
