@@ -11,6 +11,7 @@ import { afterAll } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { IdArray, IvfRabitqIndex, Metric, SearchOptions } from '../src/index.js';
 import { rng, gaussian } from '../bench/random.js';
@@ -21,6 +22,33 @@ export type AnyIndex = IvfRabitqIndex<IdArray>;
 
 /** The repository root. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function newestTs(dir: string): number {
+  let newest = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
+    else if (e.name.endsWith('.ts')) newest = Math.max(newest, fs.statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * For tests that run the compiled package in child processes: (re)builds
+ * dist/ when `file` (a path under dist/) is missing or older than the sources
+ * in src/ and bench/, so a test file does not depend on another one having
+ * built it. tsc emits even when other parts of the tree have type errors.
+ * Call from a beforeAll with a generous timeout.
+ */
+export function ensureDist(file: string): void {
+  const target = path.resolve(ROOT, file);
+  const newest = Math.max(newestTs(path.join(ROOT, 'src')), newestTs(path.join(ROOT, 'bench')));
+  if (fs.existsSync(target) && fs.statSync(target).mtimeMs >= newest) return;
+  spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')], {
+    cwd: ROOT,
+    stdio: 'ignore',
+  });
+}
 
 /**
  * A temporary folder for the calling test file, removed after its tests;

@@ -6,12 +6,12 @@
 // ASan/UBSan, is native/tests/test_index_reliability.cc.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IvfRabitqIndex } from '../src/index.js';
-import { rng } from './helpers.js';
+import { ensureDist, rng } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
@@ -22,18 +22,8 @@ let tmp = '';
 
 beforeAll(() => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'rabitq-reliability-'));
-  // The child processes import dist/: (re)build it when it is missing or
-  // older than the package sources (tsc emits even with type errors elsewhere).
-  const sources = readdirSync(path.join(ROOT, 'src'))
-    .filter((f) => f.endsWith('.ts'))
-    .map((f) => path.join(ROOT, 'src', f));
-  const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
-  if (!existsSync(DIST_INDEX) || statSync(DIST_INDEX).mtimeMs < newest) {
-    spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')], {
-      cwd: ROOT,
-      stdio: 'ignore',
-    });
-  }
+  // The child processes import dist/.
+  ensureDist(DIST_INDEX);
 }, 180_000);
 
 afterAll(() => {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IvfRabitqIndex, writeFvecs } from '../src/index.js';
 import { startServer, type RabitqServer, type ServableIndex } from '../src/server.js';
 import { main } from '../src/cli/main.js';
+import { ensureDist } from './helpers.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const DIM = 16;
@@ -274,9 +275,11 @@ describe('load, timeouts and readiness', () => {
 describe('rabitq serve (child process)', () => {
   let tmp: string;
   beforeAll(async () => {
+    // the children run dist/: build it here rather than rely on an earlier test file having done so
+    ensureDist('dist/src/cli/main.js');
     tmp = await mkdtemp(path.join(os.tmpdir(), 'rabitq-serve-test-'));
     await writeFvecs(path.join(tmp, 'small.fvecs'), { dim: DIM, data: synthetic(2000, DIM, 11) });
-  });
+  }, 180_000);
   afterAll(async () => {
     await rm(tmp, { recursive: true, force: true });
   });
