@@ -145,7 +145,8 @@ function parse(argv: string[], env: NodeJS.ProcessEnv): { positionals: string[];
       },
     });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    // parseArgs appends a hint about '--' to unknown options; the option name is enough here
+    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument[^]*$/, ''));
   }
   const v = parsed.values;
   if (v.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(v.sha256)) {
