@@ -145,7 +145,8 @@ function parse(argv: string[], env: NodeJS.ProcessEnv): { positionals: string[];
       },
     });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    // parseArgs appends a hint about '--' to unknown options; the option name is enough here
+    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument[^]*$/, ''));
   }
   const v = parsed.values;
   if (v.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(v.sha256)) {
@@ -534,7 +535,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      w.err(`error: ${err.message}\n${err.message === 'no command given' ? `\n${USAGE}` : "run 'npm run dataset -- --help' for usage\n"}`);
+      w.err(`error: ${err.message} (see 'npm run dataset -- --help')\n`);
       return 2;
     }
     if (err instanceof VectorFileError) {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSyntheticDataset } from '../src/bench/synthetic.js';
 import { main } from '../src/cli/main.js';
 import { parseCommandLine, parseIntList } from '../src/cli/options.js';
+import { ensureDist } from './helpers.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -154,18 +155,7 @@ describe('rabitq CLI (spawned)', () => {
   const cli = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
   beforeAll(() => {
-    // (Re)build dist when it is missing or older than the CLI / runner sources.
-    const sources = ['src/cli', 'src/bench'].flatMap((d) =>
-      readdirSync(path.join(ROOT, d)).filter((f) => f.endsWith('.ts')).map((f) => path.join(ROOT, d, f)),
-    );
-    const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
-    if (!existsSync(cli) || statSync(cli).mtimeMs < newest) {
-      // tsc emits even when other parts of the tree have type errors.
-      spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')], {
-        cwd: ROOT,
-        stdio: 'ignore',
-      });
-    }
+    ensureDist(cli);
   }, 180_000);
 
   it('is an executable node script that exits 2 on bad input', () => {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IvfRabitqIndex, exactKnn, recallAtK, readFvecs, readIvecs, simdLevel } from '../src/index.js';
 import { native, type SimdLevelName } from '../src/native.js';
-import { rng, gaussian } from '../src/random.js';
+import { rng, gaussian } from './helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const siftDir = path.join(here, '..', 'datasets', 'siftsmall');

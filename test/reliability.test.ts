@@ -6,12 +6,12 @@
 // ASan/UBSan, is native/tests/test_index_reliability.cc.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IvfRabitqIndex } from '../src/index.js';
-import { rng } from '../src/random.js';
+import { ensureDist, rng } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
@@ -22,18 +22,8 @@ let tmp = '';
 
 beforeAll(() => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'rabitq-reliability-'));
-  // The child processes import dist/: (re)build it when it is missing or
-  // older than the package sources (tsc emits even with type errors elsewhere).
-  const sources = readdirSync(path.join(ROOT, 'src'))
-    .filter((f) => f.endsWith('.ts'))
-    .map((f) => path.join(ROOT, 'src', f));
-  const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
-  if (!existsSync(DIST_INDEX) || statSync(DIST_INDEX).mtimeMs < newest) {
-    spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')], {
-      cwd: ROOT,
-      stdio: 'ignore',
-    });
-  }
+  // The child processes import dist/.
+  ensureDist(DIST_INDEX);
 }, 180_000);
 
 afterAll(() => {
@@ -53,7 +43,7 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
     const fileA = path.join(tmp, 'a.rbq');
     const fileB = path.join(tmp, 'b.rbq');
     await a.save(fileA);
-    const b = await IvfRabitqIndex.load(fileA);
+    const b = await IvfRabitqIndex.load(fileA, { idType: 'u32' });
     expect(await b.remove(Uint32Array.from({ length: 2000 }, (_, i) => i))).toBe(2000);
     const added = new Float32Array(1000 * dim);
     for (let i = 0; i < added.length; i++) added[i] = r() * 10;
@@ -134,9 +124,9 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
       const which = now.equals(bytes.A) ? 'A' : now.equals(bytes.B) ? 'B' : `neither (${now.length} bytes)`;
       expect([...allowed], `round ${round}: target after a kill (begin ${lastBegin}, end ${lastEnd})`).toContain(which);
       seen[which] = (seen[which] ?? 0) + 1;
-      const read = await IvfRabitqIndex.load(target);
+      const read = await IvfRabitqIndex.load(target, { idType: 'u32' });
       expect(identify(read)).toBe(which);
-      const mapped = await IvfRabitqIndex.load(target, { mmap: true, verify: true });
+      const mapped = await IvfRabitqIndex.load(target, { mmap: true, verify: true, idType: 'u32' });
       expect(identify(mapped)).toBe(which);
       const previous = current;
       current = which;
@@ -182,7 +172,7 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
     // process is gone.
     await a.save(target);
     expect(readFileSync(target).equals(bytes.A)).toBe(true);
-    expect(identify(await IvfRabitqIndex.load(target, { mmap: true, verify: true }))).toBe('A');
+    expect(identify(await IvfRabitqIndex.load(target, { mmap: true, verify: true, idType: 'u32' }))).toBe('A');
     expect(readdirSync(tmp).filter((f) => f.includes('.tmp-'))).toEqual([]);
     // A temporary file of a live process (this one's parent here) is kept.
     const live = `${path.basename(target)}.tmp-${process.ppid}-abcdef`;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IvfRabitqIndex, writeFvecs } from '../src/index.js';
 import { startServer, type RabitqServer, type ServableIndex } from '../src/server/index.js';
 import { main } from '../src/cli/main.js';
-import { rng } from '../src/random.js';
+import { ensureDist, rng } from './helpers.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const DIM = 16;
@@ -24,7 +24,8 @@ function post(url: string, body: unknown, type = 'application/json'): Promise<Re
   return fetch(url, {
     method: 'POST',
     headers: { 'content-type': type },
-    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
+    // a copy: fetch's BodyInit takes only ArrayBuffer-backed views
+    body: typeof body === 'string' ? body : body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body),
   });
 }
 
@@ -107,6 +108,8 @@ describe('search endpoints', () => {
   });
 
   it('GET /healthz and GET /metrics', async () => {
+    // the request counters and histograms below appear once a search has been served
+    expect((await post(`${server.url}/search`, { vector: Array.from(row(2)), k: 3 })).status).toBe(200);
     const h = await fetch(`${server.url}/healthz`);
     expect(h.status).toBe(200);
     expect(await h.json()).toMatchObject({ status: 'ok', vectors: N, dim: DIM });
@@ -252,6 +255,9 @@ describe('bad input gets a 400 naming the field', () => {
   });
 
   it('never answered 500', async () => {
+    // bad JSON and bad binary bodies of its own, so the check does not rely on the cases above having run
+    expect((await post(`${server.url}/search`, '{"vector": [1, 2')).status).toBe(400);
+    expect((await post(`${server.url}/search`, new Uint8Array(10), 'application/octet-stream')).status).toBe(400);
     const text = await (await fetch(`${server.url}/metrics`)).text();
     expect(text).not.toMatch(/status="5\d\d"/);
     expect(text).toMatch(/rabitq_http_requests_total\{route="\/search",status="400"\} \d+/);
@@ -328,9 +334,11 @@ describe('load, timeouts and readiness', () => {
 describe('rabitq serve (child process)', () => {
   let tmp: string;
   beforeAll(async () => {
+    // the children run dist/: build it here rather than rely on an earlier test file having done so
+    ensureDist('dist/src/cli/main.js');
     tmp = await mkdtemp(path.join(os.tmpdir(), 'rabitq-serve-test-'));
     await writeFvecs(path.join(tmp, 'small.fvecs'), { dim: DIM, data: synthetic(2000, DIM, 11) });
-  });
+  }, 180_000);
   afterAll(async () => {
     await rm(tmp, { recursive: true, force: true });
   });
@@ -452,7 +460,7 @@ describe('rabitq serve (child process)', () => {
     expect(b.code, b.err).toBe(0);
     expect(b.out).toMatch(/2000 vectors x 16, 8 clusters, metric l2/);
     expect((await run(['build', path.join(tmp, 'small.fvecs')])).err).toMatch(/missing --out/);
-    const loaded = await IvfRabitqIndex.load(file);
+    const loaded = await IvfRabitqIndex.load(file, { idType: 'u32' });
     const vec = synthetic(1, DIM, 5);
     const direct = loaded.search(vec, { k: 4, nprobe: 8 });
 
