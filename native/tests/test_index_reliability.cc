@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common.h"
+#include "ivf/format.h"
 #include "ivf_index.h"
 #include "persist/blob.h"
 #include "persist/crc32c.h"
@@ -97,22 +98,8 @@ void reseal_section(Bytes& b, const Section& s) {
   reseal_header(b);
 }
 
-constexpr uint32_t kMeta = fourcc("META");
-constexpr uint32_t kRotn = fourcc("ROTN");
-constexpr uint32_t kCent = fourcc("CENT");
-constexpr uint32_t kRcen = fourcc("RCEN");
-constexpr uint32_t kRoff = fourcc("ROFF");
-constexpr uint32_t kCnts = fourcc("CNTS");
-constexpr uint32_t kCode = fourcc("CODE");
-constexpr uint32_t kFact = fourcc("FACT");
-constexpr uint32_t kIds = fourcc("IDS ");
-constexpr uint32_t kVecs = fourcc("VECS");
-
-// META field numbers (ivf_index_io.cc, docs/FORMAT.md).
-enum Meta : size_t {
-  kDim, kPaddedDim, kMetric, kNumClusters, kQueryBits, kRotationKind, kIdBytes, kStoreVectors, kCount, kSeed,
-  kNextId, kRoundingRows, kRotationFloats, kMetaFields
-};
+// Section tags and META fields: the index's own (ivf/format.h).
+using namespace rabitq::index_format;
 
 std::vector<float> blobs(size_t n, size_t dim, uint64_t seed) {
   Rng rng(seed);
@@ -291,7 +278,7 @@ std::vector<Variant> make_variants(const Bytes& good, uint64_t seed, bool ids64)
     const Section* s = nullptr;
     switch (rng.below(5)) {
       case 0: {
-        s = &L.get(kRotn);
+        s = &L.get(kRotation);
         const bool dense = get_u64(good, meta_at(kRotationKind)) == uint64_t(rabitq::RotationKind::kDense);
         static const float fht_bad[] = {0.f, 0.5f, 2.f, -1.5f};
         const float x = rng.below(3) == 0 ? kNan : dense ? kInf : fht_bad[rng.below(4)];
@@ -300,19 +287,19 @@ std::vector<Variant> make_variants(const Bytes& good, uint64_t seed, bool ids64)
         break;
       }
       case 1:
-        s = &L.get(rng.below(2) ? kCent : kRcen);
+        s = &L.get(rng.below(2) ? kCentroids : kRotatedCentroids);
         put_f32(b, s->offset + 4 * rng.below(s->length / 4), rng.below(2) ? kNan : -kInf);
         what = "centroid entry";
         break;
       case 2: {
-        s = &L.get(kRoff);
+        s = &L.get(kRoundingOffsets);
         static const float bad[] = {-0.5f, 1.5f, 1e30f, -1e30f};
         put_f32(b, s->offset + 4 * rng.below(s->length / 4), rng.below(3) == 0 ? kNan : bad[rng.below(4)]);
         what = "rounding offset";
         break;
       }
       default: {
-        s = &L.get(kCnts);
+        s = &L.get(kCounts);
         const size_t at = s->offset + 4 * rng.below(s->length / 4);
         const uint32_t c = get_u32(good, at);
         // Sizes that no longer add up to the vector count (moving a vector
@@ -433,11 +420,11 @@ TEST_CASE(index_reliability, "forged bulk sections with valid CRCs: load throws 
       const Section* s = nullptr;
       switch (i % 4) {
         case 0:
-          s = &L.get(kCode);
+          s = &L.get(kCodes);
           for (int j = 0; j < 8; ++j) b[s->offset + rng.below(s->length)] = static_cast<uint8_t>(rng.next());
           break;
         case 1: {
-          s = &L.get(kFact);
+          s = &L.get(kFactors);
           static const float bad[] = {kNan, kInf, -kInf, 3e38f, -3e38f, 0.f};
           for (int j = 0; j < 1 + i % 40; ++j) put_f32(b, s->offset + 4 * rng.below(s->length / 4), bad[rng.below(6)]);
           break;
@@ -459,7 +446,7 @@ TEST_CASE(index_reliability, "forged bulk sections with valid CRCs: load throws 
         }
         default:
           if (!c.store_vectors) continue;
-          s = &L.get(kVecs);
+          s = &L.get(kVectors);
           for (int j = 0; j < 1 + i % 20; ++j) put_f32(b, s->offset + 4 * rng.below(s->length / 4), rng.below(2) ? kNan : kInf);
           break;
       }
@@ -508,36 +495,7 @@ TEST_CASE(index_reliability, "forged bulk sections with valid CRCs: load throws 
 
 // ---- round trip ------------------------------------------------------------------
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/rabitq-reliability-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    if (DIR* d = ::opendir(path_.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        const std::string n = e->d_name;
-        if (n != "." && n != "..") ::unlink((path_ + "/" + n).c_str());
-      }
-      ::closedir(d);
-    }
-    ::rmdir(path_.c_str());
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-Bytes slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using rabitq_test::slurp;
 
 struct Answers {
   std::vector<int64_t> ids;
@@ -559,7 +517,7 @@ Answers search_all(const IvfRabitqIndex& idx, const std::vector<float>& queries,
 
 TEST_CASE(index_reliability, "add / remove / compact / save / load round trip, read and mapped") {
   rabitq::ThreadPool pool(2);
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-reliability");
   for (const Config& c : kConfigs) {
     auto idx = build(c, pool, 23);
     const auto extra = blobs(150, c.dim, 99);

@@ -51,48 +51,7 @@ std::vector<uint8_t> random_bytes(rabitq_test::Rng& rng, size_t n) {
   return v;
 }
 
-// A fresh folder, removed (with the files in it) at the end of the case.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/rabitq-persist-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    for (const auto& f : files()) ::unlink((path_ + "/" + f).c_str());
-    ::rmdir(path_.c_str());
-  }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  std::vector<std::string> files() const {
-    std::vector<std::string> out;
-    if (DIR* d = ::opendir(path_.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        const std::string n = e->d_name;
-        if (n != "." && n != "..") out.push_back(n);
-      }
-      ::closedir(d);
-    }
-    return out;
-  }
-  size_t temp_files() const {
-    size_t n = 0;
-    for (const auto& f : files()) n += f.find(".tmp-") != std::string::npos;
-    return n;
-  }
-
- private:
-  std::string path_;
-};
-
-std::vector<uint8_t> slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using rabitq_test::slurp;
 
 void spit(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -358,7 +317,7 @@ TEST_CASE(persist, "memory round trip: contents, alignment, accessors") {
 }
 
 TEST_CASE(persist, "file round trip: same bytes as memory, read and mapped, any buffer size") {
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-persist");
   const auto sections = sample_sections(3, 3 << 20);  // larger than the 1 MiB buffer
   const auto mem = write_to_memory([&](ContainerWriter& w) { fill_sections(w, sections, 4); });
   for (size_t buffer : {size_t{0}, size_t{7}, size_t{4096}, size_t{1} << 20}) {
@@ -606,7 +565,7 @@ TEST_CASE(persist, "writer misuse is an error") {
 // ---- atomic save ----------------------------------------------------------------
 
 TEST_CASE(persist, "a failing save leaves the old file and no temporary file") {
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-persist");
   const std::string path = dir.file("index.rbq");
   const auto old_sections = sample_sections(20, 5000);
   write_file_atomically(path, [&](ContainerWriter& w) { fill_sections(w, old_sections, 1); });
@@ -670,7 +629,7 @@ TEST_CASE(persist, "a failing save leaves the old file and no temporary file") {
 }
 
 TEST_CASE(persist, "SIGKILL during saves leaves the target old or new, whole") {
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-persist");
   const std::string path = dir.file("index.rbq");
   // Two versions, large enough that a kill usually lands mid-save.
   const auto a_sections = sample_sections(30, 4 << 20);
@@ -722,7 +681,7 @@ TEST_CASE(persist, "SIGKILL during saves leaves the target old or new, whole") {
 // ---- Blob ----------------------------------------------------------------------
 
 TEST_CASE(persist, "Blob: missing, empty, folder, and copies") {
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-persist");
   const std::string missing = dir.file("missing.rbq");
   for (bool map : {false, true}) {
     ErrorKind kind = ErrorKind::kFormat;

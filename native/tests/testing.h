@@ -2,6 +2,13 @@
 // time, checks count failures instead of aborting so one run reports all of
 // them. Only the standard library: the tests must build without Node.
 #pragma once
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -10,6 +17,54 @@
 #include <vector>
 
 namespace rabitq_test {
+
+// A fresh folder under $TMPDIR (or /tmp) named <prefix>-XXXXXX, removed
+// with the files in it at the end of the case.
+class TempDir {
+ public:
+  explicit TempDir(const char* prefix) {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + prefix + "-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = buf.data();
+  }
+  ~TempDir() {
+    for (const auto& f : files()) ::unlink((path_ + "/" + f).c_str());
+    ::rmdir(path_.c_str());
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  std::vector<std::string> files() const {
+    std::vector<std::string> out;
+    if (DIR* d = ::opendir(path_.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        const std::string n = e->d_name;
+        if (n != "." && n != "..") out.push_back(n);
+      }
+      ::closedir(d);
+    }
+    return out;
+  }
+  // Files left by an atomic save (their names hold ".tmp-").
+  size_t temp_files() const {
+    size_t n = 0;
+    for (const auto& f : files()) n += f.find(".tmp-") != std::string::npos;
+    return n;
+  }
+
+ private:
+  std::string path_;
+};
+
+// The whole file as bytes (empty when it cannot be read).
+inline std::vector<uint8_t> slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
 
 struct Case {
   const char* suite;
