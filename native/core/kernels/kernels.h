@@ -14,7 +14,7 @@ enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 // Number of vectors in one FastScan block.
 constexpr size_t kFastScanBlock = 32;
 
-// Per-(query, cluster) terms of the RaBitQ estimator (see ivf_index.cc).
+// Per-(query, cluster) terms of the RaBitQ estimator (see quantizer.h).
 struct EstimateParams {
   float qnorm2;     // ||q_r||^2, the query residual's squared norm
   float two_lo;     // 2 * lowest value of the quantized query
