@@ -13,7 +13,7 @@ namespace rabitq {
 namespace {
 constexpr size_t kQueryBlock = 16;
 constexpr size_t kBaseBlock = 4096;  // base rows per tile set: keeps a chunk of tiles in L2
-}
+}  // namespace
 
 void exact_knn(const float* base, size_t n, const float* queries, size_t nq, size_t dim, size_t k, int32_t* ids,
                float* dists, ThreadPool& pool, size_t threads) {

@@ -138,9 +138,8 @@ void IvfRabitqIndex::search(const float* query, const SearchParams& sp, int64_t*
   sc.search(sc.scratch(), query, nullptr, sp, ids, dists, stats);
 }
 
-void IvfRabitqIndex::search_batch(const float* queries, size_t nq, const SearchParams& sp, int64_t* ids,
-                                  float* dists, SearchStats* total, SearchStats* per_query, ThreadPool& pool,
-                                  size_t threads) const {
+void IvfRabitqIndex::search_batch(const float* queries, size_t nq, const SearchParams& sp, int64_t* ids, float* dists,
+                                  SearchStats* total, SearchStats* per_query, ThreadPool& pool, size_t threads) const {
   check_search_params(sp, has_vectors());
   space_.check_queries(queries, nq);
   std::shared_lock<std::shared_mutex> lock(mu_);
@@ -196,8 +195,7 @@ void IvfRabitqIndex::add(const float* data, size_t n, const uint32_t* ids32, con
   std::vector<std::vector<float>> scratch(slots, std::vector<float>(quantizer_.padded_dim()));
   pool.parallel_for(n, threads, [&](size_t i, size_t slot) {
     const float* x = src + i * dim_;
-    quantizer_.encode(labels[i], x, space_.vector_offset(x), scratch[slot].data(), &codes[i * code_bytes],
-                      &factors[i]);
+    quantizer_.encode(labels[i], x, space_.vector_offset(x), scratch[slot].data(), &codes[i * code_bytes], &factors[i]);
   });
 
   std::unique_lock<std::shared_mutex> lock(mu_);

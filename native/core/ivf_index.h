@@ -43,7 +43,7 @@ struct BuildParams {
   RotationKind rotation = RotationKind::kFht;
   Metric metric = Metric::kL2;
   bool store_vectors = true;  // false: no exact re-ranking, 4*dim bytes per vector saved
-  size_t threads = 0;  // 0 = whole pool
+  size_t threads = 0;         // 0 = whole pool
   // Caller ids, one per vector (at most one of the two; neither = 0..n-1).
   const uint32_t* ids32 = nullptr;
   const uint64_t* ids64 = nullptr;
@@ -106,8 +106,7 @@ class IvfRabitqIndex {
   // Adds n vectors (validated first: finite, non-zero under cosine, ids new
   // and distinct; on any error the index is unchanged). Ids: one of ids32 /
   // ids64 matching the index's id width, or neither for the next free ids.
-  void add(const float* data, size_t n, const uint32_t* ids32, const uint64_t* ids64, ThreadPool& pool,
-           size_t threads);
+  void add(const float* data, size_t n, const uint32_t* ids32, const uint64_t* ids64, ThreadPool& pool, size_t threads);
   // Removes the vectors with these ids; returns how many were present.
   size_t remove(const uint64_t* ids, size_t n);
   bool contains(uint64_t id) const;

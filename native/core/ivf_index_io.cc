@@ -4,8 +4,8 @@
 // arrays are used in place (no copy), from a heap read or a mapping.
 #include <array>
 #include <cmath>
-#include <iterator>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <string>
 
@@ -112,13 +112,16 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
   std::memcpy(meta, mv.data, sizeof(meta));
   const uint64_t dim = meta[kDim], pd = meta[kPaddedDim], nc = meta[kNumClusters], n = meta[kCount];
   if (dim < 1 || dim > 65536) throw bad("dimension " + std::to_string(dim) + " is outside 1..65536");
-  if (pd != padded_dim_for(dim)) throw bad("padded dimension " + std::to_string(pd) + " does not match dimension " + std::to_string(dim));
+  if (pd != padded_dim_for(dim))
+    throw bad("padded dimension " + std::to_string(pd) + " does not match dimension " + std::to_string(dim));
   if (!MetricSpace::valid(meta[kMetric])) throw bad("unknown metric " + std::to_string(meta[kMetric]));
   if (nc < 1 || nc > (uint64_t(1) << 31)) throw bad("number of clusters " + std::to_string(nc) + " is out of range");
   if (n >= (uint64_t(1) << 31)) throw bad("vector count " + std::to_string(n) + " is out of range");
-  if (meta[kQueryBits] != kSavedQueryBits) throw bad("query bits " + std::to_string(meta[kQueryBits]) + " are not supported");
+  if (meta[kQueryBits] != kSavedQueryBits)
+    throw bad("query bits " + std::to_string(meta[kQueryBits]) + " are not supported");
   if (meta[kRotationKind] > 1) throw bad("unknown rotation kind " + std::to_string(meta[kRotationKind]));
-  if (meta[kIdBytes] != 4 && meta[kIdBytes] != 8) throw bad("id width " + std::to_string(meta[kIdBytes]) + " is not 4 or 8");
+  if (meta[kIdBytes] != 4 && meta[kIdBytes] != 8)
+    throw bad("id width " + std::to_string(meta[kIdBytes]) + " is not 4 or 8");
   // The next default id is above every id ever used, so at least the count
   // (ids are distinct) and at most one past the largest id of the width
   // (kMaxId32 / kMaxId64, ivf/id_map.h). Outside that range add() with

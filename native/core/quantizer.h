@@ -32,8 +32,8 @@ static_assert(sizeof(Factor) == 16, "Factor must stay 16 bytes");
 static_assert(offsetof(Factor, ip_scale) == 4 && offsetof(Factor, popcount) == 8 && offsetof(Factor, error_scale) == 12,
               "Factor layout is read by Kernels::estimate");
 
-constexpr uint32_t kQuantizedQueryBits = 4;    // bits per coordinate of the quantized query
-constexpr size_t kRoundingOffsetRows = 64;  // rows of randomized-rounding offsets
+constexpr uint32_t kQuantizedQueryBits = 4;  // bits per coordinate of the quantized query
+constexpr size_t kRoundingOffsetRows = 64;   // rows of randomized-rounding offsets
 
 class RabitqQuantizer;
 
@@ -91,7 +91,8 @@ class RabitqQuantizer {
     if (bitplane) {
       for (size_t j = 0; j < nb; ++j) {
         layout_.unpack_bits(codes, count, b0 + j, q.code_bits.data());
-        ip[j] = static_cast<uint16_t>(k.bitplane_ip(q.planes.data(), kQuantizedQueryBits, q.code_bits.data(), layout_.words));
+        ip[j] = static_cast<uint16_t>(
+            k.bitplane_ip(q.planes.data(), kQuantizedQueryBits, q.code_bits.data(), layout_.words));
       }
     } else {
       k.fastscan(layout_.scan_block(codes, count, b0, q.tail.data()), q.luts.data(), layout_.npairs, ip);

@@ -102,10 +102,7 @@ void fill_sections(ContainerWriter& w, const std::vector<Content>& sections, uin
 
 std::vector<Content> sample_sections(uint64_t seed, size_t big = 100000) {
   rabitq_test::Rng rng(seed);
-  return {{kMeta, random_bytes(rng, 37)},
-          {kVecs, random_bytes(rng, big)},
-          {kNone, {}},
-          {kIds, random_bytes(rng, 64)}};
+  return {{kMeta, random_bytes(rng, 37)}, {kVecs, random_bytes(rng, big)}, {kNone, {}}, {kIds, random_bytes(rng, 64)}};
 }
 
 std::shared_ptr<Blob> blob_of(const std::vector<uint8_t>& v) { return Blob::copy_of(v.data(), v.size()); }
@@ -324,7 +321,8 @@ TEST_CASE(persist, "file round trip: same bytes as memory, read and mapped, any 
     const std::string path = dir.file("index.rbq");
     WriteOptions opt;
     opt.buffer_bytes = buffer;
-    write_file_atomically(path, [&](ContainerWriter& w) { fill_sections(w, sections, 4); }, opt);
+    write_file_atomically(
+        path, [&](ContainerWriter& w) { fill_sections(w, sections, 4); }, opt);
     CHECK_MSG(slurp(path) == mem, "buffer=" << buffer);
     CHECK(dir.temp_files() == 0);
   }
@@ -364,10 +362,8 @@ TEST_CASE(persist, "every single-byte change fails the parse, or only verify ins
   rabitq_test::Rng rng(11);
   WriteOptions opt;
   opt.max_sections = 5;
-  const std::vector<Content> sections = {{kMeta, random_bytes(rng, 21)},
-                                         {kVecs, random_bytes(rng, 130)},
-                                         {kNone, {}},
-                                         {kIds, random_bytes(rng, 64)}};
+  const std::vector<Content> sections = {
+      {kMeta, random_bytes(rng, 21)}, {kVecs, random_bytes(rng, 130)}, {kNone, {}}, {kIds, random_bytes(rng, 64)}};
   const auto good = write_to_memory([&](ContainerWriter& w) { fill_sections(w, sections, 5); }, opt);
   const uint64_t lazy_from = get_u64(good, 32 + 32 + 8), lazy_len = get_u64(good, 32 + 32 + 16);
   CHECK(lazy_len == 130);
@@ -391,7 +387,8 @@ TEST_CASE(persist, "every single-byte change fails the parse, or only verify ins
           CHECK(!error_of([&] { c.verify_all(); }).empty());
           CHECK(error_of([&] { c.verify_section(kMeta); }).empty());
         } else {
-          CHECK_MSG(!msg.empty() && kind == ErrorKind::kFormat, "byte " << i << " mask " << int(mask) << " lazy=" << lazy);
+          CHECK_MSG(!msg.empty() && kind == ErrorKind::kFormat,
+                    "byte " << i << " mask " << int(mask) << " lazy=" << lazy);
           CHECK_MSG(contains(msg, "buffer: "), msg);
         }
       }
@@ -425,7 +422,9 @@ TEST_CASE(persist, "error messages name the problem and the byte offset") {
   WriteOptions opt;
   opt.max_sections = 4;
   const auto good = write_to_memory([&](ContainerWriter& w) { fill_sections(w, sample_sections(8, 300), 8); }, opt);
-  auto parse_msg = [](const std::vector<uint8_t>& v) { return error_of([&] { Container::parse(blob_of(v), "idx.bin"); }); };
+  auto parse_msg = [](const std::vector<uint8_t>& v) {
+    return error_of([&] { Container::parse(blob_of(v), "idx.bin"); });
+  };
   {
     auto v = good;
     v[0] = 'X';
@@ -645,7 +644,8 @@ TEST_CASE(persist, "SIGKILL during saves leaves the target old or new, whole") {
       // Child: save b and a alternately until killed.
       for (int i = 0;; ++i) {
         try {
-          write_file_atomically(path, [&](ContainerWriter& w) { fill_sections(w, i % 2 ? a_sections : b_sections, 1); });
+          write_file_atomically(path,
+                                [&](ContainerWriter& w) { fill_sections(w, i % 2 ? a_sections : b_sections, 1); });
         } catch (...) {
           ::_exit(3);
         }

@@ -5,14 +5,14 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <fstream>
-#include <iterator>
-#include <stdexcept>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -107,39 +107,39 @@ class Rng {
 
 #define RT_CONCAT2(a, b) a##b
 #define RT_CONCAT(a, b) RT_CONCAT2(a, b)
-#define TEST_CASE(suite, name)                                                                      \
-  static void RT_CONCAT(rt_case_, __LINE__)();                                                      \
-  static const int RT_CONCAT(rt_reg_, __LINE__) =                                                   \
-      ::rabitq_test::register_case(#suite, name, &RT_CONCAT(rt_case_, __LINE__));                    \
+#define TEST_CASE(suite, name)                                                    \
+  static void RT_CONCAT(rt_case_, __LINE__)();                                    \
+  static const int RT_CONCAT(rt_reg_, __LINE__) =                                 \
+      ::rabitq_test::register_case(#suite, name, &RT_CONCAT(rt_case_, __LINE__)); \
   static void RT_CONCAT(rt_case_, __LINE__)()
 
-#define CHECK(cond)                                                               \
-  do {                                                                            \
-    ::rabitq_test::count_check();                                                 \
+#define CHECK(cond)                                                                  \
+  do {                                                                               \
+    ::rabitq_test::count_check();                                                    \
     if (!(cond)) ::rabitq_test::fail(__FILE__, __LINE__, "CHECK(" #cond ") failed"); \
   } while (0)
 
 // CHECK with a message built from stream insertions: CHECK_MSG(a == b, "at d=" << d).
-#define CHECK_MSG(cond, stream_expr)                                   \
-  do {                                                                 \
-    ::rabitq_test::count_check();                                      \
-    if (!(cond)) {                                                     \
-      std::ostringstream rt_os;                                        \
-      rt_os << "CHECK(" #cond ") failed: " << stream_expr;             \
-      ::rabitq_test::fail(__FILE__, __LINE__, rt_os.str());            \
-    }                                                                  \
+#define CHECK_MSG(cond, stream_expr)                        \
+  do {                                                      \
+    ::rabitq_test::count_check();                           \
+    if (!(cond)) {                                          \
+      std::ostringstream rt_os;                             \
+      rt_os << "CHECK(" #cond ") failed: " << stream_expr;  \
+      ::rabitq_test::fail(__FILE__, __LINE__, rt_os.str()); \
+    }                                                       \
   } while (0)
 
 // Expects `stmt` to throw an exception of type `type`.
-#define CHECK_THROWS(stmt, type)                                                          \
-  do {                                                                                    \
-    ::rabitq_test::count_check();                                                         \
-    bool rt_caught = false;                                                               \
-    try {                                                                                 \
-      stmt;                                                                               \
-    } catch (const type&) {                                                               \
-      rt_caught = true;                                                                   \
-    } catch (...) {                                                                       \
-    }                                                                                     \
+#define CHECK_THROWS(stmt, type)                                                            \
+  do {                                                                                      \
+    ::rabitq_test::count_check();                                                           \
+    bool rt_caught = false;                                                                 \
+    try {                                                                                   \
+      stmt;                                                                                 \
+    } catch (const type&) {                                                                 \
+      rt_caught = true;                                                                     \
+    } catch (...) {                                                                         \
+    }                                                                                       \
     if (!rt_caught) ::rabitq_test::fail(__FILE__, __LINE__, #stmt " did not throw " #type); \
   } while (0)

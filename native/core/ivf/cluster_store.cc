@@ -96,10 +96,10 @@ size_t ClusterStore::append(size_t c, const uint8_t* code, const Factor& factor,
   cl.count = static_cast<uint32_t>(pos + 1);
   layout_.put(cl.own[kCodeColumn].data(), cl.count, pos, code);
   const uint32_t id32 = static_cast<uint32_t>(id);
-  const uint8_t* row[kNumColumns] = {nullptr, reinterpret_cast<const uint8_t*>(&factor),
-                                     ids64_ ? reinterpret_cast<const uint8_t*>(&id)
-                                            : reinterpret_cast<const uint8_t*>(&id32),
-                                     reinterpret_cast<const uint8_t*>(vector)};
+  const uint8_t* row[kNumColumns] = {
+      nullptr, reinterpret_cast<const uint8_t*>(&factor),
+      ids64_ ? reinterpret_cast<const uint8_t*>(&id) : reinterpret_cast<const uint8_t*>(&id32),
+      reinterpret_cast<const uint8_t*>(vector)};
   for (size_t col = kCodeColumn + 1; col < kNumColumns; ++col)
     if (bytes_[col]) cl.own[col].insert(cl.own[col].end(), row[col], row[col] + bytes_[col]);
   refresh(cl);

@@ -51,8 +51,8 @@ void IdMap::ensure(const ClusterStore& store) {
 void IdMap::check_absent(const std::vector<uint64_t>& ids) const {
   for (size_t i = 0; i < ids.size(); ++i)
     if (map_->count(ids[i]))
-      throw Error(ErrorKind::kRange, "ids[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
-                                         " is already in the index");
+      throw Error(ErrorKind::kRange,
+                  "ids[" + std::to_string(i) + "] = " + std::to_string(ids[i]) + " is already in the index");
 }
 
 bool IdMap::take(uint64_t id, Place* where) {

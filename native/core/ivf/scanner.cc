@@ -146,8 +146,8 @@ void IvfScanner::finish(QueryState& q, size_t k, int64_t* ids, float* dists) con
   }
 }
 
-void IvfScanner::search(SearchScratch& s, const float* query, const float* coarse, const SearchParams& sp,
-                        int64_t* ids, float* dists, SearchStats* stats) const {
+void IvfScanner::search(SearchScratch& s, const float* query, const float* coarse, const SearchParams& sp, int64_t* ids,
+                        float* dists, SearchStats* stats) const {
   const Kernels& k = active_kernels();
   const size_t nc = store_.num_clusters();
   query = space_.prepare_query(query, s.qnormed.data());
