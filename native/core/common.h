@@ -18,8 +18,8 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-#define RABITQ_THROW_IF_NOT(cond, kind, msg)                        \
-  do {                                                              \
+#define RABITQ_THROW_IF_NOT(cond, kind, msg)                              \
+  do {                                                                    \
     if (!(cond)) throw ::rabitq::Error(::rabitq::ErrorKind::kind, (msg)); \
   } while (0)
 

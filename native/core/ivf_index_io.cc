@@ -2,12 +2,15 @@
 // format (docs/FORMAT.md, "Index sections"). Loading validates every size
 // and parameter before a single pointer into the bytes is trusted; the big
 // arrays are used in place (no copy), from a heap read or a mapping.
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <string>
 
 #include "common.h"
+#include "ivf/format.h"
 #include "ivf_index.h"
 #include "persist/blob.h"
 #include "persist/reader.h"
@@ -15,41 +18,13 @@
 
 namespace rabitq {
 
+using namespace index_format;
+
 namespace {
 
-using persist::fourcc;
-
-constexpr uint32_t kMeta = fourcc("META");
-constexpr uint32_t kRotation = fourcc("ROTN");
-constexpr uint32_t kCentroids = fourcc("CENT");
-constexpr uint32_t kRotatedCentroids = fourcc("RCEN");
-constexpr uint32_t kRoundingOffsets = fourcc("ROFF");
-constexpr uint32_t kCounts = fourcc("CNTS");
-constexpr uint32_t kCodes = fourcc("CODE");
-constexpr uint32_t kFactors = fourcc("FACT");
-constexpr uint32_t kIds = fourcc("IDS ");
-constexpr uint32_t kVectors = fourcc("VECS");
-
-// META: little-endian u64 fields in this order (docs/FORMAT.md).
-enum MetaField : size_t {
-  kDim,
-  kPaddedDim,
-  kMetric,
-  kNumClusters,
-  kQueryBits,
-  kRotationKind,
-  kIdBytes,
-  kStoreVectors,
-  kCount,
-  kSeed,
-  kNextId,
-  kRoundingRowsField,
-  kRotationFloats,
-  kMetaFields
-};
-
-constexpr uint64_t kSavedQueryBits = 4;
-constexpr uint64_t kSavedRoundingRows = 64;
+// The section of each per-vector column, in file order, and its name in errors.
+constexpr uint32_t kColumnTags[kNumColumns] = {kCodes, kFactors, kIds, kVectors};
+constexpr const char* kColumnNames[kNumColumns] = {"codes", "factors", "ids", "vectors"};
 
 }  // namespace
 
@@ -57,20 +32,21 @@ void IvfRabitqIndex::write_sections(persist::ContainerWriter& w) const {
   // After a lazy (mmap) load the big arrays are unchecked: writing them under
   // fresh checksums would turn a corrupt file into a valid-looking one.
   if (container_) container_->verify_all();
+  const Rotation& rotation = quantizer_.rotation();
   uint64_t meta[kMetaFields] = {};
   meta[kDim] = dim_;
-  meta[kPaddedDim] = padded_dim_;
-  meta[kMetric] = static_cast<uint64_t>(metric_);
+  meta[kPaddedDim] = quantizer_.padded_dim();
+  meta[kMetric] = static_cast<uint64_t>(space_.metric());
   meta[kNumClusters] = num_clusters_;
   meta[kQueryBits] = kSavedQueryBits;
-  meta[kRotationKind] = static_cast<uint64_t>(rotation_.kind());
-  meta[kIdBytes] = ids64_ ? 8 : 4;
-  meta[kStoreVectors] = has_vectors_ ? 1 : 0;
-  meta[kCount] = n_;
+  meta[kRotationKind] = static_cast<uint64_t>(rotation.kind());
+  meta[kIdBytes] = store_.row_bytes(kIdColumn);
+  meta[kStoreVectors] = store_.has_vectors() ? 1 : 0;
+  meta[kCount] = store_.size();
   meta[kSeed] = seed_;
-  meta[kNextId] = next_id_;
-  meta[kRoundingRowsField] = rounding_offsets_.size() / padded_dim_;
-  meta[kRotationFloats] = rotation_.state().size();
+  meta[kNextId] = id_map_.next_id();
+  meta[kRoundingRows] = quantizer_.rounding_rows();
+  meta[kRotationFloats] = rotation.state().size();
   w.begin_section(kMeta);
   w.write_array(meta, kMetaFields);
   w.end_section();
@@ -79,30 +55,21 @@ void IvfRabitqIndex::write_sections(persist::ContainerWriter& w) const {
     w.write_array(v.data(), v.size());
     w.end_section();
   };
-  array(kRotation, rotation_.state());
+  array(kRotation, rotation.state());
   array(kCentroids, centroids_);
-  array(kRotatedCentroids, rotated_centroids_);
-  array(kRoundingOffsets, rounding_offsets_);
+  array(kRotatedCentroids, quantizer_.rotated_centroids());
+  array(kRoundingOffsets, quantizer_.rounding_offsets());
+  const size_t nc = store_.num_clusters();
   w.begin_section(kCounts);
-  for (const auto& cl : clusters_) w.write_value(cl.count);
+  for (size_t c = 0; c < nc; ++c) w.write_value(store_.count(c));
   w.end_section();
-  w.begin_section(kCodes);
-  for (const auto& cl : clusters_) w.write(cl.codes, cl.count * npairs_);
-  w.end_section();
-  w.begin_section(kFactors);
-  for (const auto& cl : clusters_) w.write_array(cl.factors, cl.count);
-  w.end_section();
-  w.begin_section(kIds);
-  for (const auto& cl : clusters_) {
-    if (ids64_)
-      w.write_array(cl.ids64, cl.count);
-    else
-      w.write_array(cl.ids32, cl.count);
-  }
-  w.end_section();
-  if (has_vectors_) {
-    w.begin_section(kVectors);
-    for (const auto& cl : clusters_) w.write_array(cl.vectors, cl.count * dim_);
+  // Each column's rows, cluster after cluster; an absent column (no
+  // vectors) has no section.
+  for (size_t col = 0; col < kNumColumns; ++col) {
+    const size_t bytes = store_.row_bytes(static_cast<Column>(col));
+    if (bytes == 0) continue;
+    w.begin_section(kColumnTags[col]);
+    for (size_t c = 0; c < nc; ++c) w.write(store_.rows(c, static_cast<Column>(col)), store_.count(c) * bytes);
     w.end_section();
   }
 }
@@ -129,7 +96,7 @@ void IvfRabitqIndex::verify() const {
 std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Blob> blob, const std::string& name,
                                                      bool lazy) {
   std::set<uint32_t> lazy_tags;
-  if (lazy) lazy_tags = {kCodes, kFactors, kIds, kVectors};
+  if (lazy) lazy_tags.insert(std::begin(kColumnTags), std::end(kColumnTags));
   auto container = std::make_shared<persist::Container>(persist::Container::parse(blob, name, lazy_tags));
   auto bad = [&](const std::string& what) { return Error(ErrorKind::kFormat, name + ": " + what); };
   auto sized = [&](uint32_t tag, uint64_t expected, const char* what) {
@@ -145,36 +112,35 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
   std::memcpy(meta, mv.data, sizeof(meta));
   const uint64_t dim = meta[kDim], pd = meta[kPaddedDim], nc = meta[kNumClusters], n = meta[kCount];
   if (dim < 1 || dim > 65536) throw bad("dimension " + std::to_string(dim) + " is outside 1..65536");
-  if (pd != padded_dim_for(dim)) throw bad("padded dimension " + std::to_string(pd) + " does not match dimension " + std::to_string(dim));
-  if (meta[kMetric] > 2) throw bad("unknown metric " + std::to_string(meta[kMetric]));
+  if (pd != padded_dim_for(dim))
+    throw bad("padded dimension " + std::to_string(pd) + " does not match dimension " + std::to_string(dim));
+  if (!MetricSpace::valid(meta[kMetric])) throw bad("unknown metric " + std::to_string(meta[kMetric]));
   if (nc < 1 || nc > (uint64_t(1) << 31)) throw bad("number of clusters " + std::to_string(nc) + " is out of range");
   if (n >= (uint64_t(1) << 31)) throw bad("vector count " + std::to_string(n) + " is out of range");
-  if (meta[kQueryBits] != kSavedQueryBits) throw bad("query bits " + std::to_string(meta[kQueryBits]) + " are not supported");
+  if (meta[kQueryBits] != kSavedQueryBits)
+    throw bad("query bits " + std::to_string(meta[kQueryBits]) + " are not supported");
   if (meta[kRotationKind] > 1) throw bad("unknown rotation kind " + std::to_string(meta[kRotationKind]));
-  if (meta[kIdBytes] != 4 && meta[kIdBytes] != 8) throw bad("id width " + std::to_string(meta[kIdBytes]) + " is not 4 or 8");
+  if (meta[kIdBytes] != 4 && meta[kIdBytes] != 8)
+    throw bad("id width " + std::to_string(meta[kIdBytes]) + " is not 4 or 8");
   // The next default id is above every id ever used, so at least the count
   // (ids are distinct) and at most one past the largest id of the width
-  // (kMaxId32 / kMaxId64 in ivf_index.cc). Outside that range add() with
+  // (kMaxId32 / kMaxId64, ivf/id_map.h). Outside that range add() with
   // default ids would collide with stored ids, or wrap around past 2^64.
-  const uint64_t max_next_id = meta[kIdBytes] == 8 ? uint64_t(1) << 63 : uint64_t(1) << 31;
+  const uint64_t max_next_id = (meta[kIdBytes] == 8 ? kMaxId64 : kMaxId32) + 1;
   if (meta[kNextId] < n || meta[kNextId] > max_next_id)
     throw bad("next free id " + std::to_string(meta[kNextId]) + " is outside " + std::to_string(n) + ".." +
               std::to_string(max_next_id));
   if (meta[kStoreVectors] > 1) throw bad("bad stored-vectors flag");
-  if (meta[kRoundingRowsField] != kSavedRoundingRows) throw bad("bad number of rounding rows");
+  if (meta[kRoundingRows] != kSavedRoundingRows) throw bad("bad number of rounding rows");
   const uint64_t rot_floats = meta[kRotationFloats];
   if (rot_floats > pd * pd) throw bad("rotation state is too large");
 
   std::unique_ptr<IvfRabitqIndex> idx(new IvfRabitqIndex());
   IvfRabitqIndex& ix = *idx;
-  ix.init_geometry(dim);
+  ix.init_geometry(dim, static_cast<Metric>(meta[kMetric]), meta[kIdBytes] == 8, meta[kStoreVectors] == 1);
   ix.num_clusters_ = nc;
-  ix.metric_ = static_cast<Metric>(meta[kMetric]);
-  ix.ids64_ = meta[kIdBytes] == 8;
-  ix.has_vectors_ = meta[kStoreVectors] == 1;
-  ix.n_ = n;
   ix.seed_ = meta[kSeed];
-  ix.next_id_ = meta[kNextId];
+  ix.id_map_.set_next_id(meta[kNextId]);
 
   auto floats = [&](uint32_t tag, uint64_t count, const char* what) {
     persist::SectionView v = sized(tag, count * sizeof(float), what);
@@ -185,46 +151,38 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
     return out;
   };
   std::vector<float> rot = floats(kRotation, rot_floats, "rotation");
-  ix.rotation_ = Rotation::from_state(static_cast<RotationKind>(meta[kRotationKind]), dim, pd, ix.seed_ + 1,
-                                      rot.data(), rot.size());
+  Rotation rotation = Rotation::from_state(static_cast<RotationKind>(meta[kRotationKind]), dim, pd, ix.seed_ + 1,
+                                           rot.data(), rot.size());
   ix.centroids_ = floats(kCentroids, nc * dim, "centroids");
-  ix.rotated_centroids_ = floats(kRotatedCentroids, nc * pd, "rotated centroids");
-  ix.rounding_offsets_ = floats(kRoundingOffsets, kSavedRoundingRows * pd, "rounding offsets");
+  std::vector<float> rotated_centroids = floats(kRotatedCentroids, nc * pd, "rotated centroids");
+  std::vector<float> offsets = floats(kRoundingOffsets, kSavedRoundingRows * pd, "rounding offsets");
   // Offsets of randomized rounding lie in [0, 1]; a large one would push the
   // quantized query past the float -> integer range in the kernels.
-  for (float x : ix.rounding_offsets_)
+  for (float x : offsets)
     if (!(x >= 0.f && x <= 1.f)) throw bad("rounding offsets hold " + std::to_string(x) + ", outside 0..1");
+  ix.quantizer_.restore(std::move(rotation), std::move(rotated_centroids), std::move(offsets));
   ix.tiles_ = CentroidTiles(ix.centroids_.data(), nc, dim, /*half=*/true);
 
   persist::SectionView cv = sized(kCounts, nc * sizeof(uint32_t), "cluster size");
-  ix.clusters_.assign(nc, Cluster());
+  std::vector<uint32_t> counts(nc);
   uint64_t total = 0;
   for (size_t c = 0; c < nc; ++c) {
-    uint32_t count;
-    std::memcpy(&count, cv.data + c * sizeof(uint32_t), sizeof(count));
-    ix.clusters_[c].count = count;
-    total += count;
+    std::memcpy(&counts[c], cv.data + c * sizeof(uint32_t), sizeof(uint32_t));
+    total += counts[c];
   }
   if (total != n)
     throw bad("cluster sizes add up to " + std::to_string(total) + " vectors, the header says " + std::to_string(n));
 
-  ix.blob_codes_ = sized(kCodes, n * ix.npairs_, "codes").data;
-  ix.blob_factors_ = reinterpret_cast<const Factor*>(sized(kFactors, n * sizeof(Factor), "factors").data);
-  const uint8_t* ids = sized(kIds, n * meta[kIdBytes], "ids").data;
-  if (ix.ids64_)
-    ix.blob_ids64_ = reinterpret_cast<const uint64_t*>(ids);
-  else
-    ix.blob_ids32_ = reinterpret_cast<const uint32_t*>(ids);
-  if (ix.has_vectors_) {
-    ix.blob_vectors_ = reinterpret_cast<const float*>(sized(kVectors, n * dim * sizeof(float), "vectors").data);
-  } else if (container->has(kVectors)) {
-    throw bad("holds vectors although the header says it keeps none");
+  const ClusterStore& store = ix.store_;
+  std::array<const uint8_t*, kNumColumns> columns{};
+  for (size_t col = 0; col < kNumColumns; ++col) {
+    const size_t bytes = store.row_bytes(static_cast<Column>(col));
+    if (bytes != 0) columns[col] = sized(kColumnTags[col], n * bytes, kColumnNames[col]).data;
   }
-  ix.blob_ = blob;
-  ix.blob_mapped_ = blob->mapped();
-  ix.blob_name_ = name;
+  if (!store.has_vectors() && container->has(kVectors))
+    throw bad("holds vectors although the header says it keeps none");
+  ix.store_.adopt_file(counts, columns, blob);
   if (lazy) ix.container_ = container;
-  ix.point_clusters_at_base();
   return idx;
 }
 

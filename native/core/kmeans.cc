@@ -91,9 +91,8 @@ void CentroidTiles::nearest(const float* xs, size_t np, uint32_t* best, float* b
   }
 }
 
-void assign_nearest(const float* data, size_t n, size_t dim, const CentroidTiles& tiles, uint32_t* labels,
-                    float* dists, ThreadPool& pool, size_t threads,
-                    const std::function<void(size_t, size_t)>& progress) {
+void assign_nearest(const float* data, size_t n, size_t dim, const CentroidTiles& tiles, uint32_t* labels, float* dists,
+                    ThreadPool& pool, size_t threads, const std::function<void(size_t, size_t)>& progress) {
   const size_t blocks = (n + kPointBlock - 1) / kPointBlock;
   const size_t slots = pool.slots_for(blocks, threads);
   std::vector<std::vector<float>> scratch(slots, std::vector<float>(kPointBlock * 16));
@@ -110,8 +109,7 @@ void assign_nearest(const float* data, size_t n, size_t dim, const CentroidTiles
   });
 }
 
-std::vector<float> train_kmeans(const float* data, size_t n, size_t dim, const KMeansParams& params,
-                                ThreadPool& pool) {
+std::vector<float> train_kmeans(const float* data, size_t n, size_t dim, const KMeansParams& params, ThreadPool& pool) {
   const size_t k = params.num_clusters;
   RABITQ_THROW_IF_NOT(k >= 1 && k <= n, kRange, "numClusters must be between 1 and the number of vectors");
   std::mt19937_64 rng(params.seed);

@@ -35,8 +35,8 @@ class CentroidTiles {
   size_t num_ = 0, dim_ = 0, tiles_ = 0;
   void dots(const float* xs, size_t np, size_t tile, float* out) const;
   bool half_ = false;
-  float scale_ = 1.f;          // half tiles hold centroid / scale_
-  std::vector<float> ct_;      // tiles_ * dim_ * 16
+  float scale_ = 1.f;      // half tiles hold centroid / scale_
+  std::vector<float> ct_;  // tiles_ * dim_ * 16
   std::vector<uint16_t> ct16_;
   std::vector<float> norms_;  // tiles_ * 16; padding centroids get +inf
 };
@@ -52,12 +52,10 @@ struct KMeansParams {
 
 // Returns num_clusters * dim centroids. Deterministic for a seed whatever the
 // thread count (per-cluster sums are taken in point order).
-std::vector<float> train_kmeans(const float* data, size_t n, size_t dim, const KMeansParams& params,
-                                ThreadPool& pool);
+std::vector<float> train_kmeans(const float* data, size_t n, size_t dim, const KMeansParams& params, ThreadPool& pool);
 
 // Nearest centroid for every point, in parallel blocks.
-void assign_nearest(const float* data, size_t n, size_t dim, const CentroidTiles& tiles, uint32_t* labels,
-                    float* dists, ThreadPool& pool, size_t threads,
-                    const std::function<void(size_t done, size_t total)>& progress);
+void assign_nearest(const float* data, size_t n, size_t dim, const CentroidTiles& tiles, uint32_t* labels, float* dists,
+                    ThreadPool& pool, size_t threads, const std::function<void(size_t done, size_t total)>& progress);
 
 }  // namespace rabitq

@@ -118,7 +118,8 @@ Rotation Rotation::from_state(RotationKind kind, size_t dim, size_t padded_dim, 
   if (kind == RotationKind::kDense) {
     RABITQ_THROW_IF_NOT(count == padded_dim * padded_dim, kFormat, "rotation matrix has the wrong size");
     r.matrix_.assign(state, state + count);
-    for (float v : r.matrix_) RABITQ_THROW_IF_NOT(std::isfinite(v), kFormat, "rotation matrix holds a non-finite value");
+    for (float v : r.matrix_)
+      RABITQ_THROW_IF_NOT(std::isfinite(v), kFormat, "rotation matrix holds a non-finite value");
     return r;
   }
   RABITQ_THROW_IF_NOT(kind == RotationKind::kFht, kFormat, "unknown rotation kind");

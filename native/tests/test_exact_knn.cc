@@ -63,8 +63,8 @@ void compare(const Naive& ref, const int32_t* ids, const float* dists, size_t k,
       auto it = std::find(ref.ids.begin(), ref.ids.end(), ids[i]);
       const bool found = it != ref.ids.end();
       const double its = found ? ref.dists[size_t(it - ref.ids.begin())] : 1e300;
-      CHECK_MSG(std::fabs(its - want) <= tol, what << " q=" << q << " rank " << i << " id " << ids[i] << " want "
-                                                   << ref.ids[i]);
+      CHECK_MSG(std::fabs(its - want) <= tol,
+                what << " q=" << q << " rank " << i << " id " << ids[i] << " want " << ref.ids[i]);
     }
     if (i > 0) CHECK_MSG(dists[i - 1] <= dists[i], what << " not sorted at q=" << q << " rank " << i);
   }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common.h"
+#include "ivf/format.h"
 #include "ivf_index.h"
 #include "persist/blob.h"
 #include "persist/crc32c.h"
@@ -97,22 +98,8 @@ void reseal_section(Bytes& b, const Section& s) {
   reseal_header(b);
 }
 
-constexpr uint32_t kMeta = fourcc("META");
-constexpr uint32_t kRotn = fourcc("ROTN");
-constexpr uint32_t kCent = fourcc("CENT");
-constexpr uint32_t kRcen = fourcc("RCEN");
-constexpr uint32_t kRoff = fourcc("ROFF");
-constexpr uint32_t kCnts = fourcc("CNTS");
-constexpr uint32_t kCode = fourcc("CODE");
-constexpr uint32_t kFact = fourcc("FACT");
-constexpr uint32_t kIds = fourcc("IDS ");
-constexpr uint32_t kVecs = fourcc("VECS");
-
-// META field numbers (ivf_index_io.cc, docs/FORMAT.md).
-enum Meta : size_t {
-  kDim, kPaddedDim, kMetric, kNumClusters, kQueryBits, kRotationKind, kIdBytes, kStoreVectors, kCount, kSeed,
-  kNextId, kRoundingRows, kRotationFloats, kMetaFields
-};
+// Section tags and META fields: the index's own (ivf/format.h).
+using namespace rabitq::index_format;
 
 std::vector<float> blobs(size_t n, size_t dim, uint64_t seed) {
   Rng rng(seed);
@@ -133,18 +120,30 @@ struct Variant {
 // Values for forged numeric fields: edge cases and near misses of `orig`.
 uint64_t forged_value(Rng& rng, uint64_t orig) {
   switch (rng.below(12)) {
-    case 0: return 0;
-    case 1: return 1;
-    case 2: return orig + 1;
-    case 3: return orig - 1;
-    case 4: return orig * 2;
-    case 5: return orig + 64;
-    case 6: return uint64_t(1) << 31;
-    case 7: return uint64_t(1) << 32;
-    case 8: return ~uint64_t(0);
-    case 9: return uint64_t(1) << 63;
-    case 10: return rng.below(100);
-    default: return rng.next();
+    case 0:
+      return 0;
+    case 1:
+      return 1;
+    case 2:
+      return orig + 1;
+    case 3:
+      return orig - 1;
+    case 4:
+      return orig * 2;
+    case 5:
+      return orig + 64;
+    case 6:
+      return uint64_t(1) << 31;
+    case 7:
+      return uint64_t(1) << 32;
+    case 8:
+      return ~uint64_t(0);
+    case 9:
+      return uint64_t(1) << 63;
+    case 10:
+      return rng.below(100);
+    default:
+      return rng.next();
   }
 }
 
@@ -162,12 +161,12 @@ std::vector<Variant> make_variants(const Bytes& good, uint64_t seed, bool ids64)
     uint64_t from, to;
     std::string name;
   };
-  std::vector<Region> regions = {{0, 32, "fixed header"},
-                                 {32, L.header_len - 4, "section table"},
-                                 {L.header_len - 4, L.header_len, "header crc"}};
+  std::vector<Region> regions = {
+      {0, 32, "fixed header"}, {32, L.header_len - 4, "section table"}, {L.header_len - 4, L.header_len, "header crc"}};
   uint64_t prev_end = L.header_len;
   for (const auto& s : L.sections) {
-    if (s.offset > prev_end) regions.push_back({prev_end, s.offset, "padding before " + rabitq::persist::tag_name(s.tag)});
+    if (s.offset > prev_end)
+      regions.push_back({prev_end, s.offset, "padding before " + rabitq::persist::tag_name(s.tag)});
     regions.push_back({s.offset, s.offset + s.length, "section " + rabitq::persist::tag_name(s.tag)});
     prev_end = s.offset + s.length;
   }
@@ -206,7 +205,8 @@ std::vector<Variant> make_variants(const Bytes& good, uint64_t seed, bool ids64)
     else
       put_u32(b, at[field], static_cast<uint32_t>(forged_value(rng, get_u32(good, at[field]))));
     // Count and header length changed together, consistently.
-    if (field == 3 && rng.below(2) == 0) put_u32(b, 16, static_cast<uint32_t>(rabitq::persist::header_bytes(get_u32(b, 20))));
+    if (field == 3 && rng.below(2) == 0)
+      put_u32(b, 16, static_cast<uint32_t>(rabitq::persist::header_bytes(get_u32(b, 20))));
     if (rng.below(5) != 0) reseal_header(b);
     add(std::move(b), "header field at " + std::to_string(at[field]));
   }
@@ -220,18 +220,33 @@ std::vector<Variant> make_variants(const Bytes& good, uint64_t seed, bool ids64)
     switch (field) {
       case 0: {  // tag: another section's, an unknown one, or random
         const uint32_t choice = static_cast<uint32_t>(rng.below(3));
-        const uint32_t tag = choice == 0 ? L.sections[rng.below(L.sections.size())].tag
+        const uint32_t tag = choice == 0   ? L.sections[rng.below(L.sections.size())].tag
                              : choice == 1 ? fourcc("XTRA")
                                            : static_cast<uint32_t>(rng.next());
         put_u32(b, s.entry, tag);
         what += "tag";
         break;
       }
-      case 1: put_u32(b, s.entry + 4, static_cast<uint32_t>(1 + rng.below(0xffffffffu))); what += "reserved1"; break;
-      case 2: put_u64(b, s.entry + 8, forged_value(rng, s.offset)); what += "offset"; break;
-      case 3: put_u64(b, s.entry + 16, forged_value(rng, s.length)); what += "length"; break;
-      case 4: put_u32(b, s.entry + 24, static_cast<uint32_t>(forged_value(rng, get_u32(good, s.entry + 24)))); what += "crc"; break;
-      default: put_u32(b, s.entry + 28, static_cast<uint32_t>(1 + rng.below(0xffffffffu))); what += "reserved2"; break;
+      case 1:
+        put_u32(b, s.entry + 4, static_cast<uint32_t>(1 + rng.below(0xffffffffu)));
+        what += "reserved1";
+        break;
+      case 2:
+        put_u64(b, s.entry + 8, forged_value(rng, s.offset));
+        what += "offset";
+        break;
+      case 3:
+        put_u64(b, s.entry + 16, forged_value(rng, s.length));
+        what += "length";
+        break;
+      case 4:
+        put_u32(b, s.entry + 24, static_cast<uint32_t>(forged_value(rng, get_u32(good, s.entry + 24))));
+        what += "crc";
+        break;
+      default:
+        put_u32(b, s.entry + 28, static_cast<uint32_t>(1 + rng.below(0xffffffffu)));
+        what += "reserved2";
+        break;
     }
     if (rng.below(8) != 0) reseal_header(b);
     add(std::move(b), what);
@@ -267,8 +282,8 @@ std::vector<Variant> make_variants(const Bytes& good, uint64_t seed, bool ids64)
   auto meta_at = [&](size_t f) { return meta.offset + 8 * f; };
   const uint64_t n = get_u64(good, meta_at(kCount));
   const uint64_t max_next = ids64 ? (uint64_t(1) << 63) : (uint64_t(1) << 31);
-  const std::vector<size_t> fields = {kDim, kPaddedDim, kMetric, kNumClusters, kQueryBits, kRotationKind, kIdBytes,
-                                      kStoreVectors, kCount, kNextId, kRoundingRows, kRotationFloats};
+  const std::vector<size_t> fields = {kDim,     kPaddedDim,    kMetric, kNumClusters, kQueryBits,    kRotationKind,
+                                      kIdBytes, kStoreVectors, kCount,  kNextId,      kRoundingRows, kRotationFloats};
   for (int i = 0; i < 400; ++i) {
     const size_t f = fields[rng.below(fields.size())];
     const uint64_t orig = get_u64(good, meta_at(f));
@@ -291,7 +306,7 @@ std::vector<Variant> make_variants(const Bytes& good, uint64_t seed, bool ids64)
     const Section* s = nullptr;
     switch (rng.below(5)) {
       case 0: {
-        s = &L.get(kRotn);
+        s = &L.get(kRotation);
         const bool dense = get_u64(good, meta_at(kRotationKind)) == uint64_t(rabitq::RotationKind::kDense);
         static const float fht_bad[] = {0.f, 0.5f, 2.f, -1.5f};
         const float x = rng.below(3) == 0 ? kNan : dense ? kInf : fht_bad[rng.below(4)];
@@ -300,24 +315,25 @@ std::vector<Variant> make_variants(const Bytes& good, uint64_t seed, bool ids64)
         break;
       }
       case 1:
-        s = &L.get(rng.below(2) ? kCent : kRcen);
+        s = &L.get(rng.below(2) ? kCentroids : kRotatedCentroids);
         put_f32(b, s->offset + 4 * rng.below(s->length / 4), rng.below(2) ? kNan : -kInf);
         what = "centroid entry";
         break;
       case 2: {
-        s = &L.get(kRoff);
+        s = &L.get(kRoundingOffsets);
         static const float bad[] = {-0.5f, 1.5f, 1e30f, -1e30f};
         put_f32(b, s->offset + 4 * rng.below(s->length / 4), rng.below(3) == 0 ? kNan : bad[rng.below(4)]);
         what = "rounding offset";
         break;
       }
       default: {
-        s = &L.get(kCnts);
+        s = &L.get(kCounts);
         const size_t at = s->offset + 4 * rng.below(s->length / 4);
         const uint32_t c = get_u32(good, at);
         // Sizes that no longer add up to the vector count (moving a vector
         // from one cluster's count to another's would stay consistent).
-        const uint32_t nv = rng.below(2) ? c + 1 + static_cast<uint32_t>(rng.below(3)) : static_cast<uint32_t>(rng.next());
+        const uint32_t nv =
+            rng.below(2) ? c + 1 + static_cast<uint32_t>(rng.below(3)) : static_cast<uint32_t>(rng.next());
         put_u32(b, at, nv == c ? c + 1 : nv);
         what = "cluster size";
         break;
@@ -433,11 +449,11 @@ TEST_CASE(index_reliability, "forged bulk sections with valid CRCs: load throws 
       const Section* s = nullptr;
       switch (i % 4) {
         case 0:
-          s = &L.get(kCode);
+          s = &L.get(kCodes);
           for (int j = 0; j < 8; ++j) b[s->offset + rng.below(s->length)] = static_cast<uint8_t>(rng.next());
           break;
         case 1: {
-          s = &L.get(kFact);
+          s = &L.get(kFactors);
           static const float bad[] = {kNan, kInf, -kInf, 3e38f, -3e38f, 0.f};
           for (int j = 0; j < 1 + i % 40; ++j) put_f32(b, s->offset + 4 * rng.below(s->length / 4), bad[rng.below(6)]);
           break;
@@ -459,8 +475,9 @@ TEST_CASE(index_reliability, "forged bulk sections with valid CRCs: load throws 
         }
         default:
           if (!c.store_vectors) continue;
-          s = &L.get(kVecs);
-          for (int j = 0; j < 1 + i % 20; ++j) put_f32(b, s->offset + 4 * rng.below(s->length / 4), rng.below(2) ? kNan : kInf);
+          s = &L.get(kVectors);
+          for (int j = 0; j < 1 + i % 20; ++j)
+            put_f32(b, s->offset + 4 * rng.below(s->length / 4), rng.below(2) ? kNan : kInf);
           break;
       }
       reseal_section(b, *s);
@@ -508,36 +525,7 @@ TEST_CASE(index_reliability, "forged bulk sections with valid CRCs: load throws 
 
 // ---- round trip ------------------------------------------------------------------
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/rabitq-reliability-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    if (DIR* d = ::opendir(path_.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        const std::string n = e->d_name;
-        if (n != "." && n != "..") ::unlink((path_ + "/" + n).c_str());
-      }
-      ::closedir(d);
-    }
-    ::rmdir(path_.c_str());
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-Bytes slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using rabitq_test::slurp;
 
 struct Answers {
   std::vector<int64_t> ids;
@@ -559,7 +547,7 @@ Answers search_all(const IvfRabitqIndex& idx, const std::vector<float>& queries,
 
 TEST_CASE(index_reliability, "add / remove / compact / save / load round trip, read and mapped") {
   rabitq::ThreadPool pool(2);
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-reliability");
   for (const Config& c : kConfigs) {
     auto idx = build(c, pool, 23);
     const auto extra = blobs(150, c.dim, 99);

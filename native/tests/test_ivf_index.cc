@@ -90,8 +90,8 @@ void check_index(const Data& d, rabitq::RotationKind rotation, size_t clusters, 
       for (size_t q = 0; q < d.nq; ++q)
         idx->search(d.queries.data() + q * d.dim, sp, ids.data() + q * k, dists.data() + q * k, &st);
       const double r = recall(d.truth, ids, k);
-      CHECK_MSG(r >= 0.99, what << " " << rabitq::level_name(l) << (bitplane ? " bitplane" : " fastscan")
-                                << " recall@10 " << r);
+      CHECK_MSG(r >= 0.99,
+                what << " " << rabitq::level_name(l) << (bitplane ? " bitplane" : " fastscan") << " recall@10 " << r);
       CHECK(st.codes_scanned >= d.nq * d.n);  // every cluster probed
       bool sorted = true;
       for (size_t q = 0; q < d.nq; ++q)
@@ -107,7 +107,8 @@ void check_index(const Data& d, rabitq::RotationKind rotation, size_t clusters, 
     std::vector<float> est(d.n), bound(d.n);
     idx->estimate_all(d.queries.data(), est.data(), bound.data(), false);
     bool finite = true;
-    for (size_t i = 0; i < d.n; ++i) finite = finite && std::isfinite(est[i]) && std::isfinite(bound[i]) && bound[i] >= 0;
+    for (size_t i = 0; i < d.n; ++i)
+      finite = finite && std::isfinite(est[i]) && std::isfinite(bound[i]) && bound[i] >= 0;
     CHECK(finite);
   }
   rabitq::set_active_level(before);

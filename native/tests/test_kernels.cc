@@ -163,8 +163,8 @@ TEST_CASE(kernels, "minmax equals scalar at every level") {
       float sl, sh, kl, kh;
       s.minmax(x.p, d, &sl, &sh);
       k->minmax(x.p, d, &kl, &kh);
-      CHECK_MSG(sl == kl && sh == kh, k->name << " d=" << d << " scalar " << sl << "," << sh << " simd " << kl << ","
-                                              << kh);
+      CHECK_MSG(sl == kl && sh == kh,
+                k->name << " d=" << d << " scalar " << sl << "," << sh << " simd " << kl << "," << kh);
     }
     // All equal and all negative.
     std::vector<float> c(37, -3.f);
@@ -223,7 +223,8 @@ TEST_CASE(kernels, "scalar quantize matches its definition") {
   fill(x.data(), d, rng);
   for (auto& o : off) o = static_cast<float>(rng.uniform());
   std::vector<uint8_t> out(d);
-  const uint32_t sum = rabitq::scalar_kernels().quantize(x.data(), d, -1.f, 7.f / 2.f * 0.999f, off.data(), 7, out.data());
+  const uint32_t sum =
+      rabitq::scalar_kernels().quantize(x.data(), d, -1.f, 7.f / 2.f * 0.999f, off.data(), 7, out.data());
   uint32_t want_sum = 0;
   for (size_t i = 0; i < d; ++i) {
     float v = (x[i] + 1.f) * (7.f / 2.f * 0.999f);
@@ -315,7 +316,9 @@ TEST_CASE(kernels, "fastscan equals scalar and a plain loop") {
       for (size_t i = 0; i < npairs * 32; ++i) {
         codes.p[i] = static_cast<uint8_t>(rng.next());
         // pattern 0: any entry <= 127; 1: all at the 127 maximum; 2: small.
-        luts.p[i] = pattern == 0 ? static_cast<uint8_t>(rng.below(128)) : pattern == 1 ? 127 : static_cast<uint8_t>(rng.below(4));
+        luts.p[i] = pattern == 0   ? static_cast<uint8_t>(rng.below(128))
+                    : pattern == 1 ? 127
+                                   : static_cast<uint8_t>(rng.below(4));
       }
       uint16_t want[32], got[32 + 8], naive[32];
       s.fastscan(codes.p, luts.p, npairs, want);

@@ -51,48 +51,7 @@ std::vector<uint8_t> random_bytes(rabitq_test::Rng& rng, size_t n) {
   return v;
 }
 
-// A fresh folder, removed (with the files in it) at the end of the case.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/rabitq-persist-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    for (const auto& f : files()) ::unlink((path_ + "/" + f).c_str());
-    ::rmdir(path_.c_str());
-  }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  std::vector<std::string> files() const {
-    std::vector<std::string> out;
-    if (DIR* d = ::opendir(path_.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        const std::string n = e->d_name;
-        if (n != "." && n != "..") out.push_back(n);
-      }
-      ::closedir(d);
-    }
-    return out;
-  }
-  size_t temp_files() const {
-    size_t n = 0;
-    for (const auto& f : files()) n += f.find(".tmp-") != std::string::npos;
-    return n;
-  }
-
- private:
-  std::string path_;
-};
-
-std::vector<uint8_t> slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using rabitq_test::slurp;
 
 void spit(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -143,10 +102,7 @@ void fill_sections(ContainerWriter& w, const std::vector<Content>& sections, uin
 
 std::vector<Content> sample_sections(uint64_t seed, size_t big = 100000) {
   rabitq_test::Rng rng(seed);
-  return {{kMeta, random_bytes(rng, 37)},
-          {kVecs, random_bytes(rng, big)},
-          {kNone, {}},
-          {kIds, random_bytes(rng, 64)}};
+  return {{kMeta, random_bytes(rng, 37)}, {kVecs, random_bytes(rng, big)}, {kNone, {}}, {kIds, random_bytes(rng, 64)}};
 }
 
 std::shared_ptr<Blob> blob_of(const std::vector<uint8_t>& v) { return Blob::copy_of(v.data(), v.size()); }
@@ -358,14 +314,15 @@ TEST_CASE(persist, "memory round trip: contents, alignment, accessors") {
 }
 
 TEST_CASE(persist, "file round trip: same bytes as memory, read and mapped, any buffer size") {
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-persist");
   const auto sections = sample_sections(3, 3 << 20);  // larger than the 1 MiB buffer
   const auto mem = write_to_memory([&](ContainerWriter& w) { fill_sections(w, sections, 4); });
   for (size_t buffer : {size_t{0}, size_t{7}, size_t{4096}, size_t{1} << 20}) {
     const std::string path = dir.file("index.rbq");
     WriteOptions opt;
     opt.buffer_bytes = buffer;
-    write_file_atomically(path, [&](ContainerWriter& w) { fill_sections(w, sections, 4); }, opt);
+    write_file_atomically(
+        path, [&](ContainerWriter& w) { fill_sections(w, sections, 4); }, opt);
     CHECK_MSG(slurp(path) == mem, "buffer=" << buffer);
     CHECK(dir.temp_files() == 0);
   }
@@ -405,10 +362,8 @@ TEST_CASE(persist, "every single-byte change fails the parse, or only verify ins
   rabitq_test::Rng rng(11);
   WriteOptions opt;
   opt.max_sections = 5;
-  const std::vector<Content> sections = {{kMeta, random_bytes(rng, 21)},
-                                         {kVecs, random_bytes(rng, 130)},
-                                         {kNone, {}},
-                                         {kIds, random_bytes(rng, 64)}};
+  const std::vector<Content> sections = {
+      {kMeta, random_bytes(rng, 21)}, {kVecs, random_bytes(rng, 130)}, {kNone, {}}, {kIds, random_bytes(rng, 64)}};
   const auto good = write_to_memory([&](ContainerWriter& w) { fill_sections(w, sections, 5); }, opt);
   const uint64_t lazy_from = get_u64(good, 32 + 32 + 8), lazy_len = get_u64(good, 32 + 32 + 16);
   CHECK(lazy_len == 130);
@@ -432,7 +387,8 @@ TEST_CASE(persist, "every single-byte change fails the parse, or only verify ins
           CHECK(!error_of([&] { c.verify_all(); }).empty());
           CHECK(error_of([&] { c.verify_section(kMeta); }).empty());
         } else {
-          CHECK_MSG(!msg.empty() && kind == ErrorKind::kFormat, "byte " << i << " mask " << int(mask) << " lazy=" << lazy);
+          CHECK_MSG(!msg.empty() && kind == ErrorKind::kFormat,
+                    "byte " << i << " mask " << int(mask) << " lazy=" << lazy);
           CHECK_MSG(contains(msg, "buffer: "), msg);
         }
       }
@@ -466,7 +422,9 @@ TEST_CASE(persist, "error messages name the problem and the byte offset") {
   WriteOptions opt;
   opt.max_sections = 4;
   const auto good = write_to_memory([&](ContainerWriter& w) { fill_sections(w, sample_sections(8, 300), 8); }, opt);
-  auto parse_msg = [](const std::vector<uint8_t>& v) { return error_of([&] { Container::parse(blob_of(v), "idx.bin"); }); };
+  auto parse_msg = [](const std::vector<uint8_t>& v) {
+    return error_of([&] { Container::parse(blob_of(v), "idx.bin"); });
+  };
   {
     auto v = good;
     v[0] = 'X';
@@ -606,7 +564,7 @@ TEST_CASE(persist, "writer misuse is an error") {
 // ---- atomic save ----------------------------------------------------------------
 
 TEST_CASE(persist, "a failing save leaves the old file and no temporary file") {
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-persist");
   const std::string path = dir.file("index.rbq");
   const auto old_sections = sample_sections(20, 5000);
   write_file_atomically(path, [&](ContainerWriter& w) { fill_sections(w, old_sections, 1); });
@@ -670,7 +628,7 @@ TEST_CASE(persist, "a failing save leaves the old file and no temporary file") {
 }
 
 TEST_CASE(persist, "SIGKILL during saves leaves the target old or new, whole") {
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-persist");
   const std::string path = dir.file("index.rbq");
   // Two versions, large enough that a kill usually lands mid-save.
   const auto a_sections = sample_sections(30, 4 << 20);
@@ -686,7 +644,8 @@ TEST_CASE(persist, "SIGKILL during saves leaves the target old or new, whole") {
       // Child: save b and a alternately until killed.
       for (int i = 0;; ++i) {
         try {
-          write_file_atomically(path, [&](ContainerWriter& w) { fill_sections(w, i % 2 ? a_sections : b_sections, 1); });
+          write_file_atomically(path,
+                                [&](ContainerWriter& w) { fill_sections(w, i % 2 ? a_sections : b_sections, 1); });
         } catch (...) {
           ::_exit(3);
         }
@@ -722,7 +681,7 @@ TEST_CASE(persist, "SIGKILL during saves leaves the target old or new, whole") {
 // ---- Blob ----------------------------------------------------------------------
 
 TEST_CASE(persist, "Blob: missing, empty, folder, and copies") {
-  TempDir dir;
+  rabitq_test::TempDir dir("rabitq-persist");
   const std::string missing = dir.file("missing.rbq");
   for (bool map : {false, true}) {
     ErrorKind kind = ErrorKind::kFormat;

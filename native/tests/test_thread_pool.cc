@@ -8,8 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include "thread_pool.h"
 #include "testing.h"
+#include "thread_pool.h"
 
 using rabitq::ThreadPool;
 
@@ -148,9 +148,11 @@ TEST_CASE(thread_pool, "the caller of a one-slot loop runs it itself and sees it
   bool same = true;
   pool.parallel_for(5, 1, [&](size_t, size_t slot) { same = same && slot == 0 && std::this_thread::get_id() == self; });
   CHECK(same);
-  CHECK_THROWS(pool.parallel_for(5, 1, [](size_t i, size_t) {
-    if (i == 2) throw std::logic_error("x");
-  }), std::logic_error);
+  CHECK_THROWS(pool.parallel_for(5, 1,
+                                 [](size_t i, size_t) {
+                                   if (i == 2) throw std::logic_error("x");
+                                 }),
+               std::logic_error);
 }
 
 TEST_CASE(thread_pool, "several threads may share one pool") {

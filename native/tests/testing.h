@@ -2,14 +2,69 @@
 // time, checks count failures instead of aborting so one run reports all of
 // them. Only the standard library: the tests must build without Node.
 #pragma once
+#include <dirent.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace rabitq_test {
+
+// A fresh folder under $TMPDIR (or /tmp) named <prefix>-XXXXXX, removed
+// with the files in it at the end of the case.
+class TempDir {
+ public:
+  explicit TempDir(const char* prefix) {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + prefix + "-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = buf.data();
+  }
+  ~TempDir() {
+    for (const auto& f : files()) ::unlink((path_ + "/" + f).c_str());
+    ::rmdir(path_.c_str());
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  std::vector<std::string> files() const {
+    std::vector<std::string> out;
+    if (DIR* d = ::opendir(path_.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        const std::string n = e->d_name;
+        if (n != "." && n != "..") out.push_back(n);
+      }
+      ::closedir(d);
+    }
+    return out;
+  }
+  // Files left by an atomic save (their names hold ".tmp-").
+  size_t temp_files() const {
+    size_t n = 0;
+    for (const auto& f : files()) n += f.find(".tmp-") != std::string::npos;
+    return n;
+  }
+
+ private:
+  std::string path_;
+};
+
+// The whole file as bytes (empty when it cannot be read).
+inline std::vector<uint8_t> slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
 
 struct Case {
   const char* suite;
@@ -52,39 +107,39 @@ class Rng {
 
 #define RT_CONCAT2(a, b) a##b
 #define RT_CONCAT(a, b) RT_CONCAT2(a, b)
-#define TEST_CASE(suite, name)                                                                      \
-  static void RT_CONCAT(rt_case_, __LINE__)();                                                      \
-  static const int RT_CONCAT(rt_reg_, __LINE__) =                                                   \
-      ::rabitq_test::register_case(#suite, name, &RT_CONCAT(rt_case_, __LINE__));                    \
+#define TEST_CASE(suite, name)                                                    \
+  static void RT_CONCAT(rt_case_, __LINE__)();                                    \
+  static const int RT_CONCAT(rt_reg_, __LINE__) =                                 \
+      ::rabitq_test::register_case(#suite, name, &RT_CONCAT(rt_case_, __LINE__)); \
   static void RT_CONCAT(rt_case_, __LINE__)()
 
-#define CHECK(cond)                                                               \
-  do {                                                                            \
-    ::rabitq_test::count_check();                                                 \
+#define CHECK(cond)                                                                  \
+  do {                                                                               \
+    ::rabitq_test::count_check();                                                    \
     if (!(cond)) ::rabitq_test::fail(__FILE__, __LINE__, "CHECK(" #cond ") failed"); \
   } while (0)
 
 // CHECK with a message built from stream insertions: CHECK_MSG(a == b, "at d=" << d).
-#define CHECK_MSG(cond, stream_expr)                                   \
-  do {                                                                 \
-    ::rabitq_test::count_check();                                      \
-    if (!(cond)) {                                                     \
-      std::ostringstream rt_os;                                        \
-      rt_os << "CHECK(" #cond ") failed: " << stream_expr;             \
-      ::rabitq_test::fail(__FILE__, __LINE__, rt_os.str());            \
-    }                                                                  \
+#define CHECK_MSG(cond, stream_expr)                        \
+  do {                                                      \
+    ::rabitq_test::count_check();                           \
+    if (!(cond)) {                                          \
+      std::ostringstream rt_os;                             \
+      rt_os << "CHECK(" #cond ") failed: " << stream_expr;  \
+      ::rabitq_test::fail(__FILE__, __LINE__, rt_os.str()); \
+    }                                                       \
   } while (0)
 
 // Expects `stmt` to throw an exception of type `type`.
-#define CHECK_THROWS(stmt, type)                                                          \
-  do {                                                                                    \
-    ::rabitq_test::count_check();                                                         \
-    bool rt_caught = false;                                                               \
-    try {                                                                                 \
-      stmt;                                                                               \
-    } catch (const type&) {                                                               \
-      rt_caught = true;                                                                   \
-    } catch (...) {                                                                       \
-    }                                                                                     \
+#define CHECK_THROWS(stmt, type)                                                            \
+  do {                                                                                      \
+    ::rabitq_test::count_check();                                                           \
+    bool rt_caught = false;                                                                 \
+    try {                                                                                   \
+      stmt;                                                                                 \
+    } catch (const type&) {                                                                 \
+      rt_caught = true;                                                                     \
+    } catch (...) {                                                                         \
+    }                                                                                       \
     if (!rt_caught) ::rabitq_test::fail(__FILE__, __LINE__, #stmt " did not throw " #type); \
   } while (0)

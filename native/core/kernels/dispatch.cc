@@ -89,8 +89,7 @@ const Kernels* choose_initial() {
   if (env != nullptr && *env != '\0') {
     SimdLevel wanted;
     if (!parse_level(env, &wanted)) {
-      throw Error(ErrorKind::kRange,
-                  std::string("RABITQ_SIMD must be one of scalar, avx2, avx512; got '") + env + "'");
+      throw Error(ErrorKind::kRange, std::string("RABITQ_SIMD must be one of scalar, avx2, avx512; got '") + env + "'");
     }
     const Kernels* k = kernels_for(wanted);
     if (k == nullptr) {

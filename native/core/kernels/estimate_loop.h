@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels.h"  // EstimateParams
+
 namespace rabitq {
 namespace kernels_detail {
 

@@ -14,7 +14,7 @@ enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 // Number of vectors in one FastScan block.
 constexpr size_t kFastScanBlock = 32;
 
-// Per-(query, cluster) terms of the RaBitQ estimator (see ivf_index.cc).
+// Per-(query, cluster) terms of the RaBitQ estimator (see quantizer.h).
 struct EstimateParams {
   float qnorm2;     // ||q_r||^2, the query residual's squared norm
   float two_lo;     // 2 * lowest value of the quantized query
@@ -36,14 +36,13 @@ struct Kernels {
   void (*minmax)(const float* x, size_t d, float* lo, float* hi);
   // out[i] = min(maxval, floor((x[i] - lo) * inv_delta + offsets[i])), with
   // offsets in [0,1) giving randomized (unbiased) rounding. Returns sum(out).
-  uint32_t (*quantize)(const float* x, size_t d, float lo, float inv_delta,
-                       const float* offsets, uint32_t maxval, uint8_t* out);
+  uint32_t (*quantize)(const float* x, size_t d, float lo, float inv_delta, const float* offsets, uint32_t maxval,
+                       uint8_t* out);
   // popcount(a & b) over `words` 64-bit words.
   uint64_t (*popcount_and)(const uint64_t* a, const uint64_t* b, size_t words);
   // sum_b 2^b * popcount(plane_b & code): the inner product of a B-bit query
   // stored as bit planes (plane b at planes + b*words) with a 1-bit code.
-  uint64_t (*bitplane_ip)(const uint64_t* planes, size_t bits, const uint64_t* code,
-                          size_t words);
+  uint64_t (*bitplane_ip)(const uint64_t* planes, size_t bits, const uint64_t* code, size_t words);
   // FastScan: for one block of 32 codes packed as `npairs` groups of 32 bytes
   // (byte j = nibble of vector j for sub-space 2p in the low half, 2p+1 in the
   // high half) and LUTs of 32 bytes per pair (16 entries for 2p, 16 for 2p+1),

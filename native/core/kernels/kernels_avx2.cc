@@ -1,7 +1,7 @@
 // AVX2 + FMA + POPCNT kernels. Compiled with their own target flags (see
 // binding.gyp / CMakeLists.txt); only called after CPUID says the CPU has them.
-#include "kernels.h"
 #include "estimate_loop.h"
+#include "kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -82,8 +82,8 @@ void minmax_avx2(const float* x, size_t d, float* lo, float* hi) {
   *hi = h;
 }
 
-uint32_t quantize_avx2(const float* x, size_t d, float lo, float inv_delta, const float* offsets,
-                       uint32_t maxval, uint8_t* out) {
+uint32_t quantize_avx2(const float* x, size_t d, float lo, float inv_delta, const float* offsets, uint32_t maxval,
+                       uint8_t* out) {
   const __m256 vlo = _mm256_set1_ps(lo), vinv = _mm256_set1_ps(inv_delta);
   const __m256i vmax = _mm256_set1_epi32(static_cast<int>(maxval));
   const __m256i zero = _mm256_setzero_si256();
@@ -144,8 +144,7 @@ void fastscan_avx2(const uint8_t* codes, const uint8_t* luts, size_t npairs, uin
   for (size_t p = 0; p < npairs; ++p) {
     __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + p * 32));
     __m256i lut_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(luts + p * 32)));
-    __m256i lut_hi =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(luts + p * 32 + 16)));
+    __m256i lut_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(luts + p * 32 + 16)));
     __m256i r = _mm256_add_epi8(_mm256_shuffle_epi8(lut_lo, _mm256_and_si256(c, low4)),
                                 _mm256_shuffle_epi8(lut_hi, _mm256_and_si256(_mm256_srli_epi16(c, 4), low4)));
     acc_even = _mm256_add_epi16(acc_even, _mm256_and_si256(r, low8));
@@ -163,9 +162,8 @@ void fastscan_avx2(const uint8_t* codes, const uint8_t* luts, size_t npairs, uin
 void dot_tile16_avx2(const float* xs, size_t np, size_t dim, const float* ct, float* out) {
   size_t p = 0;
   for (; p + 4 <= np; p += 4) {
-    __m256 a0 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(),
-           b1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(),
-           a3 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+    __m256 a0 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(),
+           a2 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
     const float* x0 = xs + p * dim;
     const float* x1 = x0 + dim;
     const float* x2 = x1 + dim;
@@ -226,16 +224,16 @@ void dot_tile16_f16_avx2(const float* xs, size_t np, size_t dim, const uint16_t*
 }
 
 void estimate_avx2(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
-                    float* lower) {
+                   float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
 }
 
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k = {SimdLevel::kAvx2, "avx2",  l2sq_avx2,        dot_avx2,         minmax_avx2,
-                            quantize_avx2,    popcount_and_avx2, bitplane_ip_avx2, fastscan_avx2, dot_tile16_avx2,
-                            dot_tile16_f16_avx2, estimate_avx2};
+  static const Kernels k = {SimdLevel::kAvx2, "avx2",          l2sq_avx2,           dot_avx2,
+                            minmax_avx2,      quantize_avx2,   popcount_and_avx2,   bitplane_ip_avx2,
+                            fastscan_avx2,    dot_tile16_avx2, dot_tile16_f16_avx2, estimate_avx2};
   return &k;
 }
 

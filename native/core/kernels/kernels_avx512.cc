@@ -1,8 +1,8 @@
 // AVX-512 (F/BW/VL) kernels, with VPOPCNTDQ popcount kernels compiled behind a
 // per-function target attribute: dispatch.cc only installs those when CPUID
 // reports VPOPCNTDQ, and otherwise keeps the AVX2 popcount kernels.
-#include "kernels.h"
 #include "estimate_loop.h"
+#include "kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -65,8 +65,8 @@ void minmax_avx512(const float* x, size_t d, float* lo, float* hi) {
   *hi = _mm512_reduce_max_ps(mx);
 }
 
-uint32_t quantize_avx512(const float* x, size_t d, float lo, float inv_delta, const float* offsets,
-                         uint32_t maxval, uint8_t* out) {
+uint32_t quantize_avx512(const float* x, size_t d, float lo, float inv_delta, const float* offsets, uint32_t maxval,
+                         uint8_t* out) {
   const __m512 vlo = _mm512_set1_ps(lo), vinv = _mm512_set1_ps(inv_delta);
   const __m512i vmax = _mm512_set1_epi32(static_cast<int>(maxval));
   const __m512i zero = _mm512_setzero_si512();
@@ -85,7 +85,7 @@ uint32_t quantize_avx512(const float* x, size_t d, float lo, float inv_delta, co
 }
 
 __attribute__((target("avx512vpopcntdq"))) uint64_t popcount_and_vpopcnt(const uint64_t* a, const uint64_t* b,
-                                                                          size_t words) {
+                                                                         size_t words) {
   __m512i s = _mm512_setzero_si512();
   size_t i = 0;
   for (; i + 8 <= words; i += 8) {
@@ -103,7 +103,7 @@ __attribute__((target("avx512vpopcntdq"))) uint64_t popcount_and_vpopcnt(const u
 // The code is loaded once per 8 words and ANDed with every plane, and the
 // per-plane counts are weighted at the end.
 __attribute__((target("avx512vpopcntdq"))) uint64_t bitplane_ip_vpopcnt(const uint64_t* planes, size_t bits,
-                                                                         const uint64_t* code, size_t words) {
+                                                                        const uint64_t* code, size_t words) {
   __m512i acc[8];
   for (size_t b = 0; b < 8; ++b) acc[b] = _mm512_setzero_si512();
   uint64_t total = 0;
@@ -147,8 +147,7 @@ void fastscan_avx512(const uint8_t* codes, const uint8_t* luts, size_t npairs, u
     const __m256i l8 = _mm256_set1_epi16(0x00ff);
     __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + p * 32));
     __m256i lut_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(luts + p * 32)));
-    __m256i lut_hi =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(luts + p * 32 + 16)));
+    __m256i lut_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(luts + p * 32 + 16)));
     __m256i r = _mm256_add_epi8(_mm256_shuffle_epi8(lut_lo, _mm256_and_si256(c, l4)),
                                 _mm256_shuffle_epi8(lut_hi, _mm256_and_si256(_mm256_srli_epi16(c, 4), l4)));
     e = _mm256_add_epi16(e, _mm256_and_si256(r, l8));
@@ -228,7 +227,7 @@ void dot_tile16_f16_avx512(const float* xs, size_t np, size_t dim, const uint16_
 }
 
 void estimate_avx512(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
-                    float* lower) {
+                     float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
 }
 
@@ -236,8 +235,8 @@ void estimate_avx512(const float* factors, const uint16_t* ip, size_t n, const E
 
 const Kernels* avx512_kernels() {
   // Popcount entries are completed by dispatch.cc (VPOPCNTDQ or AVX2).
-  static Kernels k = {SimdLevel::kAvx512, "avx512", l2sq_avx512, dot_avx512,     minmax_avx512,
-                      quantize_avx512,    nullptr,  nullptr,     fastscan_avx512, dot_tile16_avx512,
+  static Kernels k = {SimdLevel::kAvx512,    "avx512",       l2sq_avx512, dot_avx512,      minmax_avx512,
+                      quantize_avx512,       nullptr,        nullptr,     fastscan_avx512, dot_tile16_avx512,
                       dot_tile16_f16_avx512, estimate_avx512};
   return &k;
 }

@@ -1,9 +1,9 @@
 // Portable reference kernels. Every SIMD version is tested against these;
 // they are also the path on CPUs (and architectures) without AVX2.
-#include "kernels.h"
-#include "estimate_loop.h"
-
 #include <cstring>
+
+#include "estimate_loop.h"
+#include "kernels.h"
 
 namespace rabitq {
 namespace {
@@ -33,8 +33,8 @@ void minmax_scalar(const float* x, size_t d, float* lo, float* hi) {
   *hi = mx;
 }
 
-uint32_t quantize_scalar(const float* x, size_t d, float lo, float inv_delta, const float* offsets,
-                         uint32_t maxval, uint8_t* out) {
+uint32_t quantize_scalar(const float* x, size_t d, float lo, float inv_delta, const float* offsets, uint32_t maxval,
+                         uint8_t* out) {
   uint32_t sum = 0;
   for (size_t i = 0; i < d; ++i) {
     float v = (x[i] - lo) * inv_delta;
@@ -105,7 +105,7 @@ uint16_t float_to_half(float f) {
   const uint32_t absx = x & 0x7fffffffu;
   if (absx >= 0x7f800000u) return static_cast<uint16_t>(sign | (absx > 0x7f800000u ? 0x7e00u : 0x7c00u));
   if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow to inf
-  if (absx < 0x38800000u) {  // subnormal or zero in half
+  if (absx < 0x38800000u) {                                               // subnormal or zero in half
     if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
     const uint32_t mant = (absx & 0x7fffffu) | 0x800000u;
     const int shift = 113 - static_cast<int>(absx >> 23) + 13;
@@ -145,14 +145,14 @@ float half_to_float(uint16_t h) {
 }
 
 void estimate_scalar(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
-                    float* lower) {
+                     float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
 }
 
 const Kernels& scalar_kernels() {
-  static const Kernels k = {SimdLevel::kScalar, "scalar",   l2sq_scalar,        dot_scalar,
-                            minmax_scalar,      quantize_scalar, popcount_and_scalar, bitplane_ip_scalar,
-                            fastscan_scalar,    dot_tile16_scalar,  dot_tile16_f16_scalar, estimate_scalar};
+  static const Kernels k = {SimdLevel::kScalar, "scalar",          l2sq_scalar,           dot_scalar,
+                            minmax_scalar,      quantize_scalar,   popcount_and_scalar,   bitplane_ip_scalar,
+                            fastscan_scalar,    dot_tile16_scalar, dot_tile16_f16_scalar, estimate_scalar};
   return k;
 }
 

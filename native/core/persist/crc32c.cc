@@ -64,8 +64,8 @@ uint32_t raw_scalar(uint32_t c, const uint8_t* p, size_t n) {
   while (n >= 8) {
     const uint32_t lo = load_le32(p) ^ c;
     const uint32_t hi = load_le32(p + 4);
-    c = t[7][lo & 0xffu] ^ t[6][(lo >> 8) & 0xffu] ^ t[5][(lo >> 16) & 0xffu] ^ t[4][lo >> 24] ^
-        t[3][hi & 0xffu] ^ t[2][(hi >> 8) & 0xffu] ^ t[1][(hi >> 16) & 0xffu] ^ t[0][hi >> 24];
+    c = t[7][lo & 0xffu] ^ t[6][(lo >> 8) & 0xffu] ^ t[5][(lo >> 16) & 0xffu] ^ t[4][lo >> 24] ^ t[3][hi & 0xffu] ^
+        t[2][(hi >> 8) & 0xffu] ^ t[1][(hi >> 16) & 0xffu] ^ t[0][hi >> 24];
     p += 8;
     n -= 8;
   }
@@ -128,7 +128,7 @@ bool cpu_has_sse42() {
 }
 
 __attribute__((target("sse4.2"))) uint32_t raw_sse42(uint32_t state, const uint8_t* p, size_t n,
-                                                      const ShiftTable* shifter) {
+                                                     const ShiftTable* shifter) {
   uint64_t c = state;
   // Head: byte steps up to 8-byte alignment, so the wide loads below never
   // straddle a cache line more than necessary.

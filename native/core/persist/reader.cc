@@ -77,8 +77,9 @@ Container Container::parse(std::shared_ptr<Blob> blob, const std::string& name, 
   const uint32_t bom = load_u32(d + 12);
   if (bom != kByteOrderMark) {
     if (bom == 0x04030201u) {
-      c.fail("the file is big-endian (byte-order marker 01 02 03 04 at byte offset 12); this build reads "
-             "little-endian files only");
+      c.fail(
+          "the file is big-endian (byte-order marker 01 02 03 04 at byte offset 12); this build reads "
+          "little-endian files only");
     }
     c.fail("bad byte-order marker at byte offset 12 (found " + hex_bytes(d + 12, 4) + ", expected 04 03 02 01)");
   }
@@ -144,7 +145,8 @@ Container Container::parse(std::shared_ptr<Blob> blob, const std::string& name, 
     s.length = load_u64(e + 16);
     s.crc = load_u32(e + 24);
     s.lazy = lazy_tags.count(s.tag) != 0;
-    const std::string what = "section " + num(i) + " " + tag_name(s.tag) + " (table entry at byte offset " + num(at) + ")";
+    const std::string what =
+        "section " + num(i) + " " + tag_name(s.tag) + " (table entry at byte offset " + num(at) + ")";
     if (load_u32(e + 4) != 0 || load_u32(e + 28) != 0) c.fail(what + ": reserved fields are not zero");
     for (const SectionInfo& o : out.sections_) {
       if (o.tag == s.tag) c.fail(what + ": the tag appears twice");

@@ -40,8 +40,7 @@ struct SectionInfo {
 
 class Container {
  public:
-  static Container parse(std::shared_ptr<Blob> blob, const std::string& name,
-                         const std::set<uint32_t>& lazy_tags = {});
+  static Container parse(std::shared_ptr<Blob> blob, const std::string& name, const std::set<uint32_t>& lazy_tags = {});
 
   uint32_t version() const { return version_; }
   bool has(uint32_t tag) const { return find(tag) != nullptr; }

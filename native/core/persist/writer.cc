@@ -39,9 +39,7 @@ namespace {
 
 const uint8_t kZeros[4096] = {};
 
-[[noreturn]] void misuse(const std::string& msg) {
-  throw Error(ErrorKind::kGeneric, "ContainerWriter: " + msg);
-}
+[[noreturn]] void misuse(const std::string& msg) { throw Error(ErrorKind::kGeneric, "ContainerWriter: " + msg); }
 
 void store_u32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
@@ -289,7 +287,8 @@ void ContainerWriter::put_zeros(size_t n) {
 
 void ContainerWriter::begin_section(uint32_t tag) {
   if (finished_) misuse("begin_section(" + tag_name(tag) + ") after finish()");
-  if (open_) misuse("begin_section(" + tag_name(tag) + ") while section " + tag_name(sections_.back().tag) + " is open");
+  if (open_)
+    misuse("begin_section(" + tag_name(tag) + ") while section " + tag_name(sections_.back().tag) + " is open");
   for (const Entry& e : sections_) {
     if (e.tag == tag) misuse("section " + tag_name(tag) + " written twice");
   }
@@ -311,8 +310,8 @@ void ContainerWriter::write(const void* data, size_t n) {
 
 void ContainerWriter::pad_to(size_t alignment) {
   if (alignment == 0 || (alignment & (alignment - 1)) != 0 || alignment > kSectionAlign) {
-    misuse("pad_to(" + std::to_string(alignment) + "): alignment must be a power of two <= " +
-           std::to_string(kSectionAlign));
+    misuse("pad_to(" + std::to_string(alignment) +
+           "): alignment must be a power of two <= " + std::to_string(kSectionAlign));
   }
   if (!open_) misuse("pad_to() outside a section");
   const size_t n = static_cast<size_t>(align_up(section_size(), alignment) - section_size());

@@ -1,0 +1,236 @@
+#include "scanner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace rabitq {
+
+namespace {
+constexpr size_t kQueryBlock = 16;  // queries per blocked coarse step in batches
+constexpr float kInf = std::numeric_limits<float>::infinity();
+}  // namespace
+
+void SearchScratch::ensure(const IvfScanner& scanner) {
+  qq.ensure(scanner.quantizer());
+  if (qnormed.size() < scanner.dim()) qnormed.resize(scanner.dim());
+  if (coarse.size() < scanner.num_clusters()) coarse.resize(scanner.num_clusters());
+  if (tile.size() < 16 * kQueryBlock) tile.resize(16 * kQueryBlock);
+}
+
+SearchScratch& IvfScanner::scratch() const {
+  thread_local SearchScratch s;
+  s.ensure(*this);
+  return s;
+}
+
+// The order_len nearest centroids into s.probe, nearest first. A bounded
+// max-heap touches most of the numClusters distances with one compare each.
+void IvfScanner::probe_order(SearchScratch& s, const float* coarse, size_t order_len) const {
+  s.probe.reset(order_len);
+  for (size_t c = 0; c < store_.num_clusters(); ++c) s.probe.push(coarse[c], static_cast<uint32_t>(c));
+  s.probe.sorted();
+}
+
+// Without re-ranking the estimates are the results.
+inline void IvfScanner::keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0,
+                                       size_t nb, const Filter* filter) const {
+  for (size_t j = 0; j < nb; ++j) {
+    const int64_t id = cl.id(b0 + j);
+    if (filter && !filter->allows(static_cast<uint64_t>(id))) continue;
+    q.top.push(qq.est[j], id);
+  }
+}
+
+// Keeps the vectors of one block whose lower bound is under the threshold
+// (the k-th upper bound, or the exact k-th distance when smaller).
+inline void IvfScanner::collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c,
+                                           size_t b0, size_t nb, const Filter* filter) const {
+  const float* est = qq.est.data();
+  const float* lower = qq.lower.data();
+  float threshold = q.upper.full() ? q.upper.worst() : kInf;
+  if (q.top.full()) threshold = std::min(threshold, q.top.worst());
+  for (size_t j = 0; j < nb; ++j) {
+    if (lower[j] < threshold) {
+      const uint32_t local = static_cast<uint32_t>(b0 + j);
+      if (filter && !filter->allows(static_cast<uint64_t>(cl.id(local)))) continue;
+      q.cands.push_back({lower[j], local});
+      // Twice the bound above the estimate: the threshold only filters
+      // candidates (re-ranking still stops at the exact k-th distance),
+      // and a too-small threshold would silently drop true neighbours.
+      q.upper.push(3.f * est[j] - 2.f * lower[j], static_cast<int64_t>(c) << 32 | local);
+      if (q.upper.full()) threshold = std::min(threshold, q.upper.worst());
+    }
+  }
+}
+
+// Re-ranks the pending candidates of one cluster in rounds: pick the next few
+// with the smallest lower bounds (nth_element, linear), prefetch their
+// vectors so the memory loads overlap, score them, then drop every candidate
+// whose lower bound no longer beats the k-th exact distance. Called after
+// each probed cluster, so the exact k-th distance tightens the scan early.
+void IvfScanner::rerank(QueryState& q, const ClusterView& cl, size_t k) const {
+  const Kernels& kern = active_kernels();
+  const size_t dim = space_.dim();
+  const size_t vec_bytes = dim * sizeof(float);
+  auto& cands = q.cands;
+  auto& top = q.top;
+  const float upper = q.upper.full() ? q.upper.worst() : kInf;
+  size_t m = 0;
+  for (auto& e : cands)
+    if (e.first < upper) cands[m++] = e;
+  q.st.candidates += m;
+  const size_t round = std::max<size_t>(2 * k, 16);
+  size_t done = 0;
+  while (done < m) {
+    if (top.full()) {
+      const float w = top.worst();
+      size_t keep = done;
+      for (size_t i = done; i < m; ++i)
+        if (cands[i].first < w) cands[keep++] = cands[i];
+      m = keep;
+      if (done >= m) break;
+    }
+    size_t end = std::min(m, done + round);
+    if (end < m)
+      std::nth_element(cands.begin() + static_cast<long>(done), cands.begin() + static_cast<long>(end),
+                       cands.begin() + static_cast<long>(m));
+    std::sort(cands.begin() + static_cast<long>(done), cands.begin() + static_cast<long>(end));
+    for (size_t i = done; i < end; ++i) {
+      const char* v = reinterpret_cast<const char*>(cl.vectors + static_cast<size_t>(cands[i].second) * dim);
+      for (size_t off = 0; off < vec_bytes && off < 512; off += 64) __builtin_prefetch(v + off);
+    }
+    for (size_t i = done; i < end; ++i) {
+      if (top.full() && cands[i].first >= top.worst()) {
+        m = i;  // a sorted round: nothing after this can enter either
+        break;
+      }
+      const size_t local = cands[i].second;
+      q.st.reranked++;
+      top.push(space_.exact(kern, q.query, cl.vectors + local * dim, q.query_norm2), cl.id(local));
+    }
+    done = end;
+  }
+  cands.clear();
+}
+
+void IvfScanner::scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const {
+  const ClusterView cl = store_.view(c);
+  q.st.clusters_probed++;
+  if (cl.count == 0) return;
+  quantizer_.prepare_cluster(qq, c, sp.bitplane);
+  const EstimateParams ep = quantizer_.estimate_params(qq, sp.epsilon);
+  q.st.codes_scanned += cl.count;
+  for (size_t b0 = 0; b0 < cl.count; b0 += kFastScanBlock) {
+    const size_t nb = std::min(kFastScanBlock, cl.count - b0);
+    quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep);
+    if (sp.rerank)
+      collect_candidates(q, qq, cl, c, b0, nb, sp.filter);
+    else
+      keep_estimates(q, qq, cl, b0, nb, sp.filter);
+  }
+  if (sp.rerank) rerank(q, cl, sp.k);
+}
+
+// k results, best first; missing ones are id -1 at the metric's worst distance.
+void IvfScanner::finish(QueryState& q, size_t k, int64_t* ids, float* dists) const {
+  const auto& h = q.top.sorted();
+  for (size_t i = 0; i < k; ++i) {
+    if (i < h.size()) {
+      ids[i] = h[i].second;
+      dists[i] = space_.to_metric(h[i].first, q.query_norm2);
+    } else {
+      ids[i] = -1;
+      dists[i] = space_.missing_distance();
+    }
+  }
+}
+
+void IvfScanner::search(SearchScratch& s, const float* query, const float* coarse, const SearchParams& sp, int64_t* ids,
+                        float* dists, SearchStats* stats) const {
+  const Kernels& k = active_kernels();
+  const size_t nc = store_.num_clusters();
+  query = space_.prepare_query(query, s.qnormed.data());
+  if (coarse == nullptr) {
+    tiles_.partial_distances(query, 1, s.coarse.data(), s.tile.data(), space_.probe_by_ip());
+    coarse = s.coarse.data();
+  }
+  // With a filter every cluster is ordered: the scan goes on past nprobe
+  // until k allowed vectors were found, so a selective filter still returns k.
+  const size_t nprobe = std::min(sp.nprobe, nc);
+  probe_order(s, coarse, sp.filter ? nc : nprobe);
+
+  QueryState& q = s.q;
+  q.query = query;
+  q.query_norm2 = space_.query_norm2(k, query);
+  quantizer_.begin_query(s.qq, query);
+  q.top.reset(sp.k);
+  q.upper.reset(sp.k);
+  q.cands.clear();
+  q.st = SearchStats();
+  q.st.queries = 1;
+  for (size_t pi = 0; pi < s.probe.size(); ++pi) {
+    if (pi >= nprobe && q.top.full()) break;
+    scan_cluster(s.qq, q, s.probe[pi].second, sp);
+  }
+  finish(q, sp.k, ids, dists);
+  if (stats) stats->add(q.st);
+}
+
+void IvfScanner::search_batch(const float* queries, size_t nq, const SearchParams& sp, int64_t* ids, float* dists,
+                              SearchStats* total, SearchStats* per_query, ThreadPool& pool, size_t threads) const {
+  const size_t dim = space_.dim(), nc = store_.num_clusters();
+  const size_t blocks = (nq + kQueryBlock - 1) / kQueryBlock;
+  const size_t slots = pool.slots_for(blocks, threads);
+  std::vector<SearchStats> slot_stats(slots);
+  std::vector<std::vector<float>> coarse(slots), normalized(slots);
+  pool.parallel_for(blocks, threads, [&](size_t b, size_t slot) {
+    SearchScratch& s = scratch();
+    const size_t q0 = b * kQueryBlock;
+    const size_t np = std::min(kQueryBlock, nq - q0);
+    auto& cb = coarse[slot];
+    cb.resize(np * nc);
+    const float* block = queries + q0 * dim;
+    if (space_.metric() == Metric::kCosine) {
+      auto& nb = normalized[slot];
+      nb.resize(np * dim);
+      for (size_t i = 0; i < np; ++i) space_.prepare_query(block + i * dim, nb.data() + i * dim);
+      block = nb.data();
+    }
+    // The coarse step for the whole block at once: every centroid tile is
+    // loaded once for up to 16 queries.
+    tiles_.partial_distances(block, np, cb.data(), s.tile.data(), space_.probe_by_ip());
+    for (size_t i = 0; i < np; ++i) {
+      const size_t q = q0 + i;
+      SearchStats st;
+      search(s, queries + q * dim, cb.data() + i * nc, sp, ids + q * sp.k, dists + q * sp.k, &st);
+      slot_stats[slot].add(st);
+      if (per_query) per_query[q] = st;
+    }
+  });
+  if (total)
+    for (auto& st : slot_stats) total->add(st);
+}
+
+void IvfScanner::estimate_all(const float* query, float* estimates, float* bounds, bool bitplane) const {
+  SearchScratch& s = scratch();
+  query = space_.prepare_query(query, s.qnormed.data());
+  quantizer_.begin_query(s.qq, query);
+  for (size_t c = 0; c < store_.num_clusters(); ++c) {
+    const ClusterView cl = store_.view(c);
+    if (cl.count == 0) continue;
+    quantizer_.prepare_cluster(s.qq, c, bitplane);
+    const EstimateParams ep = quantizer_.estimate_params(s.qq, 0.f);
+    for (size_t b0 = 0; b0 < cl.count; b0 += kFastScanBlock) {
+      const size_t nb = std::min(kFastScanBlock, cl.count - b0);
+      quantizer_.estimate_block(s.qq, cl.codes, cl.count, cl.factors, b0, nb, bitplane, ep);
+      for (size_t j = 0; j < nb; ++j) {
+        const int64_t id = cl.id(b0 + j);
+        estimates[id] = s.qq.est[j];
+        bounds[id] = quantizer_.error_bound(s.qq, cl.factors[b0 + j]);
+      }
+    }
+  }
+}
+
+}  // namespace rabitq

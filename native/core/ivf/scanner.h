@@ -1,0 +1,94 @@
+// The IVF search loop (the index's InvertedListScanner): pick the clusters
+// to probe, estimate every code of each with the quantizer, keep the
+// vectors whose lower bound may still enter the top k, re-rank those
+// exactly, write the results. Read-only over the index's parts: the caller
+// holds the index's shared lock.
+//
+// Pieces: probe_order() -> scan_cluster() (estimate_block() per 32 codes,
+// then keep_estimates() or collect_candidates()) -> rerank() -> finish().
+// A cluster-major batch scan (each probed cluster visited once for all the
+// queries of a batch that probe it) fits beside search(): one QueryState
+// per query (its top k, bounds, candidates and counters) instead of the
+// scratch's single one, and the loop order swapped; scan_cluster() and
+// rerank() already take the QueryState they work on.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "../kmeans.h"
+#include "../metric.h"
+#include "../quantizer.h"
+#include "../search_params.h"
+#include "../thread_pool.h"
+#include "../topk.h"
+#include "cluster_store.h"
+
+namespace rabitq {
+
+class IvfScanner;
+
+// One query's search state.
+struct QueryState {
+  const float* query = nullptr;  // prepared (normalized under cosine)
+  float query_norm2 = 0;         // the metric's query term (metric.h)
+  TopK<int64_t> top;             // exact (or estimated) results so far
+  // Re-ranking is deferred: while scanning, keep every vector whose lower
+  // bound is below the k-th smallest upper bound seen so far (no vector above
+  // it can be in the top k; the upper bounds use twice the error width), then
+  // re-rank those in ascending lower-bound order and stop at the first lower
+  // bound above the exact k-th distance. This re-ranks far fewer vectors than
+  // deciding during the scan, when the top k is still poor.
+  TopK<int64_t> upper;
+  std::vector<std::pair<float, uint32_t>> cands;  // (lower bound, position) in the current cluster
+  SearchStats st;
+};
+
+// Per-thread buffers, reused across queries (and indexes).
+struct SearchScratch {
+  QuantizedQuery qq;
+  QueryState q;
+  TopK<uint32_t> probe;
+  std::vector<float> coarse, tile, qnormed;
+  void ensure(const IvfScanner& scanner);
+};
+
+class IvfScanner {
+ public:
+  IvfScanner(const MetricSpace& space, const RabitqQuantizer& quantizer, const ClusterStore& store,
+             const CentroidTiles& tiles)
+      : space_(space), quantizer_(quantizer), store_(store), tiles_(tiles) {}
+
+  // This thread's scratch, sized for this index.
+  SearchScratch& scratch() const;
+  // One query; coarse: its centroid distances, or null to compute them.
+  void search(SearchScratch& s, const float* query, const float* coarse, const SearchParams& sp, int64_t* ids,
+              float* dists, SearchStats* stats) const;
+  // nq queries on the pool, blocks of queries sharing the coarse step.
+  void search_batch(const float* queries, size_t nq, const SearchParams& sp, int64_t* ids, float* dists,
+                    SearchStats* total, SearchStats* per_query, ThreadPool& pool, size_t threads) const;
+  // Estimate and bound of every vector, indexed by id (ids checked by the caller).
+  void estimate_all(const float* query, float* estimates, float* bounds, bool bitplane) const;
+
+  size_t dim() const { return space_.dim(); }
+  size_t num_clusters() const { return store_.num_clusters(); }
+  const RabitqQuantizer& quantizer() const { return quantizer_; }
+
+ private:
+  void probe_order(SearchScratch& s, const float* coarse, size_t order_len) const;
+  void scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const;
+  void keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0, size_t nb,
+                      const Filter* filter) const;
+  void collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c, size_t b0,
+                          size_t nb, const Filter* filter) const;
+  void rerank(QueryState& q, const ClusterView& cl, size_t k) const;
+  void finish(QueryState& q, size_t k, int64_t* ids, float* dists) const;
+
+  const MetricSpace& space_;
+  const RabitqQuantizer& quantizer_;
+  const ClusterStore& store_;
+  const CentroidTiles& tiles_;
+};
+
+}  // namespace rabitq
