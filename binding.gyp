@@ -35,6 +35,7 @@
         "native/core/rotation.cc",
         "native/core/kmeans.cc",
         "native/core/exact_knn.cc",
+        "native/core/quantizer/ex_code.cc",
         "native/core/ivf_index.cc",
         "native/core/ivf_index_io.cc",
         "native/core/persist/crc32c.cc",
