@@ -170,13 +170,15 @@ TEST_CASE(ex_code, "encoder: signs, levels and factors; exact rescale never wors
   Rng rng(5);
   for (size_t pd : {64, 128, 960}) {
     for (unsigned bits = 2; bits <= 9; ++bits) {
+      // The exact search costs ~ D 2^bits heap steps: long vectors at a few bits.
+      if (pd > 128 && bits != 2 && bits != 5 && bits != 8) continue;
       ExEncoder exact(pd, bits, ExRescale::kExact), fast(pd, bits, ExRescale::kConstant),
           search(pd, bits, ExRescale::kSearch);
       CHECK(exact.code_bytes() == pd * (bits - 1) / 8);
       CHECK(fast.constant_scale() > 0.f);
       const unsigned eb = bits - 1;
       const auto sec = rabitq::ex_layout::sections(pd, eb);
-      for (int rep = 0; rep < 4; ++rep) {
+      for (int rep = 0; rep < 3; ++rep) {
         std::vector<float> o = gaussian(pd, rng, 0.1 + rep);
         for (const ExEncoder* enc : {&exact, &fast, &search}) {
           std::vector<uint8_t> ex(enc->code_bytes() + 1, 0xAB), sign(pd / 8);
@@ -380,7 +382,9 @@ void check_quality(const Residuals& r, const char* what) {
   double prev_mae = INFINITY;
   for (unsigned bits : {2u, 3u, 4u, 5u, 7u, 9u}) {
     const Quality qa = measure(r, bits, ExRescale::kConstant, epsilon);
-    const Quality qx = measure(r, bits, ExRescale::kExact, epsilon);
+    // The exact search is slow at many bits (see ex_bench); search mode is
+    // checked against it where it is affordable under the sanitizers.
+    const Quality qx = bits <= 4 ? measure(r, bits, ExRescale::kExact, epsilon) : Quality{};
     const Quality qs = measure(r, bits, ExRescale::kSearch, epsilon);
     std::printf(
         "  %s bits=%u pairs=%zu  constant: mae %.5g (%.3g%% of dist) bias %.3g cover %.4f bound %.4g | exact: mae %.5g "
@@ -388,13 +392,18 @@ void check_quality(const Residuals& r, const char* what) {
         what, bits, qa.pairs, qa.mae, 100.0 * qa.mae / qa.mean_sq_dist, qa.mean_signed, qa.coverage, qa.mean_bound,
         qx.mae, qx.mean_signed, qx.coverage, qs.mae, qs.mean_signed, qs.coverage);
     for (const Quality* m : {&qa, &qx, &qs}) {
+      if (m->pairs == 0) continue;
       // Unbiased: the mean signed error is a small fraction of the mean error.
       CHECK_MSG(std::fabs(m->mean_signed) <= 0.1 * m->mae, what << " bits=" << bits << " bias " << m->mean_signed
                                                                 << " mae " << m->mae);
       CHECK_MSG(m->coverage >= 0.99, what << " bits=" << bits << " coverage " << m->coverage);
     }
-    CHECK_MSG(qa.mae < prev_mae, what << " bits=" << bits << " mae " << qa.mae << " not below " << prev_mae);
-    prev_mae = qa.mae;
+    CHECK_MSG(qs.mae < prev_mae, what << " bits=" << bits << " mae " << qs.mae << " not below " << prev_mae);
+    prev_mae = qs.mae;
+    // The search finds (nearly) the exact optimum; the constant scale is
+    // never better by more than noise.
+    if (qx.pairs) CHECK_MSG(qs.mae <= 1.02 * qx.mae, what << " bits=" << bits);
+    CHECK_MSG(qs.mae <= 1.02 * qa.mae, what << " bits=" << bits);
   }
 }
 

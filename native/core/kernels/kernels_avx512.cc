@@ -333,7 +333,7 @@ __attribute__((target("avx512vnni"))) int64_t ex_ip_vnni_t(const int8_t* q, cons
     }
   }
   int64_t r = reduce_epi32_wide(acc);
-  if (EX > 7) r += reduce_epi32_wide(acc_s) << EX;
+  if (EX > 7) r += reduce_epi32_wide(acc_s) * (int64_t(1) << EX);
   return r;
 }
 
