@@ -18,6 +18,7 @@ namespace rabitq {
 
 void avx512_vpopcnt_kernels(uint64_t (**popcount_and)(const uint64_t*, const uint64_t*, size_t),
                             uint64_t (**bitplane_ip)(const uint64_t*, size_t, const uint64_t*, size_t));
+ExIpFn avx512_vnni_ex_ip();
 
 namespace {
 
@@ -68,6 +69,15 @@ bool cpu_has_vpopcntdq() {
 #endif
 }
 
+bool cpu_has_vnni_512() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
 const Kernels* avx512_table() {
   static const Kernels* table = []() -> const Kernels* {
     const Kernels* base = avx512_kernels();
@@ -77,6 +87,7 @@ const Kernels* avx512_table() {
     k.popcount_and = avx2->popcount_and;
     k.bitplane_ip = avx2->bitplane_ip;
     if (cpu_has_vpopcntdq()) avx512_vpopcnt_kernels(&k.popcount_and, &k.bitplane_ip);
+    if (cpu_has_vnni_512() && avx512_vnni_ex_ip() != nullptr) k.ex_ip = avx512_vnni_ex_ip();
     return &k;
   }();
   return table;
@@ -103,6 +114,25 @@ const Kernels* choose_initial() {
 }
 
 }  // namespace
+
+bool cpu_has_avx512_vnni() { return cpu_has_avx512() && cpu_has_vnni_512() && avx512_vnni_ex_ip() != nullptr; }
+
+size_t ex_ip_variants(const char** names, ExIpFn* fns, size_t max) {
+  size_t n = 0;
+  auto add = [&](const char* name, ExIpFn fn) {
+    if (fn == nullptr) return;
+    if (n < max) {
+      names[n] = name;
+      fns[n] = fn;
+    }
+    ++n;
+  };
+  add("scalar", scalar_kernels().ex_ip);
+  if (cpu_has_avx2() && avx2_kernels() != nullptr) add("avx2", avx2_kernels()->ex_ip);
+  if (cpu_has_avx512() && avx512_kernels() != nullptr) add("avx512", avx512_kernels()->ex_ip);
+  if (cpu_has_avx512_vnni()) add("avx512vnni", avx512_vnni_ex_ip());
+  return n;
+}
 
 const char* level_name(SimdLevel level) {
   switch (level) {

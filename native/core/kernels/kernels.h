@@ -62,7 +62,17 @@ struct Kernels {
   // lower = est - err_mul * f3 + quant_mul * f1. Bit-identical at every level.
   void (*estimate)(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
                    float* lower);
+  // Multi-bit RaBitQ: sum_i q[i] * ((sign_i << ex_bits) + ex_i), the inner
+  // product of an 8-bit signed query with one vector's full (ex_bits + 1)-bit
+  // code u_i in [0, 2^(ex_bits+1)). sign: padded_dim / 8 bytes (bit t of byte
+  // p = dimension 8p + t, the 1-bit code); ex: the packed extra bits, layout in
+  // quantizer/ex_code.h. padded_dim is a multiple of 64, ex_bits in 1..8, q in
+  // [-127, 127]. Exact integer arithmetic: bit-identical at every level.
+  int64_t (*ex_ip)(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t padded_dim, unsigned ex_bits);
 };
+
+// Signature of Kernels::ex_ip.
+using ExIpFn = int64_t (*)(const int8_t*, const uint8_t*, const uint8_t*, size_t, unsigned);
 
 // IEEE 754 binary16 conversions (round to nearest even), portable.
 uint16_t float_to_half(float f);
@@ -84,5 +94,12 @@ const Kernels* kernels_for(SimdLevel level);
 // Switch the active level (tests). Throws if the CPU lacks it.
 void set_active_level(SimdLevel level);
 bool parse_level(const char* name, SimdLevel* out);
+// Whether the CPU has AVX-512 VNNI (vpdpbusd). The avx512 table then uses a
+// VNNI ex_ip; it is a feature of that level, not a level of its own.
+bool cpu_has_avx512_vnni();
+// Every ex_ip implementation this CPU can run, for tests and benchmarks:
+// scalar, avx2, avx512 (without VNNI), avx512vnni. Fills up to max entries
+// and returns how many exist.
+size_t ex_ip_variants(const char** names, ExIpFn* fns, size_t max);
 
 }  // namespace rabitq

@@ -228,12 +228,123 @@ void estimate_avx2(const float* factors, const uint16_t* ip, size_t n, const Est
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
 }
 
+// ---- multi-bit ex codes (layout: ex_layout.h) --------------------------------
+
+// 32 bits -> 32 bytes of 0 or 1 (byte j = bit j).
+inline __m256i bits_to_bytes(uint32_t w) {
+  const __m256i rep =
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i sel = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(w)), rep);
+  v = _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
+  return _mm256_and_si256(v, _mm256_set1_epi8(1));
+}
+
+inline uint64_t load_u64(const uint8_t* p) {
+  uint64_t w;
+  __builtin_memcpy(&w, p, 8);
+  return w;
+}
+
+// ex values of the 64 dimensions of group g: dimensions 0..31 in *lo, 32..63 in *hi.
+template <unsigned EX>
+inline void decode_ex_avx2(const uint8_t* ex, size_t pd, size_t g, __m256i* lo, __m256i* hi) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+  if (EX == 8) {
+    *lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ex + 64 * g));
+    *hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ex + 64 * g + 32));
+    return;
+  }
+  __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
+  size_t off = 0;
+  if (EX & 4u) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ex + off + 32 * g));
+    a = _mm256_slli_epi16(_mm256_and_si256(v, m4), EX & 3u);
+    b = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), EX & 3u);
+    off += pd / 2;
+  }
+  if (EX & 2u) {
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ex + off + 16 * g)));
+    const __m256i c0 = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2)), m2);
+    const __m256i c1 = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6)), m2);
+    a = _mm256_or_si256(a, _mm256_slli_epi16(c0, EX & 1u));
+    b = _mm256_or_si256(b, _mm256_slli_epi16(c1, EX & 1u));
+    off += pd / 4;
+  }
+  if (EX & 1u) {
+    const uint64_t w = load_u64(ex + off + 8 * g);
+    a = _mm256_or_si256(a, bits_to_bytes(static_cast<uint32_t>(w)));
+    b = _mm256_or_si256(b, bits_to_bytes(static_cast<uint32_t>(w >> 32)));
+  }
+  *lo = a;
+  *hi = b;
+}
+
+// 32 dimensions: code bytes u (ex plus the sign at weight 2^EX) against q.
+// maddubs pairs must stay below 2^15, so values above 127 are split.
+template <unsigned EX>
+inline __m256i ex_dot32_avx2(__m256i ex, __m256i s01, __m256i q) {
+  const __m256i one = _mm256_set1_epi16(1);
+  if (EX <= 6) {
+    const __m256i u = _mm256_or_si256(ex, _mm256_slli_epi16(s01, EX));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), one);
+  }
+  const __m256i ws = _mm256_set1_epi16(static_cast<short>(1u << EX));
+  __m256i r = _mm256_madd_epi16(_mm256_maddubs_epi16(s01, q), ws);
+  if (EX == 7) return _mm256_add_epi32(r, _mm256_madd_epi16(_mm256_maddubs_epi16(ex, q), one));
+  const __m256i low7 = _mm256_and_si256(ex, _mm256_set1_epi8(0x7f));
+  const __m256i top = _mm256_and_si256(_mm256_srli_epi16(ex, 7), _mm256_set1_epi8(1));
+  r = _mm256_add_epi32(r, _mm256_madd_epi16(_mm256_maddubs_epi16(low7, q), one));
+  return _mm256_add_epi32(r, _mm256_madd_epi16(_mm256_maddubs_epi16(top, q), _mm256_set1_epi16(128)));
+}
+
+template <unsigned EX>
+int64_t ex_ip_avx2_t(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t pd) {
+  __m256i acc = _mm256_setzero_si256();
+  for (size_t g = 0; g < pd / 64; ++g) {
+    __m256i lo, hi;
+    decode_ex_avx2<EX>(ex, pd, g, &lo, &hi);
+    const uint64_t sw = load_u64(sign + 8 * g);
+    const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * g));
+    const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * g + 32));
+    acc = _mm256_add_epi32(acc, ex_dot32_avx2<EX>(lo, bits_to_bytes(static_cast<uint32_t>(sw)), q0));
+    acc = _mm256_add_epi32(acc, ex_dot32_avx2<EX>(hi, bits_to_bytes(static_cast<uint32_t>(sw >> 32)), q1));
+  }
+  // Lanes stay within int32 (at most 2^16 dimensions); widen before the sum.
+  const __m256i wide = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc)),
+                                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc, 1)));
+  const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(wide), _mm256_extracti128_si256(wide, 1));
+  return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
+}
+
+int64_t ex_ip_avx2(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t pd, unsigned ex_bits) {
+  switch (ex_bits) {
+    case 1:
+      return ex_ip_avx2_t<1>(q, sign, ex, pd);
+    case 2:
+      return ex_ip_avx2_t<2>(q, sign, ex, pd);
+    case 3:
+      return ex_ip_avx2_t<3>(q, sign, ex, pd);
+    case 4:
+      return ex_ip_avx2_t<4>(q, sign, ex, pd);
+    case 5:
+      return ex_ip_avx2_t<5>(q, sign, ex, pd);
+    case 6:
+      return ex_ip_avx2_t<6>(q, sign, ex, pd);
+    case 7:
+      return ex_ip_avx2_t<7>(q, sign, ex, pd);
+    default:
+      return ex_ip_avx2_t<8>(q, sign, ex, pd);
+  }
+}
+
 }  // namespace
 
 const Kernels* avx2_kernels() {
   static const Kernels k = {SimdLevel::kAvx2, "avx2",          l2sq_avx2,           dot_avx2,
                             minmax_avx2,      quantize_avx2,   popcount_and_avx2,   bitplane_ip_avx2,
-                            fastscan_avx2,    dot_tile16_avx2, dot_tile16_f16_avx2, estimate_avx2};
+                            fastscan_avx2,    dot_tile16_avx2, dot_tile16_f16_avx2, estimate_avx2,
+                            ex_ip_avx2};
   return &k;
 }
 

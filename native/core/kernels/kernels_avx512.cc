@@ -231,13 +231,147 @@ void estimate_avx512(const float* factors, const uint16_t* ip, size_t n, const E
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
 }
 
+// ---- multi-bit ex codes (layout: ex_layout.h) --------------------------------
+
+inline uint64_t load_u64(const uint8_t* p) {
+  uint64_t w;
+  __builtin_memcpy(&w, p, 8);
+  return w;
+}
+
+// ex values of the 64 dimensions of group g, one byte each.
+template <unsigned EX>
+inline __m512i decode_ex_avx512(const uint8_t* ex, size_t pd, size_t g) {
+  if (EX == 8) return _mm512_loadu_si512(ex + 64 * g);
+  __m512i z = _mm512_setzero_si512();
+  size_t off = 0;
+  if (EX & 4u) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ex + off + 32 * g));
+    const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    z = _mm512_slli_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), EX & 3u);
+    off += pd / 2;
+  }
+  if (EX & 2u) {
+    const __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ex + off + 16 * g)));
+    const __m512i sh = _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6);
+    const __m512i c = _mm512_and_si512(_mm512_srlv_epi32(v, sh), _mm512_set1_epi8(0x03));
+    z = _mm512_or_si512(z, _mm512_slli_epi16(c, EX & 1u));
+    off += pd / 4;
+  }
+  if (EX & 1u) z = _mm512_or_si512(z, _mm512_maskz_mov_epi8(load_u64(ex + off + 8 * g), _mm512_set1_epi8(1)));
+  return z;
+}
+
+inline int64_t reduce_epi32_wide(__m512i acc) {
+  const __m512i wide = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)),
+                                        _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1)));
+  return static_cast<int64_t>(_mm512_reduce_add_epi64(wide));
+}
+
+// AVX-512BW: maddubs pairs must stay below 2^15, so values above 127 are split.
+template <unsigned EX>
+int64_t ex_ip_avx512_t(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t pd) {
+  const __m512i one = _mm512_set1_epi16(1), one8 = _mm512_set1_epi8(1);
+  __m512i acc = _mm512_setzero_si512();
+  for (size_t g = 0; g < pd / 64; ++g) {
+    const __m512i e = decode_ex_avx512<EX>(ex, pd, g);
+    const __mmask64 sm = load_u64(sign + 8 * g);
+    const __m512i qv = _mm512_loadu_si512(q + 64 * g);
+    if (EX <= 6) {
+      const __m512i u = _mm512_mask_add_epi8(e, sm, e, _mm512_set1_epi8(static_cast<char>(1u << EX)));
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, qv), one));
+      continue;
+    }
+    const __m512i s01 = _mm512_maskz_mov_epi8(sm, one8);
+    acc = _mm512_add_epi32(
+        acc, _mm512_madd_epi16(_mm512_maddubs_epi16(s01, qv), _mm512_set1_epi16(static_cast<short>(1u << EX))));
+    if (EX == 7) {
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(e, qv), one));
+    } else {
+      const __m512i low7 = _mm512_and_si512(e, _mm512_set1_epi8(0x7f));
+      const __m512i top = _mm512_and_si512(_mm512_srli_epi16(e, 7), one8);
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(low7, qv), one));
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(top, qv), _mm512_set1_epi16(128)));
+    }
+  }
+  return reduce_epi32_wide(acc);
+}
+
+int64_t ex_ip_avx512(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t pd, unsigned ex_bits) {
+  switch (ex_bits) {
+    case 1:
+      return ex_ip_avx512_t<1>(q, sign, ex, pd);
+    case 2:
+      return ex_ip_avx512_t<2>(q, sign, ex, pd);
+    case 3:
+      return ex_ip_avx512_t<3>(q, sign, ex, pd);
+    case 4:
+      return ex_ip_avx512_t<4>(q, sign, ex, pd);
+    case 5:
+      return ex_ip_avx512_t<5>(q, sign, ex, pd);
+    case 6:
+      return ex_ip_avx512_t<6>(q, sign, ex, pd);
+    case 7:
+      return ex_ip_avx512_t<7>(q, sign, ex, pd);
+    default:
+      return ex_ip_avx512_t<8>(q, sign, ex, pd);
+  }
+}
+
+// AVX-512 VNNI: vpdpbusd sums four u8 x s8 products into int32 without
+// saturation, so codes up to 255 go in whole; only ex_bits = 8 (codes up to
+// 511) keeps the sign in a second accumulator.
+template <unsigned EX>
+__attribute__((target("avx512vnni"))) int64_t ex_ip_vnni_t(const int8_t* q, const uint8_t* sign, const uint8_t* ex,
+                                                           size_t pd) {
+  __m512i acc = _mm512_setzero_si512(), acc_s = _mm512_setzero_si512();
+  for (size_t g = 0; g < pd / 64; ++g) {
+    const __m512i e = decode_ex_avx512<EX>(ex, pd, g);
+    const __mmask64 sm = load_u64(sign + 8 * g);
+    const __m512i qv = _mm512_loadu_si512(q + 64 * g);
+    if (EX <= 7) {
+      const __m512i u = _mm512_mask_add_epi8(e, sm, e, _mm512_set1_epi8(static_cast<char>(1u << EX)));
+      acc = _mm512_dpbusd_epi32(acc, u, qv);
+    } else {
+      acc = _mm512_dpbusd_epi32(acc, e, qv);
+      acc_s = _mm512_dpbusd_epi32(acc_s, _mm512_maskz_mov_epi8(sm, _mm512_set1_epi8(1)), qv);
+    }
+  }
+  int64_t r = reduce_epi32_wide(acc);
+  if (EX > 7) r += reduce_epi32_wide(acc_s) * (int64_t(1) << EX);
+  return r;
+}
+
+__attribute__((target("avx512vnni"))) int64_t ex_ip_vnni(const int8_t* q, const uint8_t* sign, const uint8_t* ex,
+                                                         size_t pd, unsigned ex_bits) {
+  switch (ex_bits) {
+    case 1:
+      return ex_ip_vnni_t<1>(q, sign, ex, pd);
+    case 2:
+      return ex_ip_vnni_t<2>(q, sign, ex, pd);
+    case 3:
+      return ex_ip_vnni_t<3>(q, sign, ex, pd);
+    case 4:
+      return ex_ip_vnni_t<4>(q, sign, ex, pd);
+    case 5:
+      return ex_ip_vnni_t<5>(q, sign, ex, pd);
+    case 6:
+      return ex_ip_vnni_t<6>(q, sign, ex, pd);
+    case 7:
+      return ex_ip_vnni_t<7>(q, sign, ex, pd);
+    default:
+      return ex_ip_vnni_t<8>(q, sign, ex, pd);
+  }
+}
+
 }  // namespace
 
 const Kernels* avx512_kernels() {
   // Popcount entries are completed by dispatch.cc (VPOPCNTDQ or AVX2).
-  static Kernels k = {SimdLevel::kAvx512,    "avx512",       l2sq_avx512, dot_avx512,      minmax_avx512,
-                      quantize_avx512,       nullptr,        nullptr,     fastscan_avx512, dot_tile16_avx512,
-                      dot_tile16_f16_avx512, estimate_avx512};
+  static Kernels k = {SimdLevel::kAvx512,    "avx512",        l2sq_avx512, dot_avx512,      minmax_avx512,
+                      quantize_avx512,       nullptr,         nullptr,     fastscan_avx512, dot_tile16_avx512,
+                      dot_tile16_f16_avx512, estimate_avx512, ex_ip_avx512};
   return &k;
 }
 
@@ -248,11 +382,15 @@ void avx512_vpopcnt_kernels(uint64_t (**popcount_and)(const uint64_t*, const uin
   *bitplane_ip = bitplane_ip_vpopcnt;
 }
 
+// The VNNI ex_ip, installed by dispatch.cc when the CPU has AVX-512 VNNI.
+ExIpFn avx512_vnni_ex_ip() { return ex_ip_vnni; }
+
 }  // namespace rabitq
 
 #else
 namespace rabitq {
 const Kernels* avx512_kernels() { return nullptr; }
+ExIpFn avx512_vnni_ex_ip() { return nullptr; }
 void avx512_vpopcnt_kernels(uint64_t (**)(const uint64_t*, const uint64_t*, size_t),
                             uint64_t (**)(const uint64_t*, size_t, const uint64_t*, size_t)) {}
 }  // namespace rabitq

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "estimate_loop.h"
+#include "ex_layout.h"
 #include "kernels.h"
 
 namespace rabitq {
@@ -149,10 +150,22 @@ void estimate_scalar(const float* factors, const uint16_t* ip, size_t n, const E
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
 }
 
+int64_t ex_ip_scalar(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t padded_dim, unsigned ex_bits) {
+  const ex_layout::Sections sec = ex_layout::sections(padded_dim, ex_bits);
+  int64_t s = 0;
+  for (size_t i = 0; i < padded_dim; ++i) {
+    const unsigned u =
+        (static_cast<unsigned>((sign[i / 8] >> (i % 8)) & 1u) << ex_bits) + ex_layout::get(ex, sec, ex_bits, i);
+    s += static_cast<int64_t>(q[i]) * static_cast<int64_t>(u);
+  }
+  return s;
+}
+
 const Kernels& scalar_kernels() {
   static const Kernels k = {SimdLevel::kScalar, "scalar",          l2sq_scalar,           dot_scalar,
                             minmax_scalar,      quantize_scalar,   popcount_and_scalar,   bitplane_ip_scalar,
-                            fastscan_scalar,    dot_tile16_scalar, dot_tile16_f16_scalar, estimate_scalar};
+                            fastscan_scalar,    dot_tile16_scalar, dot_tile16_f16_scalar, estimate_scalar,
+                            ex_ip_scalar};
   return k;
 }
 
