@@ -17,6 +17,9 @@
 
 namespace rabitq::binding {
 
+// Plain data properties, as `exports.x = ...` would make them.
+constexpr auto kExported = static_cast<napi_property_attributes>(napi_writable | napi_enumerable | napi_configurable);
+
 Addon::Addon(Napi::Env env, Napi::Object exports) {
   // Resolve the SIMD level now so a bad RABITQ_SIMD fails the require with a
   // clear message instead of failing later (or crashing) inside a kernel.
@@ -24,15 +27,15 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   Napi::Function index_class = IndexWrap::Define(env);
   index_constructor_ = Napi::Persistent(index_class);
   DefineAddon(exports, {
-                           InstanceMethod("simdLevel", &Addon::SimdLevel),
-                           InstanceMethod("detectedLevel", &Addon::DetectedLevel),
-                           InstanceMethod("setSimdLevel", &Addon::SetSimdLevel),
-                           InstanceMethod("poolInfo", &Addon::PoolInfo),
-                           InstanceMethod("exactKnn", &Addon::ExactKnn),
-                           InstanceMethod("buildIndex", &Addon::BuildIndex),
-                           InstanceMethod("loadIndex", &Addon::LoadIndex),
-                           InstanceMethod("indexFromBuffer", &Addon::IndexFromBuffer),
-                           InstanceValue("NativeIvfRabitqIndex", index_class, napi_enumerable),
+                           InstanceMethod("simdLevel", &Addon::SimdLevel, kExported),
+                           InstanceMethod("detectedLevel", &Addon::DetectedLevel, kExported),
+                           InstanceMethod("setSimdLevel", &Addon::SetSimdLevel, kExported),
+                           InstanceMethod("poolInfo", &Addon::PoolInfo, kExported),
+                           InstanceMethod("exactKnn", &Addon::ExactKnn, kExported),
+                           InstanceMethod("buildIndex", &Addon::BuildIndex, kExported),
+                           InstanceMethod("loadIndex", &Addon::LoadIndex, kExported),
+                           InstanceMethod("indexFromBuffer", &Addon::IndexFromBuffer, kExported),
+                           InstanceValue("NativeIvfRabitqIndex", index_class, kExported),
                        });
 }
 
