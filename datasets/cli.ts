@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { processIo, type CliIo } from '../src/cli/io.js';
 import { RabitqError, VectorFileError } from '../src/errors.js';
 import { inspectVectorFile, readBvecs, readFvecs, readIvecs, writeIvecs, type VectorFileInfo, type VectorFileType } from '../src/io.js';
 import { download, DownloadError } from './download.js';
@@ -26,10 +27,6 @@ export type ExactKnn = (
   opts: { dim: number; k: number },
 ) => Promise<{ ids: Int32Array; distances: Float32Array }>;
 
-export interface CliIo {
-  out: (text: string) => void;
-  err: (text: string) => void;
-}
 
 export interface CliDeps {
   /** overrides the lazily imported exactKnn (tests) */
@@ -296,7 +293,7 @@ function progressPrinter(io: CliIo, quiet: boolean): (done: number, total: numbe
     const now = Date.now();
     if (now - last < 1000 && done !== total) return;
     last = now;
-    io.err(`  ${fmtBytes(done)}${total ? ` / ${fmtBytes(total)} (${((100 * done) / total).toFixed(1)}%)` : ''}\n`);
+    io.stderr(`  ${fmtBytes(done)}${total ? ` / ${fmtBytes(total)} (${((100 * done) / total).toFixed(1)}%)` : ''}\n`);
   };
 }
 
@@ -321,7 +318,7 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
   const official = spec !== null && url === spec.url;
   const outDir = path.join(o.dataDir, name);
   if (!o.force && isInstalled(outDir, spec, o.skipLearn)) {
-    io.out(`${name} is already present in ${outDir} (use --force to fetch it again)\n`);
+    io.stdout(`${name} is already present in ${outDir} (use --force to fetch it again)\n`);
     return 0;
   }
   fs.mkdirSync(outDir, { recursive: true });
@@ -336,7 +333,7 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
   const expectedSize = o.size ?? (official ? spec!.archiveBytes : null);
   const sha256 = o.sha256 ?? (official ? spec!.sha256 : null);
   if (!o.quiet) {
-    io.err(`fetching ${url}${spec ? ` (${spec.approxArchiveSize})` : ''}\n`);
+    io.stderr(`fetching ${url}${spec ? ` (${spec.approxArchiveSize})` : ''}\n`);
   }
   const dl = await download({
     url,
@@ -347,11 +344,11 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
     retryDelayMs: o.retryDelayMs,
     timeoutMs: o.timeoutMs,
     onProgress: progressPrinter(io, o.quiet),
-    log: (m) => { if (!o.quiet) io.err(`  ${m}\n`); },
+    log: (m) => { if (!o.quiet) io.stderr(`  ${m}\n`); },
   });
   if (!o.quiet) {
-    io.err(dl.alreadyPresent ? `  archive already downloaded (${fmtBytes(dl.bytes)})\n` : `  downloaded ${fmtBytes(dl.bytes)}${dl.resumed ? ' (resumed)' : ''}\n`);
-    io.err(`unpacking ${archive}\n`);
+    io.stderr(dl.alreadyPresent ? `  archive already downloaded (${fmtBytes(dl.bytes)})\n` : `  downloaded ${fmtBytes(dl.bytes)}${dl.resumed ? ' (resumed)' : ''}\n`);
+    io.stderr(`unpacking ${archive}\n`);
   }
 
   const wanted = new Set<Role>(spec ? spec.files.map((f) => f.role) : ROLES);
@@ -382,7 +379,7 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
   const info = await validateSet(files, spec, required, false);
   writeManifest(outDir, manifestFor(name, url, outDir, files, info));
   if (!o.keepArchive) fs.rmSync(archive, { force: true });
-  io.out(describeSet(outDir, info));
+  io.stdout(describeSet(outDir, info));
   return 0;
 }
 
@@ -425,7 +422,7 @@ async function importCommand(dirArg: string | undefined, o: Options, io: CliIo):
     }
   }
   writeManifest(dest, manifestFor(name, `import:${src}`, dest, finalFiles, info));
-  io.out(describeSet(dest, info));
+  io.stdout(describeSet(dest, info));
   return 0;
 }
 
@@ -475,7 +472,7 @@ async function groundtruthCommand(dirArg: string | undefined, o: Options, io: Cl
   if (o.k > base.count) throw new UsageError(`--k (${o.k}) must be <= the number of base vectors (${base.count})`);
 
   const exactKnn = await loadExactKnn(deps);
-  if (!o.quiet) io.err(`exact ${o.k}-NN of ${query.count} queries over ${base.count} x ${base.dim} base vectors\n`);
+  if (!o.quiet) io.stderr(`exact ${o.k}-NN of ${query.count} queries over ${base.count} x ${base.dim} base vectors\n`);
   const t0 = Date.now();
   const { ids } = await exactKnn(base.data, query.data, { dim: base.dim, k: o.k });
   if (!(ids instanceof Int32Array) || ids.length !== query.count * o.k) {
@@ -487,7 +484,7 @@ async function groundtruthCommand(dirArg: string | undefined, o: Options, io: Cl
     m.files.groundtruth = { file: path.basename(out), type: 'ivecs', rows: query.count, dim: o.k, bytes: fs.statSync(out).size };
     writeManifest(dir, m);
   }
-  io.out(`wrote ${out}: ${query.count} x ${o.k} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+  io.stdout(`wrote ${out}: ${query.count} x ${o.k} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
   return 0;
 }
 
@@ -501,18 +498,18 @@ function listCommand(o: Options, io: CliIo): number {
     const sizes = spec ? `archive ${spec.approxArchiveSize}, unpacked ${fmtBytes(spec.files.reduce((s, f: FileSpec) => s + fileBytes(f), 0))}` : 'custom';
     rows.push(`  ${n.padEnd(12)} ${installed ? 'installed    ' : 'not installed'}  ${spec ? spec.description : ''}${spec ? ` (${sizes})` : sizes}`);
   }
-  io.out(`${rows.join('\n')}\n`);
+  io.stdout(`${rows.join('\n')}\n`);
   return 0;
 }
 
 /** Runs the tool; returns the process exit code. Never throws. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, io?: CliIo, deps: CliDeps = {}): Promise<number> {
-  const w: CliIo = io ?? { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+  const w: CliIo = io ?? processIo;
   try {
     const { positionals, opts, help } = parse(argv, env);
     const [cmd, ...rest] = positionals;
     if (help || cmd === 'help') {
-      w.out(USAGE);
+      w.stdout(USAGE);
       return 0;
     }
     if (!cmd) throw new UsageError('no command given');
@@ -535,24 +532,24 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      w.err(`error: ${err.message} (see 'npm run dataset -- --help')\n`);
+      w.stderr(`error: ${err.message} (see 'npm run dataset -- --help')\n`);
       return 2;
     }
     if (err instanceof VectorFileError) {
-      w.err(`error: ${err.message}\n`);
+      w.stderr(`error: ${err.message}\n`);
       return 2;
     }
     if (err instanceof RabitqError || err instanceof DownloadError) {
-      w.err(`error: ${err.message}\n`);
+      w.stderr(`error: ${err.message}\n`);
       return 1;
     }
     const e = err as NodeJS.ErrnoException;
     if (typeof e?.code === 'string' && typeof e.syscall === 'string') {
       // file-system problems (permissions, disk full, ...) are reported plainly
-      w.err(`error: ${e.message}\n`);
+      w.stderr(`error: ${e.message}\n`);
       return 1;
     }
-    w.err(`internal error: ${e?.stack ?? String(err)}\n`);
+    w.stderr(`internal error: ${e?.stack ?? String(err)}\n`);
     return 1;
   }
 }

@@ -112,7 +112,7 @@ async function expectSetEqual(dir: string, set: TinySet, withLearn = true): Prom
 async function run(args: string[], deps = {}): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(args, {}, { out: (t) => { out += t; }, err: (t) => { err += t; } }, deps);
+  const code = await main(args, {}, { stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, isTTY: false }, deps);
   if (code === 1 || code === 2) expect(err).not.toMatch(/\n\s+at /); // never a stack trace
   return { code, out, err };
 }
