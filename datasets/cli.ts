@@ -12,8 +12,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { processIo, type CliIo } from '../src/cli/io.js';
+import { parseCommandLine, stringOption } from '../src/cli/options.js';
 import { RabitqError, VectorFileError } from '../src/errors.js';
 import { inspectVectorFile, readBvecs, readFvecs, readIvecs, writeIvecs, type VectorFileInfo, type VectorFileType } from '../src/io.js';
 import { download, DownloadError } from './download.js';
@@ -118,58 +118,54 @@ function intFlag(flag: string, v: string | undefined, def: number, min: number):
 function parse(argv: string[], env: NodeJS.ProcessEnv): { positionals: string[]; opts: Options; help: boolean } {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        url: { type: 'string' },
-        'data-dir': { type: 'string' },
-        size: { type: 'string' },
-        sha256: { type: 'string' },
-        'skip-learn': { type: 'boolean' },
-        'keep-archive': { type: 'boolean' },
-        force: { type: 'boolean' },
-        retries: { type: 'string' },
-        'retry-delay': { type: 'string' },
-        timeout: { type: 'string' },
-        name: { type: 'string' },
-        symlink: { type: 'boolean' },
-        k: { type: 'string' },
-        out: { type: 'string' },
-        quiet: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
+    parsed = parseCommandLine(argv, {
+    url: { type: 'string' },
+    'data-dir': { type: 'string' },
+    size: { type: 'string' },
+    sha256: { type: 'string' },
+    'skip-learn': { type: 'boolean' },
+    'keep-archive': { type: 'boolean' },
+    force: { type: 'boolean' },
+    retries: { type: 'string' },
+    'retry-delay': { type: 'string' },
+    timeout: { type: 'string' },
+    name: { type: 'string' },
+    symlink: { type: 'boolean' },
+    k: { type: 'string' },
+    out: { type: 'string' },
+    quiet: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  }, Infinity);
   } catch (err) {
-    // parseArgs appends a hint about '--' to unknown options; the option name is enough here
-    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument[^]*$/, ''));
+    throw new UsageError((err as Error).message);
   }
-  const v = parsed.values;
-  if (v.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(v.sha256)) {
-    throw new UsageError(`--sha256 must be 64 hex digits, got ${JSON.stringify(v.sha256)}`);
+  const flags = parsed.values;
+  const str = (name: string): string | undefined => stringOption(flags, name);
+  const sha256 = str('sha256');
+  if (sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(sha256)) {
+    throw new UsageError(`--sha256 must be 64 hex digits, got ${JSON.stringify(sha256)}`);
   }
-  const url = v.url ?? (env.RABITQ_DATASET_URL || undefined);
-  const dataDir = path.resolve(v['data-dir'] ?? (env.RABITQ_DATA_DIR || path.join(packageRoot(), 'datasets', 'data')));
+  const url = str('url') ?? (env.RABITQ_DATASET_URL || undefined);
+  const dataDir = path.resolve(str('data-dir') ?? (env.RABITQ_DATA_DIR || path.join(packageRoot(), 'datasets', 'data')));
   return {
     positionals: parsed.positionals,
-    help: v.help === true,
+    help: flags.help === true,
     opts: {
       url,
       dataDir,
-      size: v.size === undefined ? undefined : intFlag('size', v.size, 0, 1),
-      sha256: v.sha256?.toLowerCase(),
-      skipLearn: v['skip-learn'] === true,
-      keepArchive: v['keep-archive'] === true,
-      force: v.force === true,
-      retries: intFlag('retries', v.retries, 5, 0),
-      retryDelayMs: intFlag('retry-delay', v['retry-delay'], 1000, 0),
-      timeoutMs: intFlag('timeout', v.timeout, 60, 1) * 1000,
-      name: v.name,
-      symlink: v.symlink === true,
-      k: intFlag('k', v.k, 100, 1),
-      out: v.out,
-      quiet: v.quiet === true,
+      size: str('size') === undefined ? undefined : intFlag('size', str('size'), 0, 1),
+      sha256: sha256?.toLowerCase(),
+      skipLearn: flags['skip-learn'] === true,
+      keepArchive: flags['keep-archive'] === true,
+      force: flags.force === true,
+      retries: intFlag('retries', str('retries'), 5, 0),
+      retryDelayMs: intFlag('retry-delay', str('retry-delay'), 1000, 0),
+      timeoutMs: intFlag('timeout', str('timeout'), 60, 1) * 1000,
+      name: str('name'),
+      symlink: flags.symlink === true,
+      k: intFlag('k', str('k'), 100, 1),
+      out: str('out'),
+      quiet: flags.quiet === true,
     },
   };
 }

@@ -676,7 +676,7 @@ describe('bad command-line input', () => {
   it.each([
     [[], /no command given/],
     [['nosuchset'], /unknown dataset "nosuchset"; known: siftsmall, sift, gist/],
-    [['siftsmall', '--bogus'], /Unknown option '--bogus'/],
+    [['siftsmall', '--bogus'], /unknown option --bogus/],
     [['siftsmall', 'extra'], /unexpected argument "extra"/],
     [['siftsmall', '--url', 'not a url'], /--url is not a valid URL/],
     [['siftsmall', '--url', 'file:///etc/passwd'], /--url must be ftp:\/\/, http:\/\/ or https:\/\//],
