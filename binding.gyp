@@ -3,7 +3,10 @@
   # rest is portable. No flags that tune for the build machine: prebuilds
   # must run on any x86-64.
   "variables": {
-    "rabitq_common_cflags": ["-O3", "-g", "-ffp-contract=off", "-fvisibility=hidden", "-std=c++17"]
+    "rabitq_common_cflags": ["-O3", "-g", "-ffp-contract=off", "-fvisibility=hidden", "-std=c++17"],
+    # An error thrown while an environment (a worker_threads Worker) is being
+    # torn down is dropped instead of aborting the process.
+    "rabitq_addon_defines": ["NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"]
   },
   "targets": [
     {
@@ -49,7 +52,13 @@
         "native/core/persist/blob.cc",
         "native/core/persist/writer.cc",
         "native/core/persist/reader.cc",
-        "native/binding/addon.cc"
+        "native/binding/addon.cc",
+        "native/binding/args.cc",
+        "native/binding/batch_worker.cc",
+        "native/binding/build_worker.cc",
+        "native/binding/errors.cc",
+        "native/binding/index_wrap.cc",
+        "native/binding/promise_worker.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except",
@@ -58,7 +67,38 @@
       ],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["<@(rabitq_common_cflags)"],
-      "defines": ["NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["<@(rabitq_addon_defines)"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "OTHER_CPLUSPLUSFLAGS": ["-O3", "-g", "-ffp-contract=off", "-std=c++17"]
+      }
+    },
+    {
+      # Test-only addon: the kernels one by one (test/kernels*.test.ts,
+      # bench/kernels.ts, loaded by bench/native_testing.ts). Its file is
+      # build/<config>/rabitq_testing.testnode, not *.node: node-gyp-build
+      # and prebuildify take the first *.node in build/<config>, which must
+      # stay the library addon (so the library never loads this one and
+      # prebuilds never carry it).
+      "target_name": "rabitq_testing",
+      # (a target_condition: node-gyp's addon.gypi sets 'node' in one)
+      "target_conditions": [
+        ["_type=='loadable_module'", { "product_extension": "testnode" }]
+      ],
+      "sources": [
+        "native/binding/testing/kernel_hooks.cc",
+        "native/binding/args.cc",
+        "native/core/kernels/kernels_scalar.cc",
+        "native/core/kernels/dispatch.cc"
+      ],
+      "dependencies": [
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except",
+        "rabitq_kernels_avx2",
+        "rabitq_kernels_avx512"
+      ],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["<@(rabitq_common_cflags)"],
+      "defines": ["<@(rabitq_addon_defines)"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
         "OTHER_CPLUSPLUSFLAGS": ["-O3", "-g", "-ffp-contract=off", "-std=c++17"]

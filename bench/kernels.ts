@@ -26,6 +26,7 @@ import { repoRoot } from '../src/bench/paths.js';
 import { cpuModel, cpusAllowedList } from '../src/bench/machine.js';
 import { rng } from '../src/random.js';
 import { UsageError, intOption, parseCommandLine, parseIntList, stringOption } from '../src/cli/options.js';
+import { loadTestingAddon } from './native_testing.js';
 
 const ALL_LEVELS: SimdLevelName[] = ['scalar', 'avx2', 'avx512'];
 const DEFAULT_DIMS = [64, 96, 128, 256, 384, 512, 768, 960, 1024, 1536];
@@ -87,7 +88,7 @@ interface KernelCase {
 /** One call of every kernel at dimension d, with its inputs prepared once. */
 function kernelCases(d: number): KernelCase[] {
   const r = rng(d);
-  const k = native.kernels;
+  const k = loadTestingAddon().kernels;
   const a = randomFloats(d, r);
   const b = randomFloats(d, r);
   const offsets = randomFloats(d, r, 0, 0.999);
@@ -482,10 +483,10 @@ async function main(): Promise<void> {
   // Call overhead: l2sq at d = 1 (the kernel itself is a couple of ns).
   const overhead: Partial<Record<SimdLevelName, number>> = {};
   const one = new Float32Array([1]);
+  const kernels = loadTestingAddon().kernels;
   for (let round = 0; round < ROUNDS; round++) {
     for (const level of levels) {
-      const ns = (await timeCall(`overhead ${level}`, () => native.kernels.l2sq(level, one, one), opts.timeMs / ROUNDS))
-        .ns;
+      const ns = (await timeCall(`overhead ${level}`, () => kernels.l2sq(level, one, one), opts.timeMs / ROUNDS)).ns;
       overhead[level] = Math.min(overhead[level] ?? Infinity, ns);
     }
   }

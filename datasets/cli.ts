@@ -12,7 +12,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { processIo, type CliIo } from '../src/cli/io.js';
+import { parseCommandLine, stringOption } from '../src/cli/options.js';
 import { RabitqError, VectorFileError } from '../src/errors.js';
 import { inspectVectorFile, readBvecs, readFvecs, readIvecs, writeIvecs, type VectorFileInfo, type VectorFileType } from '../src/io.js';
 import { download, DownloadError } from './download.js';
@@ -26,10 +27,6 @@ export type ExactKnn = (
   opts: { dim: number; k: number },
 ) => Promise<{ ids: Int32Array; distances: Float32Array }>;
 
-export interface CliIo {
-  out: (text: string) => void;
-  err: (text: string) => void;
-}
 
 export interface CliDeps {
   /** overrides the lazily imported exactKnn (tests) */
@@ -121,58 +118,54 @@ function intFlag(flag: string, v: string | undefined, def: number, min: number):
 function parse(argv: string[], env: NodeJS.ProcessEnv): { positionals: string[]; opts: Options; help: boolean } {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        url: { type: 'string' },
-        'data-dir': { type: 'string' },
-        size: { type: 'string' },
-        sha256: { type: 'string' },
-        'skip-learn': { type: 'boolean' },
-        'keep-archive': { type: 'boolean' },
-        force: { type: 'boolean' },
-        retries: { type: 'string' },
-        'retry-delay': { type: 'string' },
-        timeout: { type: 'string' },
-        name: { type: 'string' },
-        symlink: { type: 'boolean' },
-        k: { type: 'string' },
-        out: { type: 'string' },
-        quiet: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
+    parsed = parseCommandLine(argv, {
+    url: { type: 'string' },
+    'data-dir': { type: 'string' },
+    size: { type: 'string' },
+    sha256: { type: 'string' },
+    'skip-learn': { type: 'boolean' },
+    'keep-archive': { type: 'boolean' },
+    force: { type: 'boolean' },
+    retries: { type: 'string' },
+    'retry-delay': { type: 'string' },
+    timeout: { type: 'string' },
+    name: { type: 'string' },
+    symlink: { type: 'boolean' },
+    k: { type: 'string' },
+    out: { type: 'string' },
+    quiet: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  }, Infinity);
   } catch (err) {
-    // parseArgs appends a hint about '--' to unknown options; the option name is enough here
-    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument[^]*$/, ''));
+    throw new UsageError((err as Error).message);
   }
-  const v = parsed.values;
-  if (v.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(v.sha256)) {
-    throw new UsageError(`--sha256 must be 64 hex digits, got ${JSON.stringify(v.sha256)}`);
+  const flags = parsed.values;
+  const str = (name: string): string | undefined => stringOption(flags, name);
+  const sha256 = str('sha256');
+  if (sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(sha256)) {
+    throw new UsageError(`--sha256 must be 64 hex digits, got ${JSON.stringify(sha256)}`);
   }
-  const url = v.url ?? (env.RABITQ_DATASET_URL || undefined);
-  const dataDir = path.resolve(v['data-dir'] ?? (env.RABITQ_DATA_DIR || path.join(packageRoot(), 'datasets', 'data')));
+  const url = str('url') ?? (env.RABITQ_DATASET_URL || undefined);
+  const dataDir = path.resolve(str('data-dir') ?? (env.RABITQ_DATA_DIR || path.join(packageRoot(), 'datasets', 'data')));
   return {
     positionals: parsed.positionals,
-    help: v.help === true,
+    help: flags.help === true,
     opts: {
       url,
       dataDir,
-      size: v.size === undefined ? undefined : intFlag('size', v.size, 0, 1),
-      sha256: v.sha256?.toLowerCase(),
-      skipLearn: v['skip-learn'] === true,
-      keepArchive: v['keep-archive'] === true,
-      force: v.force === true,
-      retries: intFlag('retries', v.retries, 5, 0),
-      retryDelayMs: intFlag('retry-delay', v['retry-delay'], 1000, 0),
-      timeoutMs: intFlag('timeout', v.timeout, 60, 1) * 1000,
-      name: v.name,
-      symlink: v.symlink === true,
-      k: intFlag('k', v.k, 100, 1),
-      out: v.out,
-      quiet: v.quiet === true,
+      size: str('size') === undefined ? undefined : intFlag('size', str('size'), 0, 1),
+      sha256: sha256?.toLowerCase(),
+      skipLearn: flags['skip-learn'] === true,
+      keepArchive: flags['keep-archive'] === true,
+      force: flags.force === true,
+      retries: intFlag('retries', str('retries'), 5, 0),
+      retryDelayMs: intFlag('retry-delay', str('retry-delay'), 1000, 0),
+      timeoutMs: intFlag('timeout', str('timeout'), 60, 1) * 1000,
+      name: str('name'),
+      symlink: flags.symlink === true,
+      k: intFlag('k', str('k'), 100, 1),
+      out: str('out'),
+      quiet: flags.quiet === true,
     },
   };
 }
@@ -296,7 +289,7 @@ function progressPrinter(io: CliIo, quiet: boolean): (done: number, total: numbe
     const now = Date.now();
     if (now - last < 1000 && done !== total) return;
     last = now;
-    io.err(`  ${fmtBytes(done)}${total ? ` / ${fmtBytes(total)} (${((100 * done) / total).toFixed(1)}%)` : ''}\n`);
+    io.stderr(`  ${fmtBytes(done)}${total ? ` / ${fmtBytes(total)} (${((100 * done) / total).toFixed(1)}%)` : ''}\n`);
   };
 }
 
@@ -321,7 +314,7 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
   const official = spec !== null && url === spec.url;
   const outDir = path.join(o.dataDir, name);
   if (!o.force && isInstalled(outDir, spec, o.skipLearn)) {
-    io.out(`${name} is already present in ${outDir} (use --force to fetch it again)\n`);
+    io.stdout(`${name} is already present in ${outDir} (use --force to fetch it again)\n`);
     return 0;
   }
   fs.mkdirSync(outDir, { recursive: true });
@@ -336,7 +329,7 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
   const expectedSize = o.size ?? (official ? spec!.archiveBytes : null);
   const sha256 = o.sha256 ?? (official ? spec!.sha256 : null);
   if (!o.quiet) {
-    io.err(`fetching ${url}${spec ? ` (${spec.approxArchiveSize})` : ''}\n`);
+    io.stderr(`fetching ${url}${spec ? ` (${spec.approxArchiveSize})` : ''}\n`);
   }
   const dl = await download({
     url,
@@ -347,11 +340,11 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
     retryDelayMs: o.retryDelayMs,
     timeoutMs: o.timeoutMs,
     onProgress: progressPrinter(io, o.quiet),
-    log: (m) => { if (!o.quiet) io.err(`  ${m}\n`); },
+    log: (m) => { if (!o.quiet) io.stderr(`  ${m}\n`); },
   });
   if (!o.quiet) {
-    io.err(dl.alreadyPresent ? `  archive already downloaded (${fmtBytes(dl.bytes)})\n` : `  downloaded ${fmtBytes(dl.bytes)}${dl.resumed ? ' (resumed)' : ''}\n`);
-    io.err(`unpacking ${archive}\n`);
+    io.stderr(dl.alreadyPresent ? `  archive already downloaded (${fmtBytes(dl.bytes)})\n` : `  downloaded ${fmtBytes(dl.bytes)}${dl.resumed ? ' (resumed)' : ''}\n`);
+    io.stderr(`unpacking ${archive}\n`);
   }
 
   const wanted = new Set<Role>(spec ? spec.files.map((f) => f.role) : ROLES);
@@ -382,7 +375,7 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
   const info = await validateSet(files, spec, required, false);
   writeManifest(outDir, manifestFor(name, url, outDir, files, info));
   if (!o.keepArchive) fs.rmSync(archive, { force: true });
-  io.out(describeSet(outDir, info));
+  io.stdout(describeSet(outDir, info));
   return 0;
 }
 
@@ -425,7 +418,7 @@ async function importCommand(dirArg: string | undefined, o: Options, io: CliIo):
     }
   }
   writeManifest(dest, manifestFor(name, `import:${src}`, dest, finalFiles, info));
-  io.out(describeSet(dest, info));
+  io.stdout(describeSet(dest, info));
   return 0;
 }
 
@@ -475,7 +468,7 @@ async function groundtruthCommand(dirArg: string | undefined, o: Options, io: Cl
   if (o.k > base.count) throw new UsageError(`--k (${o.k}) must be <= the number of base vectors (${base.count})`);
 
   const exactKnn = await loadExactKnn(deps);
-  if (!o.quiet) io.err(`exact ${o.k}-NN of ${query.count} queries over ${base.count} x ${base.dim} base vectors\n`);
+  if (!o.quiet) io.stderr(`exact ${o.k}-NN of ${query.count} queries over ${base.count} x ${base.dim} base vectors\n`);
   const t0 = Date.now();
   const { ids } = await exactKnn(base.data, query.data, { dim: base.dim, k: o.k });
   if (!(ids instanceof Int32Array) || ids.length !== query.count * o.k) {
@@ -487,7 +480,7 @@ async function groundtruthCommand(dirArg: string | undefined, o: Options, io: Cl
     m.files.groundtruth = { file: path.basename(out), type: 'ivecs', rows: query.count, dim: o.k, bytes: fs.statSync(out).size };
     writeManifest(dir, m);
   }
-  io.out(`wrote ${out}: ${query.count} x ${o.k} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+  io.stdout(`wrote ${out}: ${query.count} x ${o.k} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
   return 0;
 }
 
@@ -501,18 +494,18 @@ function listCommand(o: Options, io: CliIo): number {
     const sizes = spec ? `archive ${spec.approxArchiveSize}, unpacked ${fmtBytes(spec.files.reduce((s, f: FileSpec) => s + fileBytes(f), 0))}` : 'custom';
     rows.push(`  ${n.padEnd(12)} ${installed ? 'installed    ' : 'not installed'}  ${spec ? spec.description : ''}${spec ? ` (${sizes})` : sizes}`);
   }
-  io.out(`${rows.join('\n')}\n`);
+  io.stdout(`${rows.join('\n')}\n`);
   return 0;
 }
 
 /** Runs the tool; returns the process exit code. Never throws. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, io?: CliIo, deps: CliDeps = {}): Promise<number> {
-  const w: CliIo = io ?? { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+  const w: CliIo = io ?? processIo;
   try {
     const { positionals, opts, help } = parse(argv, env);
     const [cmd, ...rest] = positionals;
     if (help || cmd === 'help') {
-      w.out(USAGE);
+      w.stdout(USAGE);
       return 0;
     }
     if (!cmd) throw new UsageError('no command given');
@@ -535,24 +528,24 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      w.err(`error: ${err.message} (see 'npm run dataset -- --help')\n`);
+      w.stderr(`error: ${err.message} (see 'npm run dataset -- --help')\n`);
       return 2;
     }
     if (err instanceof VectorFileError) {
-      w.err(`error: ${err.message}\n`);
+      w.stderr(`error: ${err.message}\n`);
       return 2;
     }
     if (err instanceof RabitqError || err instanceof DownloadError) {
-      w.err(`error: ${err.message}\n`);
+      w.stderr(`error: ${err.message}\n`);
       return 1;
     }
     const e = err as NodeJS.ErrnoException;
     if (typeof e?.code === 'string' && typeof e.syscall === 'string') {
       // file-system problems (permissions, disk full, ...) are reported plainly
-      w.err(`error: ${e.message}\n`);
+      w.stderr(`error: ${e.message}\n`);
       return 1;
     }
-    w.err(`internal error: ${e?.stack ?? String(err)}\n`);
+    w.stderr(`internal error: ${e?.stack ?? String(err)}\n`);
     return 1;
   }
 }

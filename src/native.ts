@@ -1,7 +1,21 @@
 /**
- * Loads the compiled addon (a prebuild when one matches, else build/Release)
- * and describes its raw, unchecked surface. Everything here trusts its
- * arguments: the public API in index.ts validates first.
+ * Loads the compiled addon and describes its raw surface. node-gyp-build
+ * picks, in this order: build/Release/rabitq.node (a local `node-gyp` build,
+ * e.g. the install-time compile), then build/Debug, then the prebuild in
+ * prebuilds/<platform>-<arch>/ matching this Node; RABITQ_PREBUILD=<dir>
+ * makes it look in <dir> instead of the package root.
+ *
+ * The addon checks the type and length of every argument (a TypeError or
+ * RangeError, never an out-of-bounds access), but not its meaning: the
+ * public API (ivf_index.ts, knn.ts) validates values and gives the messages
+ * users see. The kernel test hooks live in a separate test-only addon
+ * (bench/native_testing.ts), not here.
+ *
+ * worker_threads: each thread that imports the package loads its own
+ * instance of the addon (per-environment state in C++, freed when the thread
+ * ends), so indexes are per thread and cannot be passed between threads.
+ * Shared by all threads of the process: the native thread pool
+ * (`poolInfo()`) and the SIMD level (`setSimdLevel()` changes it for all).
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -72,21 +86,6 @@ export interface NativeBuildParams {
 
 export type SimdLevelName = 'scalar' | 'avx2' | 'avx512';
 
-export interface NativeKernels {
-  l2sq(level: SimdLevelName, a: Float32Array, b: Float32Array): number;
-  dot(level: SimdLevelName, a: Float32Array, b: Float32Array): number;
-  minmax(level: SimdLevelName, x: Float32Array): [number, number];
-  quantize(level: SimdLevelName, x: Float32Array, lo: number, invDelta: number, offsets: Float32Array, maxval: number, out: Uint8Array): number;
-  popcountAnd(level: SimdLevelName, a: BigUint64Array, b: BigUint64Array): number;
-  bitplaneIp(level: SimdLevelName, planes: BigUint64Array, bits: number, code: BigUint64Array): number;
-  fastscan(level: SimdLevelName, codes: Uint8Array, luts: Uint8Array, npairs: number, out: Uint16Array): void;
-  dotTile16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Float32Array, out: Float32Array): void;
-  dotTile16F16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Uint16Array, out: Float32Array): void;
-  floatToHalf(input: Float32Array, out: Uint16Array): void;
-  /** params: qnorm2, twoLo, twoDelta, sumq, errMul, quantMul */
-  estimate(level: SimdLevelName, factors: Float32Array, ip: Uint16Array, params: Float32Array, est: Float32Array, lower: Float32Array): void;
-}
-
 export interface NativeAddon {
   simdLevel(): SimdLevelName;
   detectedLevel(): SimdLevelName;
@@ -96,11 +95,10 @@ export interface NativeAddon {
   buildIndex(vectors: Float32Array, params: NativeBuildParams, onProgress?: (p: { phase: 'train' | 'assign' | 'encode'; done: number; total: number }) => void): Promise<NativeIndex>;
   loadIndex(path: string, mmap: boolean, verify: boolean): Promise<NativeIndex>;
   indexFromBuffer(bytes: Uint8Array): Promise<NativeIndex>;
-  kernels: NativeKernels;
 }
 
 const require = createRequire(import.meta.url);
-// dist/src/native.js and src/native.ts are both two levels below the package root.
+// src/native.ts is one level below the package root, dist/src/native.js two.
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`) ? '..' : '.');
 
 function load(): NativeAddon {

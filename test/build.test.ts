@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { createRequire } from 'node:module';
 import { ensureDist } from './helpers.js';
 
 const run = promisify(execFile);
@@ -114,6 +115,20 @@ describe('build files', () => {
       const text = f === 'package.json' ? read(f) : stripHashComments(read(f));
       expect(text, f).not.toMatch(/-m(arch|tune|cpu)=native|\/arch:native/);
     }
+  });
+
+  it('only the library addon is a *.node in build/<config> (node-gyp-build and prebuildify take the first one there)', () => {
+    const targets = (gyp as { targets: Array<Record<string, unknown>> }).targets;
+    const testing = targets.find((t) => t.target_name === 'rabitq_testing');
+    expect(testing, 'binding.gyp has the test-only addon target').toBeDefined();
+    expect(JSON.stringify(testing!.target_conditions)).toContain('"product_extension":"testnode"');
+    for (const config of ['Release', 'Debug']) {
+      const dir = path.join(repoRoot, 'build', config);
+      if (!existsSync(dir)) continue;
+      expect(readdirSync(dir).filter((f) => /\.node$/i.test(f)), dir).toEqual(['rabitq.node']);
+    }
+    const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as { resolve(dir: string): string };
+    if (existsSync(path.join(repoRoot, 'build', 'Release'))) expect(path.basename(nodeGypBuild.resolve(repoRoot))).toBe('rabitq.node');
   });
 
   it('package.json ships what an install from source needs', () => {

@@ -112,7 +112,7 @@ async function expectSetEqual(dir: string, set: TinySet, withLearn = true): Prom
 async function run(args: string[], deps = {}): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(args, {}, { out: (t) => { out += t; }, err: (t) => { err += t; } }, deps);
+  const code = await main(args, {}, { stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, isTTY: false }, deps);
   if (code === 1 || code === 2) expect(err).not.toMatch(/\n\s+at /); // never a stack trace
   return { code, out, err };
 }
@@ -676,7 +676,7 @@ describe('bad command-line input', () => {
   it.each([
     [[], /no command given/],
     [['nosuchset'], /unknown dataset "nosuchset"; known: siftsmall, sift, gist/],
-    [['siftsmall', '--bogus'], /Unknown option '--bogus'/],
+    [['siftsmall', '--bogus'], /unknown option --bogus/],
     [['siftsmall', 'extra'], /unexpected argument "extra"/],
     [['siftsmall', '--url', 'not a url'], /--url is not a valid URL/],
     [['siftsmall', '--url', 'file:///etc/passwd'], /--url must be ftp:\/\/, http:\/\/ or https:\/\//],

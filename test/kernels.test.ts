@@ -1,7 +1,8 @@
 /**
  * Every SIMD kernel level the CPU offers against the scalar reference (and
- * the scalar reference against plain TypeScript), through the raw `native`
- * surface; plus the RABITQ_SIMD / level-selection error paths.
+ * the scalar reference against plain TypeScript), through the test-only
+ * addon (bench/native_testing.ts); plus the RABITQ_SIMD / level-selection
+ * error paths of the library addon.
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -10,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { native, type SimdLevelName } from '../src/native.js';
 import { rng } from './helpers.js';
+import { loadTestingAddon } from '../bench/native_testing.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..');
@@ -20,7 +22,7 @@ const detected = native.detectedLevel();
 const LEVELS = ALL_LEVELS.slice(0, ALL_LEVELS.indexOf(detected) + 1);
 const SIMD_LEVELS = LEVELS.filter((l) => l !== 'scalar');
 const UNSUPPORTED = ALL_LEVELS.slice(ALL_LEVELS.indexOf(detected) + 1);
-const k = native.kernels;
+const k = loadTestingAddon().kernels;
 const initialLevel = native.simdLevel();
 
 afterAll(() => {

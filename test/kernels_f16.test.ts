@@ -1,5 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { native, type SimdLevelName } from '../src/native.js';
+import { loadTestingAddon } from '../bench/native_testing.js';
+
+const kernels = loadTestingAddon().kernels;
 
 function levels(): SimdLevelName[] {
   const all: SimdLevelName[] = ['scalar', 'avx2', 'avx512'];
@@ -20,7 +23,7 @@ describe('half-precision centroid tiles', () => {
   it('float_to_half rounds to the nearest half (ties to even), incl. subnormals and overflow', () => {
     const xs = Float32Array.from([0, -0, 1, -2.5, 65504, 65520, 1e6, -1e6, 6.1e-5, 5.96e-8, 2.98e-8, 1e-9, 0.1, 1 / 3, 2049, 2051, Infinity, NaN]);
     const out = new Uint16Array(xs.length);
-    native.kernels.floatToHalf(xs, out);
+    kernels.floatToHalf(xs, out);
     for (let i = 0; i < xs.length; i++) {
       const x = xs[i]!;
       const got = halfToNumber(out[i]!);
@@ -42,9 +45,9 @@ describe('half-precision centroid tiles', () => {
       for (const np of [1, 3, 4, 5, 9]) {
         const xs = Float32Array.from({ length: np * dim }, rnd);
         const ct = new Uint16Array(dim * 16);
-        native.kernels.floatToHalf(Float32Array.from({ length: dim * 16 }, rnd), ct);
+        kernels.floatToHalf(Float32Array.from({ length: dim * 16 }, rnd), ct);
         const want = new Float32Array(np * 16);
-        native.kernels.dotTile16F16('scalar', xs, np, dim, ct, want);
+        kernels.dotTile16F16('scalar', xs, np, dim, ct, want);
         for (let p = 0; p < np; p++) for (let j = 0; j < 16; j++) {
           let s = 0;
           for (let t = 0; t < dim; t++) s += xs[p * dim + t]! * halfToNumber(ct[t * 16 + j]!);
@@ -52,7 +55,7 @@ describe('half-precision centroid tiles', () => {
         }
         for (const level of levels()) {
           const got = new Float32Array(np * 16);
-          native.kernels.dotTile16F16(level, xs, np, dim, ct, got);
+          kernels.dotTile16F16(level, xs, np, dim, ct, got);
           for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[i]!)));
         }
       }

@@ -76,27 +76,28 @@ struct Packed {
   }
 };
 
-TEST_CASE(ex_kernels, "every table has ex_ip; avx512 uses VNNI when the CPU has it") {
+TEST_CASE("every table has ex_ip; avx512 uses VNNI when the CPU has it" * doctest::test_suite("ex_kernels")) {
   for (rabitq::SimdLevel l : {rabitq::SimdLevel::kScalar, rabitq::SimdLevel::kAvx2, rabitq::SimdLevel::kAvx512}) {
     const rabitq::Kernels* k = rabitq::kernels_for(l);
     if (k == nullptr) continue;
-    CHECK_MSG(k->ex_ip != nullptr, rabitq::level_name(l));
+    CHECK_MESSAGE((k->ex_ip != nullptr), rabitq::level_name(l));
   }
   const auto vs = ex_variants();
-  CHECK(!vs.empty() && std::strcmp(vs[0].name, "scalar") == 0);
+  CHECK((!vs.empty() && std::strcmp(vs[0].name, "scalar") == 0));
   const rabitq::Kernels* k512 = rabitq::kernels_for(rabitq::SimdLevel::kAvx512);
   if (k512 != nullptr && rabitq::cpu_has_avx512_vnni()) {
     bool found = false;
     for (const auto& v : vs)
       if (std::strcmp(v.name, "avx512vnni") == 0) found = (v.fn == k512->ex_ip);
-    CHECK_MSG(found, "the avx512 table should hold the VNNI ex_ip");
+    CHECK_MESSAGE(found, "the avx512 table should hold the VNNI ex_ip");
   }
   std::printf("  ex_ip variants:");
   for (const auto& v : vs) std::printf(" %s", v.name);
   std::printf("\n");
 }
 
-TEST_CASE(ex_kernels, "layout put/get round-trips every value, sections are exactly padded_dim*ex_bits/8 bytes") {
+TEST_CASE("layout put/get round-trips every value, sections are exactly padded_dim*ex_bits/8 bytes" *
+          doctest::test_suite("ex_kernels")) {
   Rng rng(3);
   for (size_t pd : {64, 128, 960, 1024}) {
     for (unsigned eb = 1; eb <= 8; ++eb) {
@@ -104,7 +105,7 @@ TEST_CASE(ex_kernels, "layout put/get round-trips every value, sections are exac
       const size_t bytes = pd * eb / 8;
       size_t end = sec.off1 + ((eb & 1u) ? pd / 8 : 0);
       if (eb == 8) end = pd;
-      CHECK_MSG(end == bytes, "pd=" << pd << " eb=" << eb);
+      CHECK_MESSAGE(end == bytes, "pd=" << pd << " eb=" << eb);
       std::vector<uint8_t> ex(bytes, 0);
       std::vector<unsigned> v(pd);
       for (size_t i = 0; i < pd; ++i) {
@@ -113,12 +114,12 @@ TEST_CASE(ex_kernels, "layout put/get round-trips every value, sections are exac
       }
       size_t bad = 0;
       for (size_t i = 0; i < pd; ++i) bad += rabitq::ex_layout::get(ex.data(), sec, eb, i) != v[i];
-      CHECK_MSG(bad == 0, "pd=" << pd << " eb=" << eb << " bad=" << bad);
+      CHECK_MESSAGE(bad == 0, "pd=" << pd << " eb=" << eb << " bad=" << bad);
     }
   }
 }
 
-TEST_CASE(ex_kernels, "ex_ip equals scalar and the definition at every level, bits 2..9") {
+TEST_CASE("ex_ip equals scalar and the definition at every level, bits 2..9" * doctest::test_suite("ex_kernels")) {
   Rng rng(17);
   const auto vs = ex_variants();
   // Paddings of d = 1, 100, 128, 130, 960, 1000, 1536 and a few more.
@@ -137,15 +138,15 @@ TEST_CASE(ex_kernels, "ex_ip equals scalar and the definition at every level, bi
         Packed p(q, s, e, eb, static_cast<size_t>(rep) % 5);
         for (const auto& v : vs) {
           const int64_t got = v.fn(p.q, p.sign, p.ex, pd, eb);
-          CHECK_MSG(got == want, v.name << " pd=" << pd << " bits=" << eb + 1 << " rep=" << rep << " got " << got
-                                        << " want " << want);
+          CHECK_MESSAGE(got == want, v.name << " pd=" << pd << " bits=" << eb + 1 << " rep=" << rep << " got " << got
+                                            << " want " << want);
         }
       }
     }
   }
 }
 
-TEST_CASE(ex_kernels, "ex_ip does not overflow at the largest dimension and code") {
+TEST_CASE("ex_ip does not overflow at the largest dimension and code" * doctest::test_suite("ex_kernels")) {
   const size_t pd = 65536;
   const auto vs = ex_variants();
   for (int sgn : {1, -1}) {
@@ -154,7 +155,7 @@ TEST_CASE(ex_kernels, "ex_ip does not overflow at the largest dimension and code
     const int64_t want = plain_ex_ip(q, s, e, 8);
     CHECK(want == int64_t(sgn) * 127 * 511 * int64_t(pd));
     Packed p(q, s, e, 8, 0);
-    for (const auto& v : vs) CHECK_MSG(v.fn(p.q, p.sign, p.ex, pd, 8) == want, v.name);
+    for (const auto& v : vs) CHECK_MESSAGE(v.fn(p.q, p.sign, p.ex, pd, 8) == want, v.name);
   }
 }
 
@@ -166,7 +167,8 @@ std::vector<float> gaussian(size_t n, Rng& rng, double scale = 1.0) {
   return v;
 }
 
-TEST_CASE(ex_code, "encoder: signs, levels and factors; exact rescale never worse than constant") {
+TEST_CASE("encoder: signs, levels and factors; exact rescale never worse than constant" *
+          doctest::test_suite("ex_code")) {
   Rng rng(5);
   for (size_t pd : {64, 128, 960}) {
     for (unsigned bits = 2; bits <= 9; ++bits) {
@@ -190,30 +192,30 @@ TEST_CASE(ex_code, "encoder: signs, levels and factors; exact rescale never wors
           for (size_t i = 0; i < pd; ++i) {
             const unsigned sb = (sign[i / 8] >> (i % 8)) & 1u;
             bad += sb != (o[i] > 0.f ? 1u : 0u);
-            const double xb = double((sb << eb) + rabitq::ex_layout::get(ex.data(), sec, eb, i)) -
-                              (double(1u << bits) - 1.0) / 2.0;
+            const double xb =
+                double((sb << eb) + rabitq::ex_layout::get(ex.data(), sec, eb, i)) - (double(1u << bits) - 1.0) / 2.0;
             bad += (xb > 0) != (o[i] > 0.f);
             ip += xb * o[i];
             xx += xb * xb;
             n2 += double(o[i]) * o[i];
           }
-          CHECK_MSG(bad == 0, "pd=" << pd << " bits=" << bits);
+          CHECK_MESSAGE(bad == 0, "pd=" << pd << " bits=" << bits);
           // ip_scale = -2 ||o||^2 / <xbar, o>.
-          CHECK_MSG(std::fabs(f.ip_scale + 2.0 * n2 / ip) <= 1e-4 * 2.0 * n2 / ip, "pd=" << pd << " bits=" << bits);
-          CHECK(f.error_scale >= 0.f && f.quant_scale > 0.f);
+          CHECK_MESSAGE(std::fabs(f.ip_scale + 2.0 * n2 / ip) <= 1e-4 * 2.0 * n2 / ip, "pd=" << pd << " bits=" << bits);
+          CHECK((f.error_scale >= 0.f && f.quant_scale > 0.f));
           const double a = ip / std::sqrt(xx * n2);
-          CHECK_MSG(std::fabs(a - enc->alignment(o.data())) < 1e-9, "pd=" << pd << " bits=" << bits);
+          CHECK_MESSAGE(std::fabs(a - enc->alignment(o.data())) < 1e-9, "pd=" << pd << " bits=" << bits);
         }
         const double ae = exact.alignment(o.data()), af = fast.alignment(o.data()), as = search.alignment(o.data());
-        CHECK_MSG(ae >= af - 1e-12, "pd=" << pd << " bits=" << bits << " exact " << ae << " constant " << af);
-        CHECK_MSG(ae >= as - 1e-12, "pd=" << pd << " bits=" << bits << " exact " << ae << " search " << as);
-        CHECK_MSG(as >= af - 1e-12, "pd=" << pd << " bits=" << bits << " search " << as << " constant " << af);
+        CHECK_MESSAGE(ae >= af - 1e-12, "pd=" << pd << " bits=" << bits << " exact " << ae << " constant " << af);
+        CHECK_MESSAGE(ae >= as - 1e-12, "pd=" << pd << " bits=" << bits << " exact " << ae << " search " << as);
+        CHECK_MESSAGE(as >= af - 1e-12, "pd=" << pd << " bits=" << bits << " search " << as << " constant " << af);
       }
     }
   }
 }
 
-TEST_CASE(ex_code, "a zero residual gets zero factors and an exact estimate") {
+TEST_CASE("a zero residual gets zero factors and an exact estimate" * doctest::test_suite("ex_code")) {
   ExEncoder enc(128, 4, ExRescale::kExact);
   std::vector<float> o(128, 0.f), q(128);
   Rng rng(9);
@@ -221,18 +223,18 @@ TEST_CASE(ex_code, "a zero residual gets zero factors and an exact estimate") {
   std::vector<uint8_t> ex(enc.code_bytes()), sign(16);
   ExFactor f;
   enc.encode(o.data(), ex.data(), &f, sign.data());
-  CHECK(f.ip_scale == 0.f && f.error_scale == 0.f && f.quant_scale == 0.f);
+  CHECK((f.ip_scale == 0.f && f.error_scale == 0.f && f.quant_scale == 0.f));
   ExQuery eq;
   eq.prepare(q.data(), 128, 4);
   const auto e = rabitq::ex_estimate(rabitq::scalar_kernels(), eq, sign.data(), ex.data(), 0.f, f, 1.9f);
-  CHECK(std::fabs(e.distance - eq.qnorm2) <= 1e-6f * eq.qnorm2 && e.bound == 0.f);
+  CHECK((std::fabs(e.distance - eq.qnorm2) <= 1e-6f * eq.qnorm2 && e.bound == 0.f));
 }
 
-TEST_CASE(ex_code, "bad parameters are RangeErrors") {
-  CHECK_THROWS(ExEncoder(128, 1, ExRescale::kExact), rabitq::Error);
-  CHECK_THROWS(ExEncoder(128, 10, ExRescale::kExact), rabitq::Error);
-  CHECK_THROWS(ExEncoder(100, 4, ExRescale::kExact), rabitq::Error);
-  CHECK_THROWS(ExEncoder(128, 4, static_cast<ExRescale>(7)), rabitq::Error);
+TEST_CASE("bad parameters are RangeErrors" * doctest::test_suite("ex_code")) {
+  CHECK_THROWS_AS(ExEncoder(128, 1, ExRescale::kExact), rabitq::Error);
+  CHECK_THROWS_AS(ExEncoder(128, 10, ExRescale::kExact), rabitq::Error);
+  CHECK_THROWS_AS(ExEncoder(100, 4, ExRescale::kExact), rabitq::Error);
+  CHECK_THROWS_AS(ExEncoder(128, 4, static_cast<ExRescale>(7)), rabitq::Error);
 }
 
 // ---- estimator quality -------------------------------------------------------------
@@ -394,32 +396,34 @@ void check_quality(const Residuals& r, const char* what) {
     for (const Quality* m : {&qa, &qx, &qs}) {
       if (m->pairs == 0) continue;
       // Unbiased: the mean signed error is a small fraction of the mean error.
-      CHECK_MSG(std::fabs(m->mean_signed) <= 0.1 * m->mae, what << " bits=" << bits << " bias " << m->mean_signed
-                                                                << " mae " << m->mae);
-      CHECK_MSG(m->coverage >= 0.99, what << " bits=" << bits << " coverage " << m->coverage);
+      CHECK_MESSAGE(std::fabs(m->mean_signed) <= 0.1 * m->mae,
+                    what << " bits=" << bits << " bias " << m->mean_signed << " mae " << m->mae);
+      CHECK_MESSAGE(m->coverage >= 0.99, what << " bits=" << bits << " coverage " << m->coverage);
     }
-    CHECK_MSG(qs.mae < prev_mae, what << " bits=" << bits << " mae " << qs.mae << " not below " << prev_mae);
+    CHECK_MESSAGE(qs.mae < prev_mae, what << " bits=" << bits << " mae " << qs.mae << " not below " << prev_mae);
     prev_mae = qs.mae;
     // The search finds (nearly) the exact optimum; the constant scale is
     // never better by more than noise.
-    if (qx.pairs) CHECK_MSG(qs.mae <= 1.02 * qx.mae, what << " bits=" << bits);
-    CHECK_MSG(qs.mae <= 1.02 * qa.mae, what << " bits=" << bits);
+    if (qx.pairs) CHECK_MESSAGE(qs.mae <= 1.02 * qx.mae, what << " bits=" << bits);
+    CHECK_MESSAGE(qs.mae <= 1.02 * qa.mae, what << " bits=" << bits);
   }
 }
 
-TEST_CASE(ex_code, "estimator on siftsmall: unbiased, bound covers >= 99% at epsilon 1.9, error falls with bits") {
+TEST_CASE("estimator on siftsmall: unbiased, bound covers >= 99% at epsilon 1.9, error falls with bits" *
+          doctest::test_suite("ex_code")) {
   size_t dim = 0;
   std::vector<float> base, queries;
   const std::string root = repo_root();
   const bool ok = read_fvecs(root + "datasets/siftsmall/base.fvecs", 2000, &dim, &base) &&
                   read_fvecs(root + "datasets/siftsmall/query.fvecs", 40, &dim, &queries);
-  CHECK_MSG(ok, "cannot read " << root << "datasets/siftsmall");
+  CHECK_MESSAGE(ok, "cannot read " << root << "datasets/siftsmall");
   if (!ok) return;
   const Residuals r = make_residuals(base, base.size() / dim, queries, queries.size() / dim, dim, 8, 7);
   check_quality(r, "siftsmall");
 }
 
-TEST_CASE(ex_code, "estimator on 960-d synthetic data: unbiased, covered, error falls with bits") {
+TEST_CASE("estimator on 960-d synthetic data: unbiased, covered, error falls with bits" *
+          doctest::test_suite("ex_code")) {
   const size_t dim = 960, n = 400, nq = 12;
   Rng rng(21);
   // Anisotropic clusters: 4 centers, per-dimension scales from 0.1 to 2.
@@ -437,7 +441,7 @@ TEST_CASE(ex_code, "estimator on 960-d synthetic data: unbiased, covered, error 
 
 // ---- micro-benchmark (RABITQ_EX_BENCH=1; a Release build) ---------------------------
 
-TEST_CASE(ex_bench, "encode and ex_ip speed") {
+TEST_CASE("encode and ex_ip speed" * doctest::test_suite("ex_bench")) {
   if (std::getenv("RABITQ_EX_BENCH") == nullptr) {
     std::printf("  (set RABITQ_EX_BENCH=1 to run)\n");
     return;

@@ -50,23 +50,23 @@ void compare(const Naive& ref, const int32_t* ids, const float* dists, size_t k,
   const size_t n = ref.ids.size();
   for (size_t i = 0; i < k; ++i) {
     if (i >= n) {
-      CHECK_MSG(ids[i] == -1 && std::isinf(dists[i]) && dists[i] > 0, what << " q=" << q << " slot " << i);
+      CHECK_MESSAGE((ids[i] == -1 && std::isinf(dists[i]) && dists[i] > 0), what << " q=" << q << " slot " << i);
       continue;
     }
     const double want = ref.dists[i];
     const double tol = 1e-5 * want + 1e-6;
-    CHECK_MSG(std::fabs(double(dists[i]) - want) <= tol,
-              what << " q=" << q << " rank " << i << " dist " << dists[i] << " want " << want);
+    CHECK_MESSAGE(std::fabs(double(dists[i]) - want) <= tol,
+                  what << " q=" << q << " rank " << i << " dist " << dists[i] << " want " << want);
     if (ids[i] != ref.ids[i]) {
       // Acceptable only for a near tie: the returned id's true distance is
       // within tolerance of the rank's distance.
       auto it = std::find(ref.ids.begin(), ref.ids.end(), ids[i]);
       const bool found = it != ref.ids.end();
       const double its = found ? ref.dists[size_t(it - ref.ids.begin())] : 1e300;
-      CHECK_MSG(std::fabs(its - want) <= tol,
-                what << " q=" << q << " rank " << i << " id " << ids[i] << " want " << ref.ids[i]);
+      CHECK_MESSAGE(std::fabs(its - want) <= tol,
+                    what << " q=" << q << " rank " << i << " id " << ids[i] << " want " << ref.ids[i]);
     }
-    if (i > 0) CHECK_MSG(dists[i - 1] <= dists[i], what << " not sorted at q=" << q << " rank " << i);
+    if (i > 0) CHECK_MESSAGE(dists[i - 1] <= dists[i], what << " not sorted at q=" << q << " rank " << i);
   }
 }
 
@@ -76,7 +76,8 @@ std::vector<float> random_vectors(size_t n, size_t dim, Rng& rng) {
   return v;
 }
 
-TEST_CASE(exact_knn, "matches a naive loop at every level, across base chunks and query blocks") {
+TEST_CASE("matches a naive loop at every level, across base chunks and query blocks" *
+          doctest::test_suite("exact_knn")) {
   rabitq::ThreadPool pool(3);
   Rng rng(42);
   const SimdLevel before = rabitq::active_level();
@@ -104,7 +105,7 @@ TEST_CASE(exact_knn, "matches a naive loop at every level, across base chunks an
   rabitq::set_active_level(before);
 }
 
-TEST_CASE(exact_knn, "k larger than the base pads with -1 and +inf") {
+TEST_CASE("k larger than the base pads with -1 and +inf" * doctest::test_suite("exact_knn")) {
   rabitq::ThreadPool pool(2);
   Rng rng(7);
   auto base = random_vectors(5, 8, rng);
@@ -116,7 +117,7 @@ TEST_CASE(exact_knn, "k larger than the base pads with -1 and +inf") {
   for (size_t q = 0; q < 3; ++q) compare(ref[q], ids.data() + q * 9, dists.data() + q * 9, 9, "pad", q);
 }
 
-TEST_CASE(exact_knn, "exact ties are ordered by id") {
+TEST_CASE("exact ties are ordered by id" * doctest::test_suite("exact_knn")) {
   rabitq::ThreadPool pool(2);
   Rng rng(9);
   const size_t dim = 16, n = 64;
@@ -130,11 +131,11 @@ TEST_CASE(exact_knn, "exact ties are ordered by id") {
   std::vector<float> dists(12);
   rabitq::exact_knn(base.data(), n, query.data(), 1, dim, 12, ids.data(), dists.data(), pool, 0);
   // Copies of vector 3 are ids 3, 11, 19, ...: distance 0, ascending ids.
-  for (size_t i = 0; i < 8; ++i) CHECK_MSG(ids[i] == int32_t(3 + 8 * i) && dists[i] == 0.f, "rank " << i);
-  for (size_t i = 9; i < 12; ++i) CHECK(ids[i - 1] < ids[i] || dists[i - 1] < dists[i]);
+  for (size_t i = 0; i < 8; ++i) CHECK_MESSAGE((ids[i] == int32_t(3 + 8 * i) && dists[i] == 0.f), "rank " << i);
+  for (size_t i = 9; i < 12; ++i) CHECK((ids[i - 1] < ids[i] || dists[i - 1] < dists[i]));
 }
 
-TEST_CASE(exact_knn, "a query equal to a base vector finds it at distance 0") {
+TEST_CASE("a query equal to a base vector finds it at distance 0" * doctest::test_suite("exact_knn")) {
   rabitq::ThreadPool pool(2);
   Rng rng(3);
   const size_t dim = 100, n = 2000;
@@ -149,7 +150,7 @@ TEST_CASE(exact_knn, "a query equal to a base vector finds it at distance 0") {
   std::vector<int32_t> ids(nq * 3);
   std::vector<float> dists(nq * 3);
   rabitq::exact_knn(base.data(), n, queries.data(), nq, dim, 3, ids.data(), dists.data(), pool, 0);
-  for (size_t q = 0; q < nq; ++q) CHECK_MSG(ids[q * 3] == expect[q] && dists[q * 3] == 0.f, "q=" << q);
+  for (size_t q = 0; q < nq; ++q) CHECK_MESSAGE((ids[q * 3] == expect[q] && dists[q * 3] == 0.f), "q=" << q);
 }
 
 }  // namespace

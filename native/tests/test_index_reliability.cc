@@ -406,7 +406,8 @@ std::unique_ptr<IvfRabitqIndex> build(const Config& c, rabitq::ThreadPool& pool,
   return IvfRabitqIndex::build(data.data(), c.n, bp, pool);
 }
 
-TEST_CASE(index_reliability, "~2,000 corrupted variants per configuration: every load throws a format error") {
+TEST_CASE("~2,000 corrupted variants per configuration: every load throws a format error" *
+          doctest::test_suite("index_reliability")) {
   rabitq::ThreadPool pool(2);
   for (const Config& c : kConfigs) {
     auto idx = build(c, pool, 17);
@@ -420,7 +421,7 @@ TEST_CASE(index_reliability, "~2,000 corrupted variants per configuration: every
     CHECK(back->size() == c.n - gone.size());
     CHECK(back->to_bytes() == good);
     const auto variants = make_variants(good, 1234 + c.dim, c.ids64);
-    CHECK_MSG(variants.size() >= 1900, variants.size());
+    CHECK_MESSAGE(variants.size() >= 1900, variants.size());
     const Outcome o = load_all(variants, c.name);
     std::printf("  (%s: %zu bytes, %zu variants: %zu rejected, %zu loaded, %zu wrong kind, %zu other exceptions)\n",
                 c.name, good.size(), variants.size(), o.rejected, o.accepted, o.wrong_kind, o.other);
@@ -433,7 +434,8 @@ TEST_CASE(index_reliability, "~2,000 corrupted variants per configuration: every
 // vectors, duplicate or out-of-range ids) may load. It must then still be
 // safe to use: searches, add, remove, compact and save may give odd results
 // or throw, but never touch memory they should not (run under ASan/UBSan).
-TEST_CASE(index_reliability, "forged bulk sections with valid CRCs: load throws or the index stays memory-safe") {
+TEST_CASE("forged bulk sections with valid CRCs: load throws or the index stays memory-safe" *
+          doctest::test_suite("index_reliability")) {
   rabitq::ThreadPool pool(2);
   const float kNan = std::numeric_limits<float>::quiet_NaN(), kInf = std::numeric_limits<float>::infinity();
   size_t loaded = 0, refused = 0, threw_later = 0;
@@ -485,7 +487,7 @@ TEST_CASE(index_reliability, "forged bulk sections with valid CRCs: load throws 
       try {
         x = IvfRabitqIndex::load(Blob::copy_of(b.data(), b.size()), "buffer", false);
       } catch (const Error& e) {
-        CHECK_MSG(e.kind() == ErrorKind::kFormat, e.what());
+        CHECK_MESSAGE(e.kind() == ErrorKind::kFormat, e.what());
         ++refused;
         continue;
       }
@@ -545,7 +547,8 @@ Answers search_all(const IvfRabitqIndex& idx, const std::vector<float>& queries,
   return a;
 }
 
-TEST_CASE(index_reliability, "add / remove / compact / save / load round trip, read and mapped") {
+TEST_CASE("add / remove / compact / save / load round trip, read and mapped" *
+          doctest::test_suite("index_reliability")) {
   rabitq::ThreadPool pool(2);
   rabitq_test::TempDir dir("rabitq-reliability");
   for (const Config& c : kConfigs) {
@@ -575,16 +578,16 @@ TEST_CASE(index_reliability, "add / remove / compact / save / load round trip, r
       blob.reset();
       if (mode == 2) loaded->verify();
       CHECK(loaded->size() == expect + 50);
-      CHECK(loaded->ids64() == c.ids64 && loaded->has_vectors() == c.store_vectors && loaded->metric() == c.metric);
-      CHECK_MSG(search_all(*loaded, queries, c.dim, c.store_vectors) == want, c.name << " mode " << mode);
+      CHECK((loaded->ids64() == c.ids64 && loaded->has_vectors() == c.store_vectors && loaded->metric() == c.metric));
+      CHECK_MESSAGE(search_all(*loaded, queries, c.dim, c.store_vectors) == want, c.name << " mode " << mode);
       CHECK(loaded->to_bytes() == mem);
       for (uint64_t id : gone) CHECK(!loaded->contains(id));
       // Mutate the loaded (possibly mapped) index, save it over its own
       // file while mapped, and load the result.
       const uint64_t next = first_new + 150;
-      CHECK(loaded->contains(next - 1) && !loaded->contains(next));
+      CHECK((loaded->contains(next - 1) && !loaded->contains(next)));
       loaded->add(extra.data(), 10, nullptr, nullptr, pool, 0);
-      CHECK(loaded->contains(next) && loaded->contains(next + 9));
+      CHECK((loaded->contains(next) && loaded->contains(next + 9)));
       std::vector<uint64_t> drop = {next + 2, c.ids64 ? uint64_t(1000 + 7 * 1) : 1, next - 1};
       CHECK(loaded->remove(drop.data(), drop.size()) == 3);
       if (mode == 1) loaded->compact();

@@ -77,8 +77,8 @@ void check_index(const Data& d, rabitq::RotationKind rotation, size_t clusters, 
     bp.seed = 5;
     bp.rotation = rotation;
     auto idx = rabitq::IvfRabitqIndex::build(d.base.data(), d.n, bp, pool);
-    CHECK(idx->size() == d.n && idx->dim() == d.dim && idx->num_clusters() == clusters);
-    CHECK(idx->padded_dim() % 64 == 0 && idx->padded_dim() >= d.dim);
+    CHECK((idx->size() == d.n && idx->dim() == d.dim && idx->num_clusters() == clusters));
+    CHECK((idx->padded_dim() % 64 == 0 && idx->padded_dim() >= d.dim));
     for (bool bitplane : {false, true}) {
       rabitq::SearchParams sp;
       sp.k = k;
@@ -90,8 +90,8 @@ void check_index(const Data& d, rabitq::RotationKind rotation, size_t clusters, 
       for (size_t q = 0; q < d.nq; ++q)
         idx->search(d.queries.data() + q * d.dim, sp, ids.data() + q * k, dists.data() + q * k, &st);
       const double r = recall(d.truth, ids, k);
-      CHECK_MSG(r >= 0.99,
-                what << " " << rabitq::level_name(l) << (bitplane ? " bitplane" : " fastscan") << " recall@10 " << r);
+      CHECK_MESSAGE(r >= 0.99, what << " " << rabitq::level_name(l) << (bitplane ? " bitplane" : " fastscan")
+                                    << " recall@10 " << r);
       CHECK(st.codes_scanned >= d.nq * d.n);  // every cluster probed
       bool sorted = true;
       for (size_t q = 0; q < d.nq; ++q)
@@ -100,7 +100,7 @@ void check_index(const Data& d, rabitq::RotationKind rotation, size_t clusters, 
       // The batch path returns the same answers.
       rabitq::SearchStats total;
       idx->search_batch(d.queries.data(), d.nq, sp, bids.data(), bdists.data(), &total, nullptr, pool, 0);
-      CHECK_MSG(bids == ids, what << " batch ids differ from single-query ids");
+      CHECK_MESSAGE(bids == ids, what << " batch ids differ from single-query ids");
       CHECK(total.queries == d.nq);
     }
     // Estimates are finite and the bounds non-negative.
@@ -114,17 +114,17 @@ void check_index(const Data& d, rabitq::RotationKind rotation, size_t clusters, 
   rabitq::set_active_level(before);
 }
 
-TEST_CASE(ivf_index, "FHT rotation, 100-d clustered data: recall@10 >= 0.99 at full nprobe") {
+TEST_CASE("FHT rotation, 100-d clustered data: recall@10 >= 0.99 at full nprobe" * doctest::test_suite("ivf_index")) {
   const Data d = clustered(6000, 60, 100, 24, 10, 101);
   check_index(d, rabitq::RotationKind::kFht, 32, "fht/100d");
 }
 
-TEST_CASE(ivf_index, "dense rotation, 64-d: recall@10 >= 0.99 at full nprobe") {
+TEST_CASE("dense rotation, 64-d: recall@10 >= 0.99 at full nprobe" * doctest::test_suite("ivf_index")) {
   const Data d = clustered(3000, 40, 64, 12, 10, 202);
   check_index(d, rabitq::RotationKind::kDense, 16, "dense/64d");
 }
 
-TEST_CASE(ivf_index, "odd sizes: 1 cluster, tiny dims, k above a cluster's size") {
+TEST_CASE("odd sizes: 1 cluster, tiny dims, k above a cluster's size" * doctest::test_suite("ivf_index")) {
   rabitq::ThreadPool pool(2);
   for (size_t dim : {1, 3, 65}) {
     const Data d = clustered(70, 5, dim, 3, 10, 300 + dim);
@@ -140,27 +140,27 @@ TEST_CASE(ivf_index, "odd sizes: 1 cluster, tiny dims, k above a cluster's size"
       std::vector<float> dists(d.nq * 10);
       for (size_t q = 0; q < d.nq; ++q)
         idx->search(d.queries.data() + q * dim, sp, ids.data() + q * 10, dists.data() + q * 10, nullptr);
-      CHECK_MSG(recall(d.truth, ids, 10) >= 0.99, "dim=" << dim << " clusters=" << clusters);
+      CHECK_MESSAGE(recall(d.truth, ids, 10) >= 0.99, "dim=" << dim << " clusters=" << clusters);
     }
   }
 }
 
-TEST_CASE(ivf_index, "invalid parameters throw RangeError-kind errors") {
+TEST_CASE("invalid parameters throw RangeError-kind errors" * doctest::test_suite("ivf_index")) {
   rabitq::ThreadPool pool(1);
   std::vector<float> v(40, 1.f);
   rabitq::BuildParams bp;
   bp.dim = 4;
   bp.num_clusters = 11;  // more than the 10 vectors
-  CHECK_THROWS(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool), rabitq::Error);
+  CHECK_THROWS_AS(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool), rabitq::Error);
   bp.num_clusters = 2;
-  CHECK_THROWS(rabitq::IvfRabitqIndex::build(v.data(), 0, bp, pool), rabitq::Error);
+  CHECK_THROWS_AS(rabitq::IvfRabitqIndex::build(v.data(), 0, bp, pool), rabitq::Error);
   v[7] = std::nanf("");
-  CHECK_THROWS(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool), rabitq::Error);
+  CHECK_THROWS_AS(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool), rabitq::Error);
 }
 
 // size() is read by JS (index.size) while add/remove run on libuv threads:
 // it must not read n_ outside the lock (a data race ThreadSanitizer reports).
-TEST_CASE(ivf_index, "size() and memory_usage() while add/remove run on another thread") {
+TEST_CASE("size() and memory_usage() while add/remove run on another thread" * doctest::test_suite("ivf_index")) {
   rabitq::ThreadPool pool(2);
   const Data d = clustered(400, 0, 8, 4, 1, 404);
   rabitq::BuildParams bp;
@@ -179,7 +179,7 @@ TEST_CASE(ivf_index, "size() and memory_usage() while add/remove run on another 
   size_t last = 0;
   while (!done) {
     last = idx->size();
-    CHECK(last >= 180 && last <= 400);
+    CHECK((last >= 180 && last <= 400));
     (void)idx->memory_usage();
   }
   writer.join();

@@ -15,7 +15,7 @@ using rabitq::ThreadPool;
 
 namespace {
 
-TEST_CASE(thread_pool, "every item runs exactly once, for any n and thread cap") {
+TEST_CASE("every item runs exactly once, for any n and thread cap" * doctest::test_suite("thread_pool")) {
   ThreadPool pool(4);
   CHECK(pool.size() == 4);
   for (size_t n : {0, 1, 2, 3, 4, 5, 17, 1000, 100000}) {
@@ -30,15 +30,15 @@ TEST_CASE(thread_pool, "every item runs exactly once, for any n and thread cap")
       });
       bool once = true;
       for (auto& h : hits) once = once && h.load() == 1;
-      CHECK_MSG(once, "n=" << n << " cap=" << cap);
-      CHECK_MSG(!bad_slot.load(), "slot out of range, n=" << n << " cap=" << cap);
+      CHECK_MESSAGE(once, "n=" << n << " cap=" << cap);
+      CHECK_MESSAGE(!bad_slot.load(), "slot out of range, n=" << n << " cap=" << cap);
       const size_t expect_slots = std::max<size_t>(1, std::min<size_t>({n == 0 ? 1 : n, cap == 0 ? 4 : cap, 4}));
-      CHECK_MSG(slots == expect_slots, "slots_for(" << n << "," << cap << ")=" << slots);
+      CHECK_MESSAGE(slots == expect_slots, "slots_for(" << n << "," << cap << ")=" << slots);
     }
   }
 }
 
-TEST_CASE(thread_pool, "concurrent calls never share a slot") {
+TEST_CASE("concurrent calls never share a slot" * doctest::test_suite("thread_pool")) {
   ThreadPool pool(4);
   const size_t slots = pool.slots_for(400, 0);
   std::vector<std::atomic<int>> busy(slots);
@@ -52,7 +52,7 @@ TEST_CASE(thread_pool, "concurrent calls never share a slot") {
   CHECK(!shared.load());
 }
 
-TEST_CASE(thread_pool, "the exception of a failing item is rethrown to the caller") {
+TEST_CASE("the exception of a failing item is rethrown to the caller" * doctest::test_suite("thread_pool")) {
   ThreadPool pool(4);
   for (size_t bad : {0, 1, 7, 999}) {
     std::string message;
@@ -63,7 +63,7 @@ TEST_CASE(thread_pool, "the exception of a failing item is rethrown to the calle
     } catch (const std::runtime_error& e) {
       message = e.what();
     }
-    CHECK_MSG(message == "item " + std::to_string(bad), "got '" << message << "'");
+    CHECK_MESSAGE(message == "item " + std::to_string(bad), "got '" << message << "'");
   }
   // The exception type survives (not sliced to std::exception).
   bool range = false;
@@ -77,7 +77,7 @@ TEST_CASE(thread_pool, "the exception of a failing item is rethrown to the calle
   CHECK(range);
 }
 
-TEST_CASE(thread_pool, "the first exception wins when several items fail") {
+TEST_CASE("the first exception wins when several items fail" * doctest::test_suite("thread_pool")) {
   ThreadPool pool(4);
   for (int round = 0; round < 5; ++round) {
     std::string message;
@@ -94,11 +94,11 @@ TEST_CASE(thread_pool, "the first exception wins when several items fail") {
     } catch (const std::exception& e) {
       message = e.what();
     }
-    CHECK_MSG(message == "first", "round " << round << " got '" << message << "'");
+    CHECK_MESSAGE(message == "first", "round " << round << " got '" << message << "'");
   }
 }
 
-TEST_CASE(thread_pool, "no item is still running when parallel_for returns or throws") {
+TEST_CASE("no item is still running when parallel_for returns or throws" * doctest::test_suite("thread_pool")) {
   ThreadPool pool(4);
   for (int round = 0; round < 10; ++round) {
     std::atomic<int> running{0}, started{0};
@@ -115,10 +115,10 @@ TEST_CASE(thread_pool, "no item is still running when parallel_for returns or th
       threw = true;
     }
     CHECK(threw);
-    CHECK_MSG(running.load() == 0, "round " << round);
+    CHECK_MESSAGE(running.load() == 0, "round " << round);
     const int after = started.load();
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    CHECK_MSG(started.load() == after, "items started after parallel_for threw");
+    CHECK_MESSAGE(started.load() == after, "items started after parallel_for threw");
   }
   // Still usable after failures.
   std::atomic<size_t> sum{0};
@@ -126,7 +126,7 @@ TEST_CASE(thread_pool, "no item is still running when parallel_for returns or th
   CHECK(sum.load() == 4950);
 }
 
-TEST_CASE(thread_pool, "a parallel_for inside a worker runs inline on slot 0") {
+TEST_CASE("a parallel_for inside a worker runs inline on slot 0" * doctest::test_suite("thread_pool")) {
   ThreadPool pool(3);
   std::atomic<int> inner_items{0};
   std::atomic<bool> bad{false};
@@ -142,20 +142,20 @@ TEST_CASE(thread_pool, "a parallel_for inside a worker runs inline on slot 0") {
   CHECK(inner_items.load() == 60);
 }
 
-TEST_CASE(thread_pool, "the caller of a one-slot loop runs it itself and sees its exception") {
+TEST_CASE("the caller of a one-slot loop runs it itself and sees its exception" * doctest::test_suite("thread_pool")) {
   ThreadPool pool(2);
   const auto self = std::this_thread::get_id();
   bool same = true;
   pool.parallel_for(5, 1, [&](size_t, size_t slot) { same = same && slot == 0 && std::this_thread::get_id() == self; });
   CHECK(same);
-  CHECK_THROWS(pool.parallel_for(5, 1,
-                                 [](size_t i, size_t) {
-                                   if (i == 2) throw std::logic_error("x");
-                                 }),
-               std::logic_error);
+  CHECK_THROWS_AS(pool.parallel_for(5, 1,
+                                    [](size_t i, size_t) {
+                                      if (i == 2) throw std::logic_error("x");
+                                    }),
+                  std::logic_error);
 }
 
-TEST_CASE(thread_pool, "several threads may share one pool") {
+TEST_CASE("several threads may share one pool" * doctest::test_suite("thread_pool")) {
   ThreadPool pool(2);
   std::vector<std::thread> callers;
   std::atomic<size_t> total{0};
@@ -168,7 +168,7 @@ TEST_CASE(thread_pool, "several threads may share one pool") {
   CHECK(total.load() == 4u * 20u * 50u);
 }
 
-TEST_CASE(thread_pool, "a zero-thread pool still has one worker; default_threads is positive") {
+TEST_CASE("a zero-thread pool still has one worker; default_threads is positive" * doctest::test_suite("thread_pool")) {
   ThreadPool pool(0);
   CHECK(pool.size() == 1);
   CHECK(ThreadPool::default_threads() >= 1);

@@ -1,15 +1,16 @@
-// A minimal test harness for the core: suites register cases at static-init
-// time, checks count failures instead of aborting so one run reports all of
-// them. Only the standard library: the tests must build without Node.
+// Shared helpers of the C++ tests (doctest: https://github.com/doctest/doctest,
+// Debian package doctest-dev). Each file's TEST_CASEs carry a
+// doctest::test_suite; ctest runs one suite per entry (--test-suite=<name>).
+// Only the standard library and doctest: the tests build without Node.
 #pragma once
 #include <dirent.h>
+#include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
-#include <functional>
 #include <iterator>
 #include <sstream>
 #include <stdexcept>
@@ -66,21 +67,6 @@ inline std::vector<uint8_t> slurp(const std::string& path) {
   return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-struct Case {
-  const char* suite;
-  const char* name;
-  std::function<void()> fn;
-};
-
-std::vector<Case>& registry();
-int register_case(const char* suite, const char* name, std::function<void()> fn);
-// Records a failure of the running case (the message is printed at once).
-void fail(const char* file, int line, const std::string& msg);
-// Number of checks done so far (reported at the end).
-void count_check();
-// Failures in the running case; lets a case stop early after too many.
-size_t case_failures();
-
 // Deterministic pseudo-random numbers (splitmix64), identical on every
 // platform so a failing seed can be replayed.
 class Rng {
@@ -104,42 +90,3 @@ class Rng {
 };
 
 }  // namespace rabitq_test
-
-#define RT_CONCAT2(a, b) a##b
-#define RT_CONCAT(a, b) RT_CONCAT2(a, b)
-#define TEST_CASE(suite, name)                                                    \
-  static void RT_CONCAT(rt_case_, __LINE__)();                                    \
-  static const int RT_CONCAT(rt_reg_, __LINE__) =                                 \
-      ::rabitq_test::register_case(#suite, name, &RT_CONCAT(rt_case_, __LINE__)); \
-  static void RT_CONCAT(rt_case_, __LINE__)()
-
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    ::rabitq_test::count_check();                                                    \
-    if (!(cond)) ::rabitq_test::fail(__FILE__, __LINE__, "CHECK(" #cond ") failed"); \
-  } while (0)
-
-// CHECK with a message built from stream insertions: CHECK_MSG(a == b, "at d=" << d).
-#define CHECK_MSG(cond, stream_expr)                        \
-  do {                                                      \
-    ::rabitq_test::count_check();                           \
-    if (!(cond)) {                                          \
-      std::ostringstream rt_os;                             \
-      rt_os << "CHECK(" #cond ") failed: " << stream_expr;  \
-      ::rabitq_test::fail(__FILE__, __LINE__, rt_os.str()); \
-    }                                                       \
-  } while (0)
-
-// Expects `stmt` to throw an exception of type `type`.
-#define CHECK_THROWS(stmt, type)                                                            \
-  do {                                                                                      \
-    ::rabitq_test::count_check();                                                           \
-    bool rt_caught = false;                                                                 \
-    try {                                                                                   \
-      stmt;                                                                                 \
-    } catch (const type&) {                                                                 \
-      rt_caught = true;                                                                     \
-    } catch (...) {                                                                         \
-    }                                                                                       \
-    if (!rt_caught) ::rabitq_test::fail(__FILE__, __LINE__, #stmt " did not throw " #type); \
-  } while (0)
