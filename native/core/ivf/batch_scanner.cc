@@ -8,6 +8,7 @@
 // in cache. The per-(query, cluster) work is scan_cluster() on that query's
 // own QuantizedQuery and QueryState, the same code search() runs.
 #include <algorithm>
+#include <cstdlib>
 
 #include "scanner.h"
 
@@ -84,7 +85,8 @@ void IvfScanner::search_group(BatchScratch& b, const float* queries, size_t nq, 
 
   if (b.qq.size() < nq) b.qq.resize(nq);
   if (b.q.size() < nq) b.q.resize(nq);
-  const size_t warm = std::min(kWarmProbes, nprobe);
+  static const size_t kw = getenv("RABITQ_WARM") ? atoi(getenv("RABITQ_WARM")) : kWarmProbes;  // TEMP
+  const size_t warm = std::min(kw, nprobe);
   for (size_t qi = 0; qi < nq; ++qi) {
     b.qq[qi].ensure(quantizer_);
     begin_state(b.q[qi], b.qq[qi], prepared + qi * dim, k);

@@ -29,8 +29,9 @@ void select_nearest(const float* d, size_t n, size_t m, std::vector<std::pair<fl
     for (size_t i = 0; i < n; ++i)
       if (d[i] <= t) out.emplace_back(d[i], static_cast<uint32_t>(i));
     if (out.size() >= m) {
-      std::partial_sort(out.begin(), out.begin() + static_cast<long>(m), out.end());
+      if (out.size() > m) std::nth_element(out.begin(), out.begin() + static_cast<long>(m - 1), out.end());
       out.resize(m);
+      std::sort(out.begin(), out.end());
       return;
     }
     out.clear();

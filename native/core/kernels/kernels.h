@@ -69,6 +69,11 @@ struct Kernels {
   // quantizer/ex_code.h. padded_dim is a multiple of 64, ex_bits in 1..8, q in
   // [-127, 127]. Exact integer arithmetic: bit-identical at every level.
   int64_t (*ex_ip)(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t padded_dim, unsigned ex_bits);
+  // FastScan LUTs of a quantized query qu (npairs * 8 values, each <= 15):
+  // for sub-space m (coordinates 4m..4m+3), entry v of
+  // luts[(m / 2) * 32 + (m % 2) * 16 ..] = sum of qu[4m + b] over the set
+  // bits b of v. Integer: bit-identical at every level.
+  void (*fastscan_luts)(const uint8_t* qu, size_t npairs, uint8_t* luts);
 };
 
 // Signature of Kernels::ex_ip.

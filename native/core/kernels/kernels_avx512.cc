@@ -125,6 +125,40 @@ __attribute__((target("avx512vpopcntdq"))) uint64_t bitplane_ip_vpopcnt(const ui
 // Two pairs of sub-spaces per 64-byte step: bytes 0..31 are pair p for the 32
 // vectors, bytes 32..63 pair p+1, and the 64 LUT bytes of the two pairs are
 // spread to the matching 128-bit lanes with one shuffle each.
+// Two pairs (16 coordinates, 64 LUT bytes) per step: the 16 values in every
+// 128-bit lane, lane L taking byte 4L + b for bit b (see fastscan_luts_avx2).
+void fastscan_luts_avx512(const uint8_t* qu, size_t npairs, uint8_t* luts) {
+  __m512i sel[4];
+  __mmask64 bit[4];
+  alignas(64) uint8_t idx[64];
+  for (int b = 0; b < 4; ++b) {
+    uint64_t mask = 0;
+    for (int i = 0; i < 64; ++i) {
+      idx[i] = static_cast<uint8_t>(4 * (i / 16) + b);
+      if ((i % 16) & (1 << b)) mask |= uint64_t(1) << i;
+    }
+    sel[b] = _mm512_load_si512(idx);
+    bit[b] = mask;
+  }
+  for (size_t p = 0; p + 2 <= npairs; p += 2) {
+    const __m512i q = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qu + 8 * p)));
+    __m512i s0 = _mm512_maskz_shuffle_epi8(bit[0], q, sel[0]);
+    __m512i s1 = _mm512_maskz_shuffle_epi8(bit[1], q, sel[1]);
+    s0 = _mm512_add_epi8(s0, _mm512_maskz_shuffle_epi8(bit[2], q, sel[2]));
+    s1 = _mm512_add_epi8(s1, _mm512_maskz_shuffle_epi8(bit[3], q, sel[3]));
+    _mm512_storeu_si512(luts + 32 * p, _mm512_add_epi8(s0, s1));
+  }
+  if (npairs % 2) {  // the last pair: lanes 0 and 1 of an 8-byte load
+    const size_t p = npairs - 1;
+    const __m512i q = _mm512_broadcast_i32x4(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qu + 8 * p)));
+    __m512i s0 = _mm512_maskz_shuffle_epi8(bit[0], q, sel[0]);
+    __m512i s1 = _mm512_maskz_shuffle_epi8(bit[1], q, sel[1]);
+    s0 = _mm512_add_epi8(s0, _mm512_maskz_shuffle_epi8(bit[2], q, sel[2]));
+    s1 = _mm512_add_epi8(s1, _mm512_maskz_shuffle_epi8(bit[3], q, sel[3]));
+    _mm512_mask_storeu_epi8(luts + 32 * p, 0xffffffffULL, _mm512_add_epi8(s0, s1));
+  }
+}
+
 void fastscan_avx512(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i low8 = _mm512_set1_epi16(0x00ff);
@@ -371,7 +405,7 @@ const Kernels* avx512_kernels() {
   // Popcount entries are completed by dispatch.cc (VPOPCNTDQ or AVX2).
   static Kernels k = {SimdLevel::kAvx512,    "avx512",        l2sq_avx512, dot_avx512,      minmax_avx512,
                       quantize_avx512,       nullptr,         nullptr,     fastscan_avx512, dot_tile16_avx512,
-                      dot_tile16_f16_avx512, estimate_avx512, ex_ip_avx512};
+                      dot_tile16_f16_avx512, estimate_avx512, ex_ip_avx512, fastscan_luts_avx512};
   return &k;
 }
 
