@@ -480,6 +480,13 @@ TEST_CASE("dot_tile16_f16 equals scalar and the decoded dot products" * doctest:
         bool guard = true;
         for (size_t i = np * 16; i < got[t].size(); ++i) guard = guard && got[t][i] == 12345.f;
         CHECK_MESSAGE(guard, tables[t]->name << " f16 wrote past the output at np=" << np);
+        // Each point alone gives the same bits as in the block.
+        for (size_t p = 0; p < np; ++p) {
+          float one[16];
+          tables[t]->dot_tile16_f16(xs.p + p * dim, 1, dim, ct.p, one);
+          CHECK_MESSAGE(std::memcmp(one, got[t].data() + p * 16, sizeof one) == 0,
+                        tables[t]->name << " f16 point " << p << " of " << np << " differs alone, dim=" << dim);
+        }
       }
     }
   }

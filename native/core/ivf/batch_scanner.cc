@@ -8,7 +8,6 @@
 // in cache. The per-(query, cluster) work is scan_cluster() on that query's
 // own QuantizedQuery and QueryState, the same code search() runs.
 #include <algorithm>
-#include <cstdlib>
 
 #include "scanner.h"
 
@@ -85,8 +84,7 @@ void IvfScanner::search_group(BatchScratch& b, const float* queries, size_t nq, 
 
   if (b.qq.size() < nq) b.qq.resize(nq);
   if (b.q.size() < nq) b.q.resize(nq);
-  static const size_t kw = getenv("RABITQ_WARM") ? atoi(getenv("RABITQ_WARM")) : kWarmProbes;  // TEMP
-  const size_t warm = std::min(kw, nprobe);
+  const size_t warm = std::min(kWarmProbes, nprobe);
   for (size_t qi = 0; qi < nq; ++qi) {
     b.qq[qi].ensure(quantizer_);
     begin_state(b.q[qi], b.qq[qi], prepared + qi * dim, k);
@@ -101,7 +99,8 @@ void IvfScanner::search_group(BatchScratch& b, const float* queries, size_t nq, 
   for (size_t c = 2; c < nc + 2; ++c) start[c] += start[c - 1];
   if (b.work.size() < nq * (nprobe - warm)) b.work.resize(nq * (nprobe - warm));
   for (size_t qi = 0; qi < nq; ++qi)
-    for (size_t pi = warm; pi < nprobe; ++pi) b.work[start[b.probes[qi * nprobe + pi] + 1]++] = static_cast<uint32_t>(qi);
+    for (size_t pi = warm; pi < nprobe; ++pi)
+      b.work[start[b.probes[qi * nprobe + pi] + 1]++] = static_cast<uint32_t>(qi);
   for (size_t c = 0; c < nc; ++c)
     for (size_t j = start[c]; j < start[c + 1]; ++j) scan_cluster(b.qq[b.work[j]], b.q[b.work[j]], c, sp);
 

@@ -15,16 +15,16 @@ void select_nearest(const float* d, size_t n, size_t m, std::vector<std::pair<fl
   out.clear();
   m = std::min(m, n);
   if (m == 0) return;
-  constexpr size_t kSample = 256;
-  if (n >= 4 * kSample && m * 16 <= n) {
+  constexpr size_t kMaxSample = 256;
+  if (n >= 512 && m * 16 <= n) {
     // The sample's r-th smallest, r about twice the expected rank of the
     // m-th nearest: usually a few times m values pass; if fewer than m do,
     // the full selection below runs instead (same result, only slower).
-    float sample[kSample];
-    const size_t stride = n / kSample;
-    for (size_t i = 0; i < kSample; ++i) sample[i] = d[i * stride];
-    const size_t r = std::min(kSample - 1, 2 * m * kSample / n + 3);
-    std::nth_element(sample, sample + r, sample + kSample);
+    float sample[kMaxSample];
+    const size_t ns = std::min(kMaxSample, n / 16), stride = n / ns;
+    for (size_t i = 0; i < ns; ++i) sample[i] = d[i * stride];
+    const size_t r = std::min(ns - 1, 2 * m * ns / n + 3);
+    std::nth_element(sample, sample + r, sample + ns);
     const float t = sample[r];
     for (size_t i = 0; i < n; ++i)
       if (d[i] <= t) out.emplace_back(d[i], static_cast<uint32_t>(i));

@@ -66,7 +66,7 @@ struct BatchScratch {
   std::vector<QueryState> q;
   std::vector<float> qbuf, coarse, tile;
   std::vector<std::pair<float, uint32_t>> sel;
-  std::vector<uint32_t> probes;              // group size x nprobe, nearest first
+  std::vector<uint32_t> probes;               // group size x nprobe, nearest first
   std::vector<uint32_t> cluster_start, work;  // inverted probe lists: cluster -> queries
 };
 

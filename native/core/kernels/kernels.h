@@ -54,7 +54,9 @@ struct Kernels {
   // building block of the blocked point-to-centroid distance computations.
   void (*dot_tile16)(const float* xs, size_t np, size_t dim, const float* ct, float* out);
   // The same with the 16 vectors stored as IEEE half floats: halves the
-  // bytes streamed by the memory-bound single-query centroid scan.
+  // bytes streamed by the memory-bound single-query centroid scan. A point's
+  // values do not depend on np (at one level): search() and searchBatch()
+  // rank the centroids identically.
   void (*dot_tile16_f16)(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out);
   // RaBitQ estimates of n <= 32 vectors from their factors (4 floats each:
   // residual norm^2, ip scale, popcount, error scale) and FastScan sums ip:

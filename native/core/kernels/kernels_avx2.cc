@@ -232,20 +232,45 @@ void dot_tile16_avx2(const float* xs, size_t np, size_t dim, const float* ct, fl
 }
 
 // F16C ships with every AVX2 CPU (Intel since Ivy Bridge, AMD since Piledriver).
-void dot_tile16_f16_avx2(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out) {
-  for (size_t p = 0; p < np; ++p) {
-    __m256 a0 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps();
-    const float* x0 = xs + p * dim;
-    for (size_t t = 0; t < dim; ++t) {
-      __m256 v = _mm256_broadcast_ss(x0 + t);
-      __m256 c0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16)));
-      __m256 c1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16 + 8)));
-      a0 = _mm256_fmadd_ps(v, c0, a0);
-      b0 = _mm256_fmadd_ps(v, c1, b0);
+// Q queries x 16 half-float columns (two halves of 8). Every dot product is
+// summed in two partial sums (even / odd t) added at the end, whatever Q, so
+// a query alone (search) and in a block (searchBatch) get the same values.
+template <int Q>
+inline void tile16_f16_q(const float* x, size_t dim, const uint16_t* ct, float* out) {
+  __m256 s[Q][2][2];
+  for (int q = 0; q < Q; ++q)
+    for (int u = 0; u < 2; ++u) s[q][u][0] = s[q][u][1] = _mm256_setzero_ps();
+  size_t t = 0;
+  for (; t + 2 <= dim; t += 2) {
+    for (int u = 0; u < 2; ++u) {
+      const __m256 c0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + (t + u) * 16)));
+      const __m256 c1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + (t + u) * 16 + 8)));
+      for (int q = 0; q < Q; ++q) {
+        const __m256 v = _mm256_broadcast_ss(x + q * dim + t + u);
+        s[q][u][0] = _mm256_fmadd_ps(v, c0, s[q][u][0]);
+        s[q][u][1] = _mm256_fmadd_ps(v, c1, s[q][u][1]);
+      }
     }
-    _mm256_storeu_ps(out + p * 16, a0);
-    _mm256_storeu_ps(out + p * 16 + 8, b0);
   }
+  if (t < dim) {
+    const __m256 c0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16)));
+    const __m256 c1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16 + 8)));
+    for (int q = 0; q < Q; ++q) {
+      const __m256 v = _mm256_broadcast_ss(x + q * dim + t);
+      s[q][0][0] = _mm256_fmadd_ps(v, c0, s[q][0][0]);
+      s[q][0][1] = _mm256_fmadd_ps(v, c1, s[q][0][1]);
+    }
+  }
+  for (int q = 0; q < Q; ++q) {
+    _mm256_storeu_ps(out + q * 16, _mm256_add_ps(s[q][0][0], s[q][1][0]));
+    _mm256_storeu_ps(out + q * 16 + 8, _mm256_add_ps(s[q][0][1], s[q][1][1]));
+  }
+}
+
+void dot_tile16_f16_avx2(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out) {
+  size_t p = 0;
+  for (; p + 2 <= np; p += 2) tile16_f16_q<2>(xs + p * dim, dim, ct, out + p * 16);
+  for (; p < np; ++p) tile16_f16_q<1>(xs + p * dim, dim, ct, out + p * 16);
 }
 
 void estimate_avx2(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
@@ -366,10 +391,13 @@ int64_t ex_ip_avx2(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k = {SimdLevel::kAvx2, "avx2",          l2sq_avx2,           dot_avx2,
-                            minmax_avx2,      quantize_avx2,   popcount_and_avx2,   bitplane_ip_avx2,
-                            fastscan_avx2,    dot_tile16_avx2, dot_tile16_f16_avx2, estimate_avx2,
-                            ex_ip_avx2,       fastscan_luts_avx2};
+  static const Kernels k = {SimdLevel::kAvx2,    "avx2",
+                            l2sq_avx2,           dot_avx2,
+                            minmax_avx2,         quantize_avx2,
+                            popcount_and_avx2,   bitplane_ip_avx2,
+                            fastscan_avx2,       dot_tile16_avx2,
+                            dot_tile16_f16_avx2, estimate_avx2,
+                            ex_ip_avx2,          fastscan_luts_avx2};
   return &k;
 }
 

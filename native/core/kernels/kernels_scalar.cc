@@ -171,10 +171,13 @@ int64_t ex_ip_scalar(const int8_t* q, const uint8_t* sign, const uint8_t* ex, si
 }
 
 const Kernels& scalar_kernels() {
-  static const Kernels k = {SimdLevel::kScalar, "scalar",          l2sq_scalar,           dot_scalar,
-                            minmax_scalar,      quantize_scalar,   popcount_and_scalar,   bitplane_ip_scalar,
-                            fastscan_scalar,    dot_tile16_scalar, dot_tile16_f16_scalar, estimate_scalar,
-                            ex_ip_scalar,       fastscan_luts_scalar};
+  static const Kernels k = {SimdLevel::kScalar,    "scalar",
+                            l2sq_scalar,           dot_scalar,
+                            minmax_scalar,         quantize_scalar,
+                            popcount_and_scalar,   bitplane_ip_scalar,
+                            fastscan_scalar,       dot_tile16_scalar,
+                            dot_tile16_f16_scalar, estimate_scalar,
+                            ex_ip_scalar,          fastscan_luts_scalar};
   return k;
 }
 
