@@ -9,7 +9,8 @@
  * The batch visits a query's clusters in another order than search() (its
  * two nearest first, the rest by cluster), so the set of vectors re-ranked
  * may differ; the results only can where an error bound fails, which these
- * seeded data sets do not hit.
+ * seeded data sets do not hit. That order depends on the query alone, so a
+ * query's answer does not depend on the batch it is in.
  */
 import { describe, it, expect } from 'vitest';
 import { IvfRabitqIndex, type Metric } from '../src/index.js';
@@ -18,8 +19,10 @@ import { clustered, type AnyIndex } from './helpers.js';
 const dim = 24;
 
 function singles(ix: AnyIndex, queries: Float32Array, opts: Parameters<AnyIndex['search']>[1]) {
-  const nq = queries.length / dim, k = opts.k;
-  const ids: (number | bigint)[] = [], dists: number[] = [];
+  const nq = queries.length / dim,
+    k = opts.k;
+  const ids: (number | bigint)[] = [],
+    dists: number[] = [];
   const stats = { queries: 0, clustersProbed: 0, codesScanned: 0, reranked: 0, candidates: 0 };
   for (let q = 0; q < nq; q++) {
     const r = ix.search(queries.subarray(q * dim, (q + 1) * dim), { ...opts, stats: true });
@@ -53,7 +56,8 @@ async function expectBatchEqualsSingle(
     expect(per.reduce((s, p) => s + p[key], 0)).toBe(got.stats![key]);
   if (opts.rerank !== false) {
     // Every query re-ranked at least the results it returns.
-    const found = (q: number) => want.ids.slice(q * opts.k, (q + 1) * opts.k).filter((id) => id !== -1 && id !== -1n).length;
+    const found = (q: number) =>
+      want.ids.slice(q * opts.k, (q + 1) * opts.k).filter((id) => id !== -1 && id !== -1n).length;
     expect(per.every((p, q) => p.reranked >= found(q))).toBe(true);
     expect(got.stats!.reranked).toBeLessThanOrEqual(got.stats!.candidates);
   }
@@ -61,7 +65,8 @@ async function expectBatchEqualsSingle(
 }
 
 describe('searchBatch equals search', () => {
-  const n = 4000, nc = 40;
+  const n = 4000,
+    nc = 40;
   const data = clustered(n, dim, 30, 501);
   const queries = clustered(1000, dim, 30, 502);
   const built = new Map<string, Promise<AnyIndex>>();
@@ -83,6 +88,22 @@ describe('searchBatch equals search', () => {
         const qs = queries.subarray(0, nq * dim);
         for (const threads of [1, 2]) await expectBatchEqualsSingle(ix, qs, { k: 10, nprobe: 6 }, threads);
       });
+
+  it("a query's answer does not depend on the other queries of its batch", async () => {
+    const ix = await index('l2');
+    const opts = { k: 10, nprobe: 9 };
+    const whole = await ix.searchBatch(queries, { ...opts, threads: 2 });
+    for (const [from, nq] of [
+      [0, 1],
+      [500, 17],
+      [983, 17],
+      [100, 250],
+    ] as const) {
+      const part = await ix.searchBatch(queries.subarray(from * dim, (from + nq) * dim), { ...opts, threads: 1 });
+      expect(Array.from(part.ids)).toEqual(Array.from(whole.ids.subarray(from * 10, (from + nq) * 10)));
+      expect(Array.from(part.distances)).toEqual(Array.from(whole.distances.subarray(from * 10, (from + nq) * 10)));
+    }
+  });
 
   it('nprobe 1, nprobe 2 (no cluster-major pass) and nprobe = all clusters', async () => {
     const ix = await index('l2');
