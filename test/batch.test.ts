@@ -100,7 +100,9 @@ describe('searchBatch equals search', () => {
       [100, 250],
     ] as const) {
       const part = await ix.searchBatch(queries.subarray(from * dim, (from + nq) * dim), { ...opts, threads: 1 });
-      expect(Array.from(part.ids)).toEqual(Array.from(whole.ids.subarray(from * 10, (from + nq) * 10)));
+      expect(Array.from(part.ids as Int32Array)).toEqual(
+        Array.from((whole.ids as Int32Array).subarray(from * 10, (from + nq) * 10)),
+      );
       expect(Array.from(part.distances)).toEqual(Array.from(whole.distances.subarray(from * 10, (from + nq) * 10)));
     }
   });
