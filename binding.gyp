@@ -44,6 +44,7 @@
         "native/core/ivf/cluster_store.cc",
         "native/core/ivf/id_map.cc",
         "native/core/ivf/scanner.cc",
+        "native/core/ivf/batch_scanner.cc",
         "native/core/quantizer/ex_code.cc",
         "native/core/ivf_index.cc",
         "native/core/ivf_index_io.cc",

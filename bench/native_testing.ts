@@ -20,6 +20,8 @@ export interface NativeKernels {
   popcountAnd(level: SimdLevelName, a: BigUint64Array, b: BigUint64Array): number;
   bitplaneIp(level: SimdLevelName, planes: BigUint64Array, bits: number, code: BigUint64Array): number;
   fastscan(level: SimdLevelName, codes: Uint8Array, luts: Uint8Array, npairs: number, out: Uint16Array): void;
+  /** FastScan LUTs of a quantized query (values <= 15): qu npairs*8 bytes, luts npairs*32. */
+  fastscanLuts(level: SimdLevelName, qu: Uint8Array, npairs: number, luts: Uint8Array): void;
   dotTile16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Float32Array, out: Float32Array): void;
   dotTile16F16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Uint16Array, out: Float32Array): void;
   floatToHalf(input: Float32Array, out: Uint16Array): void;

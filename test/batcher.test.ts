@@ -316,12 +316,21 @@ describe('batcher on a real index', () => {
     const rs = await Promise.all(
       Array.from({ length: 1000 }, (_, i) => b.search(queries.subarray(i * DIM, (i + 1) * DIM), opts)),
     );
+    // A query's searchBatch answer does not depend on the batch it lands in
+    // (test/batch.test.ts), so it is exactly what one searchBatch call gives.
+    // It equals index.search's except where an error bound fails: the batch
+    // visits clusters in another order, so another set gets re-ranked (on
+    // this uniform 32-d data, 1 query in 1,000).
+    const all = await index.searchBatch(queries.subarray(0, 1000 * DIM), opts);
+    let differ = 0;
     for (let i = 0; i < 1000; i++) {
       const direct = index.search(queries.subarray(i * DIM, (i + 1) * DIM), opts);
-      expect(rs[i]!.ids).toEqual(direct.ids);
-      expect(rs[i]!.distances).toEqual(direct.distances);
+      expect(rs[i]!.ids).toEqual(all.ids.subarray(i * 10, (i + 1) * 10));
+      expect(rs[i]!.distances).toEqual(all.distances.subarray(i * 10, (i + 1) * 10));
+      if (rs[i]!.ids.join() !== direct.ids.join() || rs[i]!.distances.join() !== direct.distances.join()) differ++;
       expect(rs[i]!.ids.buffer.byteLength).toBe(10 * 4); // a fresh array, not a view of the batch
     }
+    expect(differ).toBeLessThanOrEqual(3);
     const s = b.stats();
     expect(s.completed).toBe(1000);
     expect(s.batches).toBeLessThan(1000);

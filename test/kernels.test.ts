@@ -343,6 +343,26 @@ describe('integer kernels equal scalar exactly', () => {
     return out;
   }
 
+  it.each(LEVELS)('%s fastscanLuts for npairs 1..130 equals a TypeScript loop', (level) => {
+    const r = rng(9);
+    for (let npairs = 1; npairs <= 130; npairs++) {
+      for (const pattern of ['random', 'max'] as const) {
+        const qu = bytes(npairs * 8, npairs % 4, () => (pattern === 'max' ? 15 : Math.floor(r() * 16)));
+        const got = bytes(npairs * 32 + 8, (npairs + 1) % 4, () => 0xab);
+        k.fastscanLuts(level, qu, npairs, got.subarray(0, npairs * 32));
+        const want = new Uint8Array(npairs * 32);
+        for (let m = 0; m < 2 * npairs; m++)
+          for (let v = 0; v < 16; v++) {
+            let s = 0;
+            for (let b = 0; b < 4; b++) if (v & (1 << b)) s += qu[4 * m + b]!;
+            want[(m >> 1) * 32 + (m & 1) * 16 + v] = s;
+          }
+        expect(Array.from(got.subarray(0, npairs * 32)), `${level} npairs=${npairs} ${pattern}`).toEqual(Array.from(want));
+        expect(got.subarray(npairs * 32).every((v) => v === 0xab), `${level} wrote past the LUTs`).toBe(true);
+      }
+    }
+  });
+
   it.each(LEVELS)('%s fastscan for npairs 1..130 equals a TypeScript loop', (level) => {
     const r = rng(8);
     const pairs = Array.from({ length: 130 }, (_, i) => i + 1).concat([240, 258]);

@@ -141,12 +141,7 @@ void RabitqQuantizer::prepare_cluster(QuantizedQuery& s, size_t c, bool bitplane
   k.quantize(q, pd, lo, delta > 0.f ? 1.f / delta : 0.f, offsets, kQueryMax, s.qu.data());
   // LUT of sub-space m: entry v = sum of the quantized query over the bits of v.
   const uint8_t* qu = s.qu.data();
-  for (size_t m = 0; m < pd / 4; ++m) {
-    uint8_t* lut = &s.luts[(m / 2) * 32 + (m % 2) * 16];
-    const uint8_t* qq = qu + 4 * m;
-    lut[0] = 0;
-    for (unsigned v = 1; v < 16; ++v) lut[v] = static_cast<uint8_t>(lut[v & (v - 1)] + qq[__builtin_ctz(v)]);
-  }
+  k.fastscan_luts(qu, layout_.npairs, s.luts.data());
   if (bitplane) {
     std::fill(s.planes.begin(), s.planes.end(), 0);
     for (size_t i = 0; i < pd; ++i)

@@ -73,7 +73,7 @@ TEST_CASE("tables are complete and the levels are ordered" * doctest::test_suite
     CHECK(k->level == l);
     CHECK(std::strcmp(k->name, rabitq::level_name(l)) == 0);
     CHECK((k->l2sq && k->dot && k->minmax && k->quantize && k->popcount_and && k->bitplane_ip && k->fastscan &&
-           k->dot_tile16 && k->dot_tile16_f16));
+           k->dot_tile16 && k->dot_tile16_f16 && k->fastscan_luts));
   }
   SimdLevel parsed;
   CHECK((rabitq::parse_level("avx2", &parsed) && parsed == SimdLevel::kAvx2));
@@ -301,6 +301,35 @@ void naive_fastscan(const uint8_t* codes, const uint8_t* luts, size_t npairs, ui
   }
 }
 
+TEST_CASE("fastscan_luts equals scalar and a plain loop" * doctest::test_suite("kernels")) {
+  const Kernels& s = rabitq::scalar_kernels();
+  Rng rng(6100);
+  for (size_t npairs = 1; npairs <= 130; ++npairs) {
+    for (int pattern = 0; pattern < 2; ++pattern) {
+      Buf<uint8_t> qu(npairs * 8, npairs % 3);
+      for (size_t i = 0; i < npairs * 8; ++i) qu.p[i] = pattern == 0 ? static_cast<uint8_t>(rng.below(16)) : 15;
+      std::vector<uint8_t> naive(npairs * 32), want(npairs * 32), got(npairs * 32 + 16);
+      for (size_t m = 0; m < 2 * npairs; ++m)
+        for (unsigned v = 0; v < 16; ++v) {
+          unsigned sum = 0;
+          for (unsigned b = 0; b < 4; ++b)
+            if (v & (1u << b)) sum += qu.p[4 * m + b];
+          naive[(m / 2) * 32 + (m % 2) * 16 + v] = static_cast<uint8_t>(sum);
+        }
+      s.fastscan_luts(qu.p, npairs, want.data());
+      CHECK_MESSAGE(want == naive, "scalar npairs=" << npairs);
+      for (const Kernels* k : simd_tables()) {
+        std::fill(got.begin(), got.end(), uint8_t(0xAB));
+        k->fastscan_luts(qu.p, npairs, got.data());
+        CHECK_MESSAGE(std::memcmp(want.data(), got.data(), want.size()) == 0, k->name << " npairs=" << npairs);
+        bool guard = true;
+        for (size_t i = npairs * 32; i < got.size(); ++i) guard = guard && got[i] == 0xAB;
+        CHECK_MESSAGE(guard, k->name << " wrote past the LUTs, npairs=" << npairs);
+      }
+    }
+  }
+}
+
 TEST_CASE("fastscan equals scalar and a plain loop" * doctest::test_suite("kernels")) {
   const Kernels& s = rabitq::scalar_kernels();
   Rng rng(6000);
@@ -451,6 +480,13 @@ TEST_CASE("dot_tile16_f16 equals scalar and the decoded dot products" * doctest:
         bool guard = true;
         for (size_t i = np * 16; i < got[t].size(); ++i) guard = guard && got[t][i] == 12345.f;
         CHECK_MESSAGE(guard, tables[t]->name << " f16 wrote past the output at np=" << np);
+        // Each point alone gives the same bits as in the block.
+        for (size_t p = 0; p < np; ++p) {
+          float one[16];
+          tables[t]->dot_tile16_f16(xs.p + p * dim, 1, dim, ct.p, one);
+          CHECK_MESSAGE(std::memcmp(one, got[t].data() + p * 16, sizeof one) == 0,
+                        tables[t]->name << " f16 point " << p << " of " << np << " differs alone, dim=" << dim);
+        }
       }
     }
   }

@@ -95,6 +95,16 @@ Napi::Value Fastscan(const Napi::CallbackInfo& info) {
   k.fastscan(codes.data, luts.data, npairs, out.data);
   return env.Undefined();
 }
+// (level, qu u8, npairs, luts u8): qu npairs*8, luts npairs*32.
+Napi::Value FastscanLuts(const Napi::CallbackInfo& info) {
+  const auto& k = kernels_arg(info, 0);
+  Napi::Env env = info.Env();
+  const size_t npairs = uint32_arg(env, info[2], "npairs");
+  const auto qu = array_arg<uint8_t>(env, info[1], "qu", npairs * 8);
+  const auto luts = array_arg<uint8_t>(env, info[3], "luts", npairs * 32);
+  k.fastscan_luts(qu.data, npairs, luts.data);
+  return env.Undefined();
+}
 // (level, xs, np, dim, ct, out): xs np*dim, ct dim*16, out np*16.
 Napi::Value DotTile16(const Napi::CallbackInfo& info) {
   const auto& k = kernels_arg(info, 0);
@@ -153,6 +163,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   k.Set("popcountAnd", Napi::Function::New(env, PopcountAnd));
   k.Set("bitplaneIp", Napi::Function::New(env, BitplaneIp));
   k.Set("fastscan", Napi::Function::New(env, Fastscan));
+  k.Set("fastscanLuts", Napi::Function::New(env, FastscanLuts));
   k.Set("estimate", Napi::Function::New(env, Estimate));
   k.Set("dotTile16", Napi::Function::New(env, DotTile16));
   k.Set("dotTile16F16", Napi::Function::New(env, DotTile16F16));

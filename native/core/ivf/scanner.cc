@@ -7,15 +7,46 @@
 namespace rabitq {
 
 namespace {
-constexpr size_t kQueryBlock = 16;  // queries per blocked coarse step in batches
+constexpr size_t kCoarseBlock = 16;  // queries per blocked coarse step (batch_scanner.cc)
 constexpr float kInf = std::numeric_limits<float>::infinity();
 }  // namespace
+
+void select_nearest(const float* d, size_t n, size_t m, std::vector<std::pair<float, uint32_t>>& out) {
+  out.clear();
+  m = std::min(m, n);
+  if (m == 0) return;
+  constexpr size_t kMaxSample = 256;
+  if (n >= 512 && m * 16 <= n) {
+    // The sample's r-th smallest, r about twice the expected rank of the
+    // m-th nearest: usually a few times m values pass; if fewer than m do,
+    // the full selection below runs instead (same result, only slower).
+    float sample[kMaxSample];
+    const size_t ns = std::min(kMaxSample, n / 16), stride = n / ns;
+    for (size_t i = 0; i < ns; ++i) sample[i] = d[i * stride];
+    const size_t r = std::min(ns - 1, 2 * m * ns / n + 3);
+    std::nth_element(sample, sample + r, sample + ns);
+    const float t = sample[r];
+    for (size_t i = 0; i < n; ++i)
+      if (d[i] <= t) out.emplace_back(d[i], static_cast<uint32_t>(i));
+    if (out.size() >= m) {
+      if (out.size() > m) std::nth_element(out.begin(), out.begin() + static_cast<long>(m - 1), out.end());
+      out.resize(m);
+      std::sort(out.begin(), out.end());
+      return;
+    }
+    out.clear();
+  }
+  out.resize(n);
+  for (size_t i = 0; i < n; ++i) out[i] = {d[i], static_cast<uint32_t>(i)};
+  std::partial_sort(out.begin(), out.begin() + static_cast<long>(m), out.end());
+  out.resize(m);
+}
 
 void SearchScratch::ensure(const IvfScanner& scanner) {
   qq.ensure(scanner.quantizer());
   if (qnormed.size() < scanner.dim()) qnormed.resize(scanner.dim());
   if (coarse.size() < scanner.num_clusters()) coarse.resize(scanner.num_clusters());
-  if (tile.size() < 16 * kQueryBlock) tile.resize(16 * kQueryBlock);
+  if (tile.size() < 16 * kCoarseBlock) tile.resize(16 * kCoarseBlock);
 }
 
 SearchScratch& IvfScanner::scratch() const {
@@ -24,12 +55,21 @@ SearchScratch& IvfScanner::scratch() const {
   return s;
 }
 
-// The order_len nearest centroids into s.probe, nearest first. A bounded
-// max-heap touches most of the numClusters distances with one compare each.
+// The order_len nearest centroids into s.probe, nearest first.
 void IvfScanner::probe_order(SearchScratch& s, const float* coarse, size_t order_len) const {
-  s.probe.reset(order_len);
-  for (size_t c = 0; c < store_.num_clusters(); ++c) s.probe.push(coarse[c], static_cast<uint32_t>(c));
-  s.probe.sorted();
+  select_nearest(coarse, store_.num_clusters(), order_len, s.probe);
+}
+
+// A query's state before its first cluster; prepared: the metric's form of it.
+void IvfScanner::begin_state(QueryState& q, QuantizedQuery& qq, const float* prepared, size_t k) const {
+  q.query = prepared;
+  q.query_norm2 = space_.query_norm2(active_kernels(), prepared);
+  quantizer_.begin_query(qq, prepared);
+  q.top.reset(k);
+  q.upper.reset(k);
+  q.cands.clear();
+  q.st = SearchStats();
+  q.st.queries = 1;
 }
 
 // Without re-ranking the estimates are the results.
@@ -148,7 +188,6 @@ void IvfScanner::finish(QueryState& q, size_t k, int64_t* ids, float* dists) con
 
 void IvfScanner::search(SearchScratch& s, const float* query, const float* coarse, const SearchParams& sp, int64_t* ids,
                         float* dists, SearchStats* stats) const {
-  const Kernels& k = active_kernels();
   const size_t nc = store_.num_clusters();
   query = space_.prepare_query(query, s.qnormed.data());
   if (coarse == nullptr) {
@@ -161,55 +200,13 @@ void IvfScanner::search(SearchScratch& s, const float* query, const float* coars
   probe_order(s, coarse, sp.filter ? nc : nprobe);
 
   QueryState& q = s.q;
-  q.query = query;
-  q.query_norm2 = space_.query_norm2(k, query);
-  quantizer_.begin_query(s.qq, query);
-  q.top.reset(sp.k);
-  q.upper.reset(sp.k);
-  q.cands.clear();
-  q.st = SearchStats();
-  q.st.queries = 1;
+  begin_state(q, s.qq, query, sp.k);
   for (size_t pi = 0; pi < s.probe.size(); ++pi) {
     if (pi >= nprobe && q.top.full()) break;
     scan_cluster(s.qq, q, s.probe[pi].second, sp);
   }
   finish(q, sp.k, ids, dists);
   if (stats) stats->add(q.st);
-}
-
-void IvfScanner::search_batch(const float* queries, size_t nq, const SearchParams& sp, int64_t* ids, float* dists,
-                              SearchStats* total, SearchStats* per_query, ThreadPool& pool, size_t threads) const {
-  const size_t dim = space_.dim(), nc = store_.num_clusters();
-  const size_t blocks = (nq + kQueryBlock - 1) / kQueryBlock;
-  const size_t slots = pool.slots_for(blocks, threads);
-  std::vector<SearchStats> slot_stats(slots);
-  std::vector<std::vector<float>> coarse(slots), normalized(slots);
-  pool.parallel_for(blocks, threads, [&](size_t b, size_t slot) {
-    SearchScratch& s = scratch();
-    const size_t q0 = b * kQueryBlock;
-    const size_t np = std::min(kQueryBlock, nq - q0);
-    auto& cb = coarse[slot];
-    cb.resize(np * nc);
-    const float* block = queries + q0 * dim;
-    if (space_.metric() == Metric::kCosine) {
-      auto& nb = normalized[slot];
-      nb.resize(np * dim);
-      for (size_t i = 0; i < np; ++i) space_.prepare_query(block + i * dim, nb.data() + i * dim);
-      block = nb.data();
-    }
-    // The coarse step for the whole block at once: every centroid tile is
-    // loaded once for up to 16 queries.
-    tiles_.partial_distances(block, np, cb.data(), s.tile.data(), space_.probe_by_ip());
-    for (size_t i = 0; i < np; ++i) {
-      const size_t q = q0 + i;
-      SearchStats st;
-      search(s, queries + q * dim, cb.data() + i * nc, sp, ids + q * sp.k, dists + q * sp.k, &st);
-      slot_stats[slot].add(st);
-      if (per_query) per_query[q] = st;
-    }
-  });
-  if (total)
-    for (auto& st : slot_stats) total->add(st);
 }
 
 void IvfScanner::estimate_all(const float* query, float* estimates, float* bounds, bool bitplane) const {

@@ -45,13 +45,29 @@ struct QueryState {
   SearchStats st;
 };
 
+// The m smallest of d[0..n) as (distance, index) pairs, ascending by
+// distance then index (the same list a bounded heap would keep), into out.
+// A threshold from a sample, one filtering pass, then a sort of the few
+// survivors: much cheaper than a heap over all n when m << n.
+void select_nearest(const float* d, size_t n, size_t m, std::vector<std::pair<float, uint32_t>>& out);
+
 // Per-thread buffers, reused across queries (and indexes).
 struct SearchScratch {
   QuantizedQuery qq;
   QueryState q;
-  TopK<uint32_t> probe;
+  std::vector<std::pair<float, uint32_t>> probe;  // clusters to probe, nearest first
   std::vector<float> coarse, tile, qnormed;
   void ensure(const IvfScanner& scanner);
+};
+
+// Per-thread buffers of the cluster-major batch scan (batch_scanner.cc).
+struct BatchScratch {
+  std::vector<QuantizedQuery> qq;  // one per query of the group
+  std::vector<QueryState> q;
+  std::vector<float> qbuf, coarse, tile;
+  std::vector<std::pair<float, uint32_t>> sel;
+  std::vector<uint32_t> probes;               // group size x nprobe, nearest first
+  std::vector<uint32_t> cluster_start, work;  // inverted probe lists: cluster -> queries
 };
 
 class IvfScanner {
@@ -77,6 +93,9 @@ class IvfScanner {
 
  private:
   void probe_order(SearchScratch& s, const float* coarse, size_t order_len) const;
+  void begin_state(QueryState& q, QuantizedQuery& qq, const float* prepared, size_t k) const;
+  void search_group(BatchScratch& b, const float* queries, size_t nq, const SearchParams& sp, int64_t* ids,
+                    float* dists, SearchStats* total, SearchStats* per_query) const;
   void scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const;
   void keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0, size_t nb,
                       const Filter* filter) const;

@@ -54,7 +54,9 @@ struct Kernels {
   // building block of the blocked point-to-centroid distance computations.
   void (*dot_tile16)(const float* xs, size_t np, size_t dim, const float* ct, float* out);
   // The same with the 16 vectors stored as IEEE half floats: halves the
-  // bytes streamed by the memory-bound single-query centroid scan.
+  // bytes streamed by the memory-bound single-query centroid scan. A point's
+  // values do not depend on np (at one level): search() and searchBatch()
+  // rank the centroids identically.
   void (*dot_tile16_f16)(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out);
   // RaBitQ estimates of n <= 32 vectors from their factors (4 floats each:
   // residual norm^2, ip scale, popcount, error scale) and FastScan sums ip:
@@ -69,6 +71,11 @@ struct Kernels {
   // quantizer/ex_code.h. padded_dim is a multiple of 64, ex_bits in 1..8, q in
   // [-127, 127]. Exact integer arithmetic: bit-identical at every level.
   int64_t (*ex_ip)(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t padded_dim, unsigned ex_bits);
+  // FastScan LUTs of a quantized query qu (npairs * 8 values, each <= 15):
+  // for sub-space m (coordinates 4m..4m+3), entry v of
+  // luts[(m / 2) * 32 + (m % 2) * 16 ..] = sum of qu[4m + b] over the set
+  // bits b of v. Integer: bit-identical at every level.
+  void (*fastscan_luts)(const uint8_t* qu, size_t npairs, uint8_t* luts);
 };
 
 // Signature of Kernels::ex_ip.

@@ -137,6 +137,31 @@ uint64_t bitplane_ip_avx2(const uint64_t* planes, size_t bits, const uint64_t* c
 // 16-bit accumulation trick: the byte sums are added to two 16-bit
 // accumulators, one taking the even bytes (mask) and one the odd bytes
 // (shift), so no lane-crossing widening is needed in the loop.
+// One pair (8 coordinates, 32 LUT bytes) per step: the 8 values in both
+// 128-bit lanes, byte b (low lane) / 4 + b (high lane) broadcast by a
+// shuffle, kept where bit b of the entry index is set, and the four summed.
+void fastscan_luts_avx2(const uint8_t* qu, size_t npairs, uint8_t* luts) {
+  const __m256i entry = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7,
+                                         8, 9, 10, 11, 12, 13, 14, 15);
+  __m256i sel[4], bit[4];
+  for (int b = 0; b < 4; ++b) {
+    sel[b] = _mm256_setr_epi8(b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, 4 + b, 4 + b, 4 + b, 4 + b, 4 + b, 4 + b,
+                              4 + b, 4 + b, 4 + b, 4 + b, 4 + b, 4 + b, 4 + b, 4 + b, 4 + b, 4 + b);
+    const __m256i m = _mm256_set1_epi8(static_cast<char>(1 << b));
+    bit[b] = _mm256_cmpeq_epi8(_mm256_and_si256(entry, m), m);
+  }
+  for (size_t p = 0; p < npairs; ++p) {
+    long long v;
+    __builtin_memcpy(&v, qu + 8 * p, 8);
+    const __m256i q = _mm256_set1_epi64x(v);
+    __m256i s0 = _mm256_and_si256(_mm256_shuffle_epi8(q, sel[0]), bit[0]);
+    __m256i s1 = _mm256_and_si256(_mm256_shuffle_epi8(q, sel[1]), bit[1]);
+    s0 = _mm256_add_epi8(s0, _mm256_and_si256(_mm256_shuffle_epi8(q, sel[2]), bit[2]));
+    s1 = _mm256_add_epi8(s1, _mm256_and_si256(_mm256_shuffle_epi8(q, sel[3]), bit[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(luts + 32 * p), _mm256_add_epi8(s0, s1));
+  }
+}
+
 void fastscan_avx2(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const __m256i low8 = _mm256_set1_epi16(0x00ff);
@@ -207,20 +232,45 @@ void dot_tile16_avx2(const float* xs, size_t np, size_t dim, const float* ct, fl
 }
 
 // F16C ships with every AVX2 CPU (Intel since Ivy Bridge, AMD since Piledriver).
-void dot_tile16_f16_avx2(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out) {
-  for (size_t p = 0; p < np; ++p) {
-    __m256 a0 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps();
-    const float* x0 = xs + p * dim;
-    for (size_t t = 0; t < dim; ++t) {
-      __m256 v = _mm256_broadcast_ss(x0 + t);
-      __m256 c0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16)));
-      __m256 c1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16 + 8)));
-      a0 = _mm256_fmadd_ps(v, c0, a0);
-      b0 = _mm256_fmadd_ps(v, c1, b0);
+// Q queries x 16 half-float columns (two halves of 8). Every dot product is
+// summed in two partial sums (even / odd t) added at the end, whatever Q, so
+// a query alone (search) and in a block (searchBatch) get the same values.
+template <int Q>
+inline void tile16_f16_q(const float* x, size_t dim, const uint16_t* ct, float* out) {
+  __m256 s[Q][2][2];
+  for (int q = 0; q < Q; ++q)
+    for (int u = 0; u < 2; ++u) s[q][u][0] = s[q][u][1] = _mm256_setzero_ps();
+  size_t t = 0;
+  for (; t + 2 <= dim; t += 2) {
+    for (int u = 0; u < 2; ++u) {
+      const __m256 c0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + (t + u) * 16)));
+      const __m256 c1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + (t + u) * 16 + 8)));
+      for (int q = 0; q < Q; ++q) {
+        const __m256 v = _mm256_broadcast_ss(x + q * dim + t + u);
+        s[q][u][0] = _mm256_fmadd_ps(v, c0, s[q][u][0]);
+        s[q][u][1] = _mm256_fmadd_ps(v, c1, s[q][u][1]);
+      }
     }
-    _mm256_storeu_ps(out + p * 16, a0);
-    _mm256_storeu_ps(out + p * 16 + 8, b0);
   }
+  if (t < dim) {
+    const __m256 c0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16)));
+    const __m256 c1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ct + t * 16 + 8)));
+    for (int q = 0; q < Q; ++q) {
+      const __m256 v = _mm256_broadcast_ss(x + q * dim + t);
+      s[q][0][0] = _mm256_fmadd_ps(v, c0, s[q][0][0]);
+      s[q][0][1] = _mm256_fmadd_ps(v, c1, s[q][0][1]);
+    }
+  }
+  for (int q = 0; q < Q; ++q) {
+    _mm256_storeu_ps(out + q * 16, _mm256_add_ps(s[q][0][0], s[q][1][0]));
+    _mm256_storeu_ps(out + q * 16 + 8, _mm256_add_ps(s[q][0][1], s[q][1][1]));
+  }
+}
+
+void dot_tile16_f16_avx2(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out) {
+  size_t p = 0;
+  for (; p + 2 <= np; p += 2) tile16_f16_q<2>(xs + p * dim, dim, ct, out + p * 16);
+  for (; p < np; ++p) tile16_f16_q<1>(xs + p * dim, dim, ct, out + p * 16);
 }
 
 void estimate_avx2(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
@@ -341,10 +391,13 @@ int64_t ex_ip_avx2(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k = {SimdLevel::kAvx2, "avx2",          l2sq_avx2,           dot_avx2,
-                            minmax_avx2,      quantize_avx2,   popcount_and_avx2,   bitplane_ip_avx2,
-                            fastscan_avx2,    dot_tile16_avx2, dot_tile16_f16_avx2, estimate_avx2,
-                            ex_ip_avx2};
+  static const Kernels k = {SimdLevel::kAvx2,    "avx2",
+                            l2sq_avx2,           dot_avx2,
+                            minmax_avx2,         quantize_avx2,
+                            popcount_and_avx2,   bitplane_ip_avx2,
+                            fastscan_avx2,       dot_tile16_avx2,
+                            dot_tile16_f16_avx2, estimate_avx2,
+                            ex_ip_avx2,          fastscan_luts_avx2};
   return &k;
 }
 

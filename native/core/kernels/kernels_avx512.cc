@@ -125,6 +125,36 @@ __attribute__((target("avx512vpopcntdq"))) uint64_t bitplane_ip_vpopcnt(const ui
 // Two pairs of sub-spaces per 64-byte step: bytes 0..31 are pair p for the 32
 // vectors, bytes 32..63 pair p+1, and the 64 LUT bytes of the two pairs are
 // spread to the matching 128-bit lanes with one shuffle each.
+// Two pairs (16 coordinates, 64 LUT bytes) per step: the 16 values in every
+// 128-bit lane, lane L taking byte 4L + b for bit b (see fastscan_luts_avx2).
+void fastscan_luts_avx512(const uint8_t* qu, size_t npairs, uint8_t* luts) {
+  // Lane L (bytes 16L..16L+15) reads byte 4L + b; entry v keeps it when bit
+  // b of v is set: masks 0xAAAA.., 0xCCCC.., 0xF0F0.., 0xFF00.. per 16 bytes.
+  const __m512i lane =
+      _mm512_set_epi32(0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c, 0x0c0c0c0c, 0x08080808, 0x08080808, 0x08080808, 0x08080808,
+                       0x04040404, 0x04040404, 0x04040404, 0x04040404, 0, 0, 0, 0);
+  const __m512i sel[4] = {lane, _mm512_add_epi8(lane, _mm512_set1_epi8(1)), _mm512_add_epi8(lane, _mm512_set1_epi8(2)),
+                          _mm512_add_epi8(lane, _mm512_set1_epi8(3))};
+  const __mmask64 bit[4] = {0xAAAAAAAAAAAAAAAAULL, 0xCCCCCCCCCCCCCCCCULL, 0xF0F0F0F0F0F0F0F0ULL, 0xFF00FF00FF00FF00ULL};
+  for (size_t p = 0; p + 2 <= npairs; p += 2) {
+    const __m512i q = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qu + 8 * p)));
+    __m512i s0 = _mm512_maskz_shuffle_epi8(bit[0], q, sel[0]);
+    __m512i s1 = _mm512_maskz_shuffle_epi8(bit[1], q, sel[1]);
+    s0 = _mm512_add_epi8(s0, _mm512_maskz_shuffle_epi8(bit[2], q, sel[2]));
+    s1 = _mm512_add_epi8(s1, _mm512_maskz_shuffle_epi8(bit[3], q, sel[3]));
+    _mm512_storeu_si512(luts + 32 * p, _mm512_add_epi8(s0, s1));
+  }
+  if (npairs % 2) {  // the last pair: lanes 0 and 1 of an 8-byte load
+    const size_t p = npairs - 1;
+    const __m512i q = _mm512_broadcast_i32x4(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qu + 8 * p)));
+    __m512i s0 = _mm512_maskz_shuffle_epi8(bit[0], q, sel[0]);
+    __m512i s1 = _mm512_maskz_shuffle_epi8(bit[1], q, sel[1]);
+    s0 = _mm512_add_epi8(s0, _mm512_maskz_shuffle_epi8(bit[2], q, sel[2]));
+    s1 = _mm512_add_epi8(s1, _mm512_maskz_shuffle_epi8(bit[3], q, sel[3]));
+    _mm512_mask_storeu_epi8(luts + 32 * p, 0xffffffffULL, _mm512_add_epi8(s0, s1));
+  }
+}
+
 void fastscan_avx512(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i low8 = _mm512_set1_epi16(0x00ff);
@@ -192,38 +222,35 @@ void dot_tile16_avx512(const float* xs, size_t np, size_t dim, const float* ct, 
   }
 }
 
+// Q queries x 16 half-float columns. Every dot product is summed in four
+// partial sums (t = 0, 4, 8.. / 1, 5, .. / 2, .. / 3, ..) added as
+// (s0 + s1) + (s2 + s3), so its value does not depend on how many queries
+// share the call: a query alone (search) and in a block (searchBatch) rank
+// the centroids identically. Four chains also hide the FMA latency.
+template <int Q>
+inline void tile16_f16_q(const float* x, size_t dim, const uint16_t* ct, float* out) {
+  __m512 s[Q][4];
+  for (int q = 0; q < Q; ++q)
+    for (int u = 0; u < 4; ++u) s[q][u] = _mm512_setzero_ps();
+  size_t t = 0;
+  for (; t + 4 <= dim; t += 4) {
+    for (int u = 0; u < 4; ++u) {
+      const __m512 c = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + (t + u) * 16)));
+      for (int q = 0; q < Q; ++q) s[q][u] = _mm512_fmadd_ps(_mm512_set1_ps(x[q * dim + t + u]), c, s[q][u]);
+    }
+  }
+  for (int u = 0; t < dim; ++t, ++u) {
+    const __m512 c = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + t * 16)));
+    for (int q = 0; q < Q; ++q) s[q][u] = _mm512_fmadd_ps(_mm512_set1_ps(x[q * dim + t]), c, s[q][u]);
+  }
+  for (int q = 0; q < Q; ++q)
+    _mm512_storeu_ps(out + q * 16, _mm512_add_ps(_mm512_add_ps(s[q][0], s[q][1]), _mm512_add_ps(s[q][2], s[q][3])));
+}
+
 void dot_tile16_f16_avx512(const float* xs, size_t np, size_t dim, const uint16_t* ct, float* out) {
   size_t p = 0;
-  for (; p + 4 <= np; p += 4) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const float* x = xs + p * dim;
-    for (size_t t = 0; t < dim; ++t) {
-      __m512 c = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + t * 16)));
-      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[t]), c, a0);
-      a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[dim + t]), c, a1);
-      a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[2 * dim + t]), c, a2);
-      a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[3 * dim + t]), c, a3);
-    }
-    _mm512_storeu_ps(out + p * 16, a0);
-    _mm512_storeu_ps(out + (p + 1) * 16, a1);
-    _mm512_storeu_ps(out + (p + 2) * 16, a2);
-    _mm512_storeu_ps(out + (p + 3) * 16, a3);
-  }
-  for (; p < np; ++p) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    const float* x = xs + p * dim;
-    size_t t = 0;
-    for (; t + 2 <= dim; t += 2) {
-      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[t]),
-                           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + t * 16))), a0);
-      a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[t + 1]),
-                           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + t * 16 + 16))), a1);
-    }
-    if (t < dim)
-      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[t]),
-                           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + t * 16))), a0);
-    _mm512_storeu_ps(out + p * 16, _mm512_add_ps(a0, a1));
-  }
+  for (; p + 4 <= np; p += 4) tile16_f16_q<4>(xs + p * dim, dim, ct, out + p * 16);
+  for (; p < np; ++p) tile16_f16_q<1>(xs + p * dim, dim, ct, out + p * 16);
 }
 
 void estimate_avx512(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
@@ -369,9 +396,9 @@ __attribute__((target("avx512vnni"))) int64_t ex_ip_vnni(const int8_t* q, const 
 
 const Kernels* avx512_kernels() {
   // Popcount entries are completed by dispatch.cc (VPOPCNTDQ or AVX2).
-  static Kernels k = {SimdLevel::kAvx512,    "avx512",        l2sq_avx512, dot_avx512,      minmax_avx512,
-                      quantize_avx512,       nullptr,         nullptr,     fastscan_avx512, dot_tile16_avx512,
-                      dot_tile16_f16_avx512, estimate_avx512, ex_ip_avx512};
+  static Kernels k = {SimdLevel::kAvx512,    "avx512",        l2sq_avx512,  dot_avx512,          minmax_avx512,
+                      quantize_avx512,       nullptr,         nullptr,      fastscan_avx512,     dot_tile16_avx512,
+                      dot_tile16_f16_avx512, estimate_avx512, ex_ip_avx512, fastscan_luts_avx512};
   return &k;
 }
 

@@ -60,6 +60,15 @@ uint64_t bitplane_ip_scalar(const uint64_t* planes, size_t bits, const uint64_t*
   return s;
 }
 
+void fastscan_luts_scalar(const uint8_t* qu, size_t npairs, uint8_t* luts) {
+  for (size_t m = 0; m < 2 * npairs; ++m) {
+    uint8_t* lut = luts + (m / 2) * 32 + (m % 2) * 16;
+    const uint8_t* q = qu + 4 * m;
+    lut[0] = 0;
+    for (unsigned v = 1; v < 16; ++v) lut[v] = static_cast<uint8_t>(lut[v & (v - 1)] + q[__builtin_ctz(v)]);
+  }
+}
+
 void fastscan_scalar(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
   for (size_t j = 0; j < kFastScanBlock; ++j) {
     uint32_t s = 0;
@@ -162,10 +171,13 @@ int64_t ex_ip_scalar(const int8_t* q, const uint8_t* sign, const uint8_t* ex, si
 }
 
 const Kernels& scalar_kernels() {
-  static const Kernels k = {SimdLevel::kScalar, "scalar",          l2sq_scalar,           dot_scalar,
-                            minmax_scalar,      quantize_scalar,   popcount_and_scalar,   bitplane_ip_scalar,
-                            fastscan_scalar,    dot_tile16_scalar, dot_tile16_f16_scalar, estimate_scalar,
-                            ex_ip_scalar};
+  static const Kernels k = {SimdLevel::kScalar,    "scalar",
+                            l2sq_scalar,           dot_scalar,
+                            minmax_scalar,         quantize_scalar,
+                            popcount_and_scalar,   bitplane_ip_scalar,
+                            fastscan_scalar,       dot_tile16_scalar,
+                            dot_tile16_f16_scalar, estimate_scalar,
+                            ex_ip_scalar,          fastscan_luts_scalar};
   return k;
 }
 
