@@ -29,8 +29,9 @@ export interface NativeInfo {
   metric: 'l2' | 'cosine' | 'ip';
   idType: 'u32' | 'u64';
   storeVectors: boolean;
+  bits: number;
   rotation: 'fht' | 'dense';
-  memory: { codes: number; factors: number; ids: number; vectors: number; centroids: number; other: number; total: number; mapped: number };
+  memory: { codes: number; factors: number; exCodes: number; ids: number; vectors: number; centroids: number; other: number; total: number; mapped: number };
   timings: { trainMs: number; assignMs: number; encodeMs: number };
 }
 
@@ -81,6 +82,7 @@ export interface NativeBuildParams {
   threads: number;
   metric: 'l2' | 'cosine' | 'ip';
   storeVectors: boolean;
+  bits: number;
   ids: Uint32Array | BigUint64Array | undefined;
 }
 
