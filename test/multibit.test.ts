@@ -210,7 +210,10 @@ describe('multi-bit codes: persistence and mutations', () => {
         expect(index.memoryUsage().exCodes).toBe(0);
         const r = await index.searchBatch(qs, { k: 5, nprobe: 6 });
         expect(Array.from(r.ids)).toEqual(recorded[name].ids);
-        expect(Array.from(r.distances)).toEqual(recorded[name].distances.map((x: number) => Math.fround(x)));
+        // Float kernels sum in another order at other SIMD levels (the recording was made at the best one).
+        r.distances.forEach((x, i) =>
+          expect(Math.abs(x - recorded[name].distances[i]) / (1 + Math.abs(x))).toBeLessThan(1e-5),
+        );
         // Saved again, it is a version-2 file that loads the same.
         const again = await IvfRabitqIndex.fromBuffer(await index.toBuffer(), { idType: 'u32' });
         expect((await again.toBuffer()).readUInt32LE(8)).toBe(2);
