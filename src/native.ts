@@ -29,8 +29,19 @@ export interface NativeInfo {
   metric: 'l2' | 'cosine' | 'ip';
   idType: 'u32' | 'u64';
   storeVectors: boolean;
+  bits: number;
   rotation: 'fht' | 'dense';
-  memory: { codes: number; factors: number; ids: number; vectors: number; centroids: number; other: number; total: number; mapped: number };
+  memory: {
+    codes: number;
+    factors: number;
+    exCodes: number;
+    ids: number;
+    vectors: number;
+    centroids: number;
+    other: number;
+    total: number;
+    mapped: number;
+  };
   timings: { trainMs: number; assignMs: number; encodeMs: number };
 }
 
@@ -49,13 +60,26 @@ export type NativeFilterArray = Uint8Array | Uint32Array | BigUint64Array | null
 
 export interface NativeIndex {
   search(
-    query: Float32Array, k: number, nprobe: number, rerank: boolean, epsilon: number, bitplane: boolean,
-    ids: Int32Array | BigInt64Array, dists: Float32Array, stats: Float64Array | null,
-    filterKind: NativeFilterKind, filter: NativeFilterArray,
+    query: Float32Array,
+    k: number,
+    nprobe: number,
+    rerank: boolean,
+    epsilon: number,
+    bitplane: boolean,
+    ids: Int32Array | BigInt64Array,
+    dists: Float32Array,
+    stats: Float64Array | null,
+    filterKind: NativeFilterKind,
+    filter: NativeFilterArray,
   ): void;
   searchBatch(
-    queries: Float32Array, params: NativeSearchParams, ids: Int32Array | BigInt64Array, dists: Float32Array,
-    stats: Float64Array | null, filterKind: NativeFilterKind, filter: NativeFilterArray,
+    queries: Float32Array,
+    params: NativeSearchParams,
+    ids: Int32Array | BigInt64Array,
+    dists: Float32Array,
+    stats: Float64Array | null,
+    filterKind: NativeFilterKind,
+    filter: NativeFilterArray,
   ): Promise<void>;
   add(vectors: Float32Array, ids: Uint32Array | BigUint64Array | undefined, threads: number): Promise<void>;
   remove(ids: BigUint64Array): Promise<number>;
@@ -81,6 +105,7 @@ export interface NativeBuildParams {
   threads: number;
   metric: 'l2' | 'cosine' | 'ip';
   storeVectors: boolean;
+  bits: number;
   ids: Uint32Array | BigUint64Array | undefined;
 }
 
@@ -91,15 +116,31 @@ export interface NativeAddon {
   detectedLevel(): SimdLevelName;
   setSimdLevel(level: SimdLevelName): void;
   poolInfo(): { threads: number; affinityCpus: number };
-  exactKnn(base: Float32Array, queries: Float32Array, dim: number, k: number, threads: number, ids: Int32Array, dists: Float32Array): Promise<void>;
-  buildIndex(vectors: Float32Array, params: NativeBuildParams, onProgress?: (p: { phase: 'train' | 'assign' | 'encode'; done: number; total: number }) => void): Promise<NativeIndex>;
+  exactKnn(
+    base: Float32Array,
+    queries: Float32Array,
+    dim: number,
+    k: number,
+    threads: number,
+    ids: Int32Array,
+    dists: Float32Array,
+  ): Promise<void>;
+  buildIndex(
+    vectors: Float32Array,
+    params: NativeBuildParams,
+    onProgress?: (p: { phase: 'train' | 'assign' | 'encode'; done: number; total: number }) => void,
+  ): Promise<NativeIndex>;
   loadIndex(path: string, mmap: boolean, verify: boolean): Promise<NativeIndex>;
   indexFromBuffer(bytes: Uint8Array): Promise<NativeIndex>;
 }
 
 const require = createRequire(import.meta.url);
 // src/native.ts is one level below the package root, dist/src/native.js two.
-const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`) ? '..' : '.');
+const packageRoot = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`) ? '..' : '.',
+);
 
 function load(): NativeAddon {
   const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;

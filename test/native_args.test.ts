@@ -25,7 +25,7 @@ function detached(n: number): Float32Array {
 
 const buildParams = (over: Partial<NativeBuildParams> = {}): NativeBuildParams => ({
   dim: DIM, numClusters: 4, kmeansIterations: 2, trainPointsPerCluster: 64, seed: 1,
-  rotation: 'fht', threads: 1, metric: 'l2', storeVectors: true, ids: undefined, ...over,
+  rotation: 'fht', threads: 1, metric: 'l2', storeVectors: true, bits: 1, ids: undefined, ...over,
 });
 
 const batchParams: NativeSearchParams = { k: K, nprobe: 4, rerank: true, epsilon: 1.9, bitplane: false, threads: 1 };
@@ -63,7 +63,7 @@ describe('native binding argument checks', () => {
     expect(() => search(...withArg(6, new BigInt64Array(K - 1)))).toThrow(TypeError);
     expect(() => search(...withArg(7, new Float32Array(K - 1)))).toThrow(TypeError);
     expect(() => search(...withArg(7, detached(K)))).toThrow(TypeError);
-    expect(() => search(...withArg(8, new Float64Array(4)))).toThrow(TypeError);
+    expect(() => search(...withArg(8, new Float64Array(5)))).toThrow(TypeError); // 6 counters
     // k larger than the outputs
     expect(() => search(...withArg(1, 1_000_000))).toThrow(TypeError);
     // filter of the wrong type for its kind
@@ -81,7 +81,7 @@ describe('native binding argument checks', () => {
     const nq = 3;
     const queries = floats(nq * DIM, 3);
     const batch = (...a: unknown[]) => raw(index.searchBatch).call(index, ...a);
-    const ok = [queries, batchParams, new Int32Array(nq * K), new Float32Array(nq * K), new Float64Array(5 + 5 * nq), 0, null];
+    const ok = [queries, batchParams, new Int32Array(nq * K), new Float32Array(nq * K), new Float64Array(6 + 6 * nq), 0, null];
     const withArg = (i: number, v: unknown) => ok.map((x, j) => (j === i ? v : x));
     await expect(batch(...ok)).resolves.toBeUndefined();
     expect(() => batch(...withArg(0, new Float64Array(nq * DIM)))).toThrow(TypeError);
@@ -93,8 +93,8 @@ describe('native binding argument checks', () => {
     expect(() => batch(...withArg(2, new Float32Array(nq * K)))).toThrow(TypeError);
     expect(() => batch(...withArg(3, new Float32Array(nq * K - 1)))).toThrow(TypeError);
     expect(() => batch(...withArg(3, new Int32Array(nq * K)))).toThrow(TypeError);
-    expect(() => batch(...withArg(4, new Float64Array(5 + 5 * nq - 1)))).toThrow(TypeError);
-    expect(() => batch(...withArg(4, new Float32Array(5 + 5 * nq)))).toThrow(TypeError);
+    expect(() => batch(...withArg(4, new Float64Array(6 + 6 * nq - 1)))).toThrow(TypeError);
+    expect(() => batch(...withArg(4, new Float32Array(6 + 6 * nq)))).toThrow(TypeError);
     expect(() => batch(...ok.slice(0, 5), 3, new Uint32Array(2))).toThrow(TypeError);
   });
 

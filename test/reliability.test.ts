@@ -192,10 +192,10 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
 });
 
 describe('corruption: 2,500 damaged variants of saved indexes', () => {
-  it('every variant is rejected with IndexFileError (EBADINDEX) by load, load(mmap + verify) and fromBuffer; mmap without verify defers only bulk-section damage to verify()', () => {
+  it('every variant (of a 1-bit and a 5-bit index) is rejected with IndexFileError (EBADINDEX) by load, load(mmap + verify) and fromBuffer; mmap without verify defers only bulk-section damage to verify()', () => {
     const workdir = path.join(tmp, 'corrupt');
     const t0 = performance.now();
-    const run = spawnSync(process.execPath, [path.join(FIXTURES, 'reliability-corrupt.mjs'), workdir, '1', '2000', '500'], {
+    const run = spawnSync(process.execPath, [path.join(FIXTURES, 'reliability-corrupt.mjs'), workdir, '1', '2000', '500', '500'], {
       encoding: 'utf8',
       timeout: 60_000,
     });
@@ -206,6 +206,8 @@ describe('corruption: 2,500 damaged variants of saved indexes', () => {
     const report = JSON.parse(run.stdout.trim().split('\n').at(-1)!);
     expect(report.failures).toEqual([]);
     expect(report.configs[0].variants).toBeGreaterThanOrEqual(2000);
+    expect(report.configs[2].sections).toEqual(expect.arrayContaining(['EXCD', 'EXFT']));
+    expect(report.configs[2].variants).toBeGreaterThanOrEqual(400);
     for (const family of ['flip', 'truncate', 'header', 'table', 'meta', 'values']) expect(report.families[family]).toBeGreaterThan(50);
     for (const mode of ['read', 'mmapVerify', 'buffer']) {
       expect(report.modes[mode], mode).toEqual({ rejected: report.variants, loaded: 0, wrongError: 0 });

@@ -11,7 +11,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const addon = createRequire(import.meta.url)('node-gyp-build')(root);
 const order = ['scalar', 'avx2', 'avx512'];
 const lower = order.slice(0, order.indexOf(addon.detectedLevel()));
-const suites = ['test/index.test.ts', 'test/kernels_f16.test.ts', 'test/batch.test.ts'];
+const suites = ['test/index.test.ts', 'test/kernels_f16.test.ts', 'test/batch.test.ts', 'test/multibit.test.ts'];
 for (const level of lower) {
   console.log(`\n=== RABITQ_SIMD=${level}: ${suites.join(' ')}`);
   const r = spawnSync(process.execPath, [path.join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...suites], {

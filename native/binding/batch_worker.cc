@@ -70,7 +70,7 @@ void BatchWorker::Run() {
 }
 
 Napi::Value BatchWorker::Result(Napi::Env env) {
-  // stats layout: 5 totals, then 5 per query.
+  // stats layout: kStatsFields totals, then kStatsFields per query.
   if (stats_ != nullptr) {
     write_stats(total_, stats_);
     for (size_t q = 0; q < nq_; ++q) write_stats(per_query_[q], stats_ + kStatsFields * (1 + q));

@@ -36,13 +36,17 @@ Napi::Value BuildWorker::Start(const Napi::CallbackInfo& info) {
     throw_range_error(env, "params.metric must be 'l2', 'cosine' or 'ip', got '" + metric + "'");
   p.metric = metric == "cosine" ? Metric::kCosine : metric == "ip" ? Metric::kInnerProduct : Metric::kL2;
   p.store_vectors = bool_arg(env, o.Get("storeVectors"), "params.storeVectors");
+  p.bits = uint32_arg(env, o.Get("bits"), "params.bits");
+  if (p.bits < 1 || p.bits > 9)
+    throw_range_error(env, "params.bits must be an integer in 1..9, got " + std::to_string(p.bits));
   const Napi::Value ids_value = o.Get("ids");
   const IdsIn ids = ids_in_arg(env, ids_value, "params.ids", n);
   p.ids32 = ids.ids32;
   p.ids64 = ids.ids64;
   const Napi::Value on_progress = info[2];
   const bool has_progress = on_progress.IsFunction();
-  if (!has_progress && !is_nullish(env, on_progress)) throw_wrong_type(env, "onProgress", "a function or undefined", on_progress);
+  if (!has_progress && !is_nullish(env, on_progress))
+    throw_wrong_type(env, "onProgress", "a function or undefined", on_progress);
 
   std::unique_ptr<BuildWorker> w(new BuildWorker(env));
   w->data_ = vectors.data;

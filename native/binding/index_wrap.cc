@@ -113,11 +113,13 @@ Napi::Value IndexWrap::Info(const Napi::CallbackInfo& info) {
     o.Set("metric", metrics[static_cast<int>(index.metric())]);
     o.Set("idType", index.ids64() ? "u64" : "u32");
     o.Set("storeVectors", index.has_vectors());
+    o.Set("bits", static_cast<double>(index.bits()));
     o.Set("rotation", index.rotation_kind() == RotationKind::kDense ? "dense" : "fht");
     const MemoryUsage m = index.memory_usage();
     auto mo = Napi::Object::New(env);
     mo.Set("codes", static_cast<double>(m.codes));
     mo.Set("factors", static_cast<double>(m.factors));
+    mo.Set("exCodes", static_cast<double>(m.ex_codes));
     mo.Set("ids", static_cast<double>(m.ids));
     mo.Set("vectors", static_cast<double>(m.vectors));
     mo.Set("centroids", static_cast<double>(m.centroids));

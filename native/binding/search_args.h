@@ -38,14 +38,15 @@ inline bool to_filter(const FilterArg& f, Filter* out) {
   }
 }
 
-// stats layout: queries, clustersProbed, codesScanned, reranked, candidates.
-constexpr size_t kStatsFields = 5;
+// stats layout: queries, clustersProbed, codesScanned, reranked, candidates, exEstimated.
+constexpr size_t kStatsFields = 6;
 inline void write_stats(const SearchStats& st, double* out) {
   out[0] = static_cast<double>(st.queries);
   out[1] = static_cast<double>(st.clusters_probed);
   out[2] = static_cast<double>(st.codes_scanned);
   out[3] = static_cast<double>(st.reranked);
   out[4] = static_cast<double>(st.candidates);
+  out[5] = static_cast<double>(st.ex_estimated);
 }
 
 }  // namespace rabitq::binding

@@ -25,20 +25,23 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 IvfRabitqIndex::~IvfRabitqIndex() = default;
 
-void IvfRabitqIndex::init_geometry(size_t dim, Metric metric, bool ids64, bool has_vectors) {
+void IvfRabitqIndex::init_geometry(size_t dim, Metric metric, bool ids64, bool has_vectors, unsigned bits) {
   dim_ = dim;
   space_ = MetricSpace(metric, dim);
-  quantizer_.init(dim);
-  store_.configure(quantizer_.layout(), has_vectors ? dim : 0, ids64);
+  quantizer_.init(dim, bits);
+  store_.configure(quantizer_.layout(), has_vectors ? dim : 0, ids64, quantizer_.ex_code_bytes());
 }
 
 std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::build(const float* data, size_t n, const BuildParams& p,
                                                       ThreadPool& pool) {
   const size_t nc = checked_build_shape(p.dim, n, p.metric, p.num_clusters);
+  RABITQ_THROW_IF_NOT(p.bits >= kMinBits && p.bits <= kMaxBits, kRange,
+                      "bits must be an integer in " + std::to_string(kMinBits) + ".." + std::to_string(kMaxBits) +
+                          ", got " + std::to_string(p.bits));
   const size_t dim = p.dim;
   std::unique_ptr<IvfRabitqIndex> idx(new IvfRabitqIndex());
   IvfRabitqIndex& ix = *idx;
-  ix.init_geometry(dim, p.metric, p.ids64 != nullptr, p.store_vectors);
+  ix.init_geometry(dim, p.metric, p.ids64 != nullptr, p.store_vectors, p.bits);
   // Checked here, on the worker, so the JS thread never scans a large input.
   ix.space_.check_rows(data, n, "vectors");
   std::vector<uint64_t> ids;
@@ -105,6 +108,9 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::build(const float* data, size_t 
   const CodeLayout& layout = ix.quantizer_.layout();
   uint8_t* all_codes = store.base<uint8_t>(kCodeColumn);
   Factor* factors = store.base<Factor>(kFactorColumn);
+  const size_t ex_bytes = ix.quantizer_.ex_code_bytes();
+  uint8_t* ex_codes = ex_bytes ? store.base<uint8_t>(kExCodeColumn) : nullptr;
+  ExFactor* ex_factors = ex_bytes ? store.base<ExFactor>(kExFactorColumn) : nullptr;
   const size_t slots = pool.slots_for(nc, p.threads);
   std::vector<std::vector<float>> scratch(slots, std::vector<float>(pd + code_bytes));
   std::atomic<size_t> encoded{0};
@@ -119,6 +125,7 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::build(const float* data, size_t 
       const float* x = src + static_cast<size_t>(order[begin + i]) * dim;
       ix.quantizer_.encode(c, x, ix.space_.vector_offset(x), o, bytes, &factors[begin + i]);
       layout.put(codes, count, i, bytes);
+      if (ex_bytes) ix.quantizer_.encode_ex(o, ex_codes + (begin + i) * ex_bytes, &ex_factors[begin + i]);
     }
     size_t e = encoded.fetch_add(count) + count;
     size_t cd = clusters_done.fetch_add(1) + 1;
@@ -191,11 +198,16 @@ void IvfRabitqIndex::add(const float* data, size_t n, const uint32_t* ids32, con
   const size_t code_bytes = quantizer_.code_bytes();
   std::vector<uint8_t> codes(n * code_bytes);
   std::vector<Factor> factors(n);
+  const size_t ex_bytes = quantizer_.ex_code_bytes();
+  std::vector<uint8_t> ex_codes(n * ex_bytes);
+  std::vector<ExFactor> ex_factors(ex_bytes ? n : 0);
   const size_t slots = pool.slots_for(n, threads);
   std::vector<std::vector<float>> scratch(slots, std::vector<float>(quantizer_.padded_dim()));
   pool.parallel_for(n, threads, [&](size_t i, size_t slot) {
     const float* x = src + i * dim_;
-    quantizer_.encode(labels[i], x, space_.vector_offset(x), scratch[slot].data(), &codes[i * code_bytes], &factors[i]);
+    float* o = scratch[slot].data();
+    quantizer_.encode(labels[i], x, space_.vector_offset(x), o, &codes[i * code_bytes], &factors[i]);
+    if (ex_bytes) quantizer_.encode_ex(o, &ex_codes[i * ex_bytes], &ex_factors[i]);
   });
 
   std::unique_lock<std::shared_mutex> lock(mu_);
@@ -212,7 +224,8 @@ void IvfRabitqIndex::add(const float* data, size_t n, const uint32_t* ids32, con
   const bool vectors = store_.has_vectors();
   for (size_t i = 0; i < n; ++i) {
     const size_t pos =
-        store_.append(labels[i], &codes[i * code_bytes], factors[i], ids[i], vectors ? src + i * dim_ : nullptr);
+        store_.append(labels[i], &codes[i * code_bytes], factors[i], ex_bytes ? &ex_codes[i * ex_bytes] : nullptr,
+                      ex_bytes ? &ex_factors[i] : nullptr, ids[i], vectors ? src + i * dim_ : nullptr);
     id_map_.set(ids[i], labels[i], pos);
     id_map_.note_used(ids[i]);
   }
@@ -226,8 +239,8 @@ size_t IvfRabitqIndex::remove(const uint64_t* ids, size_t n) {
   IdMap::Place at;
   for (size_t r = 0; r < n; ++r) {
     if (!id_map_.take(ids[r], &at)) continue;
-    const int64_t moved = store_.remove_at(at.cluster, at.pos);
-    if (moved >= 0) id_map_.set(static_cast<uint64_t>(moved), at.cluster, at.pos);
+    uint64_t moved = 0;
+    if (store_.remove_at(at.cluster, at.pos, &moved)) id_map_.set(moved, at.cluster, at.pos);
     removed++;
   }
   return removed;
@@ -261,6 +274,7 @@ MemoryUsage IvfRabitqIndex::memory_usage() const {
   MemoryUsage m;
   m.codes = store_.column_bytes(kCodeColumn);
   m.factors = store_.column_bytes(kFactorColumn);
+  m.ex_codes = store_.column_bytes(kExCodeColumn) + store_.column_bytes(kExFactorColumn);
   m.ids = store_.column_bytes(kIdColumn);
   m.vectors = store_.column_bytes(kVectorColumn);
   m.centroids = (centroids_.size() + quantizer_.rotated_centroids().size()) * sizeof(float) +
@@ -274,7 +288,8 @@ MemoryUsage IvfRabitqIndex::memory_usage() const {
   // Growth slack of clusters changed by add/remove (compact() releases it),
   // counted for codes and factors as before the split (ids and vectors grow
   // too but are not counted here).
-  m.other += store_.growth_slack(kCodeColumn) + store_.growth_slack(kFactorColumn);
+  m.other += store_.growth_slack(kCodeColumn) + store_.growth_slack(kFactorColumn) +
+             store_.growth_slack(kExCodeColumn) + store_.growth_slack(kExFactorColumn);
   // Clusters changed by add/remove were copied out of the mapping.
   m.mapped = store_.mapped_bytes();
   return m;

@@ -1,6 +1,8 @@
 // The IVF-RaBitQ index: k-means partitions, 1-bit RaBitQ codes of the rotated
-// residuals stored per cluster in FastScan blocks, and exact re-ranking where
-// the RaBitQ error bound says a vector may still enter the top k.
+// residuals stored per cluster in FastScan blocks (with bits > 1 also the
+// extra bits of multi-bit codes, which refine the estimate of the vectors the
+// 1-bit bound keeps), and exact re-ranking where the error bound says a
+// vector may still enter the top k.
 //
 // This class is the facade: it owns the locks and composes the parts.
 //   metric.h            l2 / cosine / ip: query and row preparation, distances
@@ -43,6 +45,7 @@ struct BuildParams {
   RotationKind rotation = RotationKind::kFht;
   Metric metric = Metric::kL2;
   bool store_vectors = true;  // false: no exact re-ranking, 4*dim bytes per vector saved
+  unsigned bits = 1;          // bits per dimension of the codes, 1..9 (quantizer/ex_code.h)
   size_t threads = 0;         // 0 = whole pool
   // Caller ids, one per vector (at most one of the two; neither = 0..n-1).
   const uint32_t* ids32 = nullptr;
@@ -57,8 +60,9 @@ struct BuildTimings {
 
 struct MemoryUsage {
   size_t codes = 0, factors = 0, ids = 0, vectors = 0, centroids = 0, other = 0;
-  size_t mapped = 0;  // bytes of the above that live in a file mapping
-  size_t total() const { return codes + factors + ids + vectors + centroids + other; }
+  size_t ex_codes = 0;  // extra bits of multi-bit codes and their factors
+  size_t mapped = 0;    // bytes of the above that live in a file mapping
+  size_t total() const { return codes + factors + ex_codes + ids + vectors + centroids + other; }
 };
 
 namespace persist {
@@ -90,6 +94,7 @@ class IvfRabitqIndex {
   Metric metric() const { return space_.metric(); }
   bool ids64() const { return store_.ids64(); }
   bool has_vectors() const { return store_.has_vectors(); }
+  unsigned bits() const { return quantizer_.bits(); }
   RotationKind rotation_kind() const { return quantizer_.rotation().kind(); }
   const std::vector<float>& centroids() const { return centroids_; }
   BuildTimings timings() const { return timings_; }
@@ -122,7 +127,7 @@ class IvfRabitqIndex {
 
  private:
   IvfRabitqIndex() = default;
-  void init_geometry(size_t dim, Metric metric, bool ids64, bool has_vectors);
+  void init_geometry(size_t dim, Metric metric, bool ids64, bool has_vectors, unsigned bits);
   void write_sections(persist::ContainerWriter& w) const;
   IvfScanner scanner() const { return IvfScanner(space_, quantizer_, store_, tiles_); }
 

@@ -23,8 +23,9 @@ using namespace index_format;
 namespace {
 
 // The section of each per-vector column, in file order, and its name in errors.
-constexpr uint32_t kColumnTags[kNumColumns] = {kCodes, kFactors, kIds, kVectors};
-constexpr const char* kColumnNames[kNumColumns] = {"codes", "factors", "ids", "vectors"};
+constexpr uint32_t kColumnTags[kNumColumns] = {kCodes, kFactors, kExCodes, kExFactors, kIds, kVectors};
+constexpr const char* kColumnNames[kNumColumns] = {"codes", "factors", "multi-bit codes", "multi-bit factors",
+                                                   "ids",   "vectors"};
 
 }  // namespace
 
@@ -47,6 +48,7 @@ void IvfRabitqIndex::write_sections(persist::ContainerWriter& w) const {
   meta[kNextId] = id_map_.next_id();
   meta[kRoundingRows] = quantizer_.rounding_rows();
   meta[kRotationFloats] = rotation.state().size();
+  meta[kBits] = quantizer_.bits();
   w.begin_section(kMeta);
   w.write_array(meta, kMetaFields);
   w.end_section();
@@ -107,9 +109,12 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
     return v;
   };
 
-  persist::SectionView mv = sized(kMeta, kMetaFields * sizeof(uint64_t), "parameter");
+  // Version 1 has no bits field: its codes are 1-bit.
+  const size_t meta_fields = container->version() >= 2 ? kMetaFields : kMetaFieldsV1;
+  persist::SectionView mv = sized(kMeta, meta_fields * sizeof(uint64_t), "parameter");
   uint64_t meta[kMetaFields];
-  std::memcpy(meta, mv.data, sizeof(meta));
+  meta[kBits] = 1;
+  std::memcpy(meta, mv.data, meta_fields * sizeof(uint64_t));
   const uint64_t dim = meta[kDim], pd = meta[kPaddedDim], nc = meta[kNumClusters], n = meta[kCount];
   if (dim < 1 || dim > 65536) throw bad("dimension " + std::to_string(dim) + " is outside 1..65536");
   if (pd != padded_dim_for(dim))
@@ -132,12 +137,16 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
               std::to_string(max_next_id));
   if (meta[kStoreVectors] > 1) throw bad("bad stored-vectors flag");
   if (meta[kRoundingRows] != kSavedRoundingRows) throw bad("bad number of rounding rows");
+  if (meta[kBits] < kMinBits || meta[kBits] > kMaxBits)
+    throw bad("bits per dimension " + std::to_string(meta[kBits]) + " are outside " + std::to_string(kMinBits) + ".." +
+              std::to_string(kMaxBits));
   const uint64_t rot_floats = meta[kRotationFloats];
   if (rot_floats > pd * pd) throw bad("rotation state is too large");
 
   std::unique_ptr<IvfRabitqIndex> idx(new IvfRabitqIndex());
   IvfRabitqIndex& ix = *idx;
-  ix.init_geometry(dim, static_cast<Metric>(meta[kMetric]), meta[kIdBytes] == 8, meta[kStoreVectors] == 1);
+  ix.init_geometry(dim, static_cast<Metric>(meta[kMetric]), meta[kIdBytes] == 8, meta[kStoreVectors] == 1,
+                   static_cast<unsigned>(meta[kBits]));
   ix.num_clusters_ = nc;
   ix.seed_ = meta[kSeed];
   ix.id_map_.set_next_id(meta[kNextId]);
@@ -181,6 +190,8 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
   }
   if (!store.has_vectors() && container->has(kVectors))
     throw bad("holds vectors although the header says it keeps none");
+  if (!store.has_ex_codes() && (container->has(kExCodes) || container->has(kExFactors)))
+    throw bad("holds multi-bit sections although the header says its codes have 1 bit");
   ix.store_.adopt_file(counts, columns, blob);
   if (lazy) ix.container_ = container;
   return idx;

@@ -32,6 +32,7 @@ void QuantizedQuery::ensure(const RabitqQuantizer& quantizer) {
     planes.resize(kQuantizedQueryBits * l.words);
     code_bits.resize(l.words);
   }
+  if (sign.size() < l.npairs) sign.resize(l.npairs);
   if (luts.size() < l.npairs * 32) luts.resize(l.npairs * 32);
   if (tail.size() < l.npairs * 32) tail.resize(l.npairs * 32);
   if (ip.size() < kFastScanBlock) {
@@ -41,9 +42,14 @@ void QuantizedQuery::ensure(const RabitqQuantizer& quantizer) {
   }
 }
 
-void RabitqQuantizer::init(size_t dim) {
+void RabitqQuantizer::init(size_t dim, unsigned bits) {
   dim_ = dim;
   padded_dim_ = padded_dim_for(dim);
+  bits_ = bits;
+  // The search rescale: nearly the exact alignment at a bounded cost (the
+  // exact one costs O(D log D) with a large constant, the fixed one loses
+  // recall at high bits; see ex_code.h).
+  ex_encoder_ = bits > 1 ? ExEncoder(padded_dim_, bits, ExRescale::kSearch) : ExEncoder();
   layout_ = CodeLayout::for_padded_dim(padded_dim_);
   quant_sqrt_ = std::sqrt(static_cast<float>(padded_dim_) / 2.f);
 }
@@ -142,6 +148,7 @@ void RabitqQuantizer::prepare_cluster(QuantizedQuery& s, size_t c, bool bitplane
   // LUT of sub-space m: entry v = sum of the quantized query over the bits of v.
   const uint8_t* qu = s.qu.data();
   k.fastscan_luts(qu, layout_.npairs, s.luts.data());
+  if (bits_ > 1) s.ex.prepare(q, pd, bits_);
   if (bitplane) {
     std::fill(s.planes.begin(), s.planes.end(), 0);
     for (size_t i = 0; i < pd; ++i)

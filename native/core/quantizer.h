@@ -2,12 +2,11 @@
 // per-(query, cluster) preparation (4-bit query, FastScan LUTs) and the
 // estimate of a block of codes with its error bound.
 //
-// Room for multi-bit codes (RaBitQ's "ex" bits): the 1-bit code stays the
-// FastScan pass; an encoder for the extra bits would add an encode_ex() next
-// to encode() (writing a fixed number of bytes per vector and an extra
-// factor struct, stored by ClusterStore as two more columns), and a refined
-// estimate next to estimate_block() that the scanner calls for the
-// candidates the 1-bit bound keeps.
+// Multi-bit codes (bits > 1, quantizer/ex_code.h): the 1-bit code stays the
+// FastScan pass; encode_ex() next to encode() writes the extra bits and an
+// ExFactor (ClusterStore's ex columns), prepare_cluster() also rounds the
+// residual to the 8-bit ExQuery, and estimate_ex() refines the estimate of
+// one candidate the 1-bit bound keeps.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +14,7 @@
 
 #include "code_layout.h"
 #include "kernels/kernels.h"
+#include "quantizer/ex_code.h"
 #include "rotation.h"
 
 namespace rabitq {
@@ -47,13 +47,18 @@ struct QuantizedQuery {
   std::vector<uint16_t> ip;
   float lo = 0, delta = 0, sumq = 0, qnorm2 = 0;  // current cluster's terms
   uint64_t query_hash = 0;
+  ExQuery ex;  // the current cluster's 8-bit residual (bits > 1 only)
+  // Scratch of estimate_ex(): one code's sign bits (the scan keeps the
+  // QuantizedQuery const; this is per thread like the rest).
+  mutable std::vector<uint8_t> sign;
   void ensure(const RabitqQuantizer& q);
 };
 
 class RabitqQuantizer {
  public:
-  // Geometry for vectors of `dim` (padded to a multiple of 64).
-  void init(size_t dim);
+  // Geometry for vectors of `dim` (padded to a multiple of 64) and codes of
+  // `bits` bits per dimension (1..9; above 1 with extra bits).
+  void init(size_t dim, unsigned bits = 1);
   // A new quantizer for these centroids: a rotation, the rotated centroids
   // and the randomized-rounding offsets, each from its own seed.
   void train(RotationKind kind, uint64_t rotation_seed, uint64_t rounding_seed, const float* centroids, size_t nc);
@@ -64,6 +69,9 @@ class RabitqQuantizer {
   size_t padded_dim() const { return padded_dim_; }
   const CodeLayout& layout() const { return layout_; }
   size_t code_bytes() const { return layout_.npairs; }
+  unsigned bits() const { return bits_; }
+  // Bytes of one vector's extra bits (0 at 1 bit).
+  size_t ex_code_bytes() const { return rabitq::ex_code_bytes(padded_dim_, bits_); }
   const Rotation& rotation() const { return rotation_; }
   const std::vector<float>& rotated_centroids() const { return rotated_centroids_; }
   const std::vector<float>& rounding_offsets() const { return rounding_offsets_; }
@@ -73,6 +81,10 @@ class RabitqQuantizer {
   // bytes) and factors. x_offset is subtracted from ||x - c||^2 (the
   // metric's vector term). scratch: padded_dim floats.
   void encode(size_t c, const float* x, double x_offset, float* scratch, uint8_t* code, Factor* f) const;
+
+  // The extra bits of the residual encode() left in scratch (bits > 1):
+  // ex_code_bytes() bytes and the factor. Thread-safe.
+  void encode_ex(const float* scratch, uint8_t* ex, ExFactor* f) const { ex_encoder_.encode(scratch, ex, f); }
 
   // Per query: rotation and the seed of the rounding-row choice.
   void begin_query(QuantizedQuery& q, const float* query) const;
@@ -102,9 +114,20 @@ class RabitqQuantizer {
   // Width of one vector's bound (epsilon 1) after prepare_cluster.
   float error_bound(const QuantizedQuery& q, const Factor& f) const;
 
+  // The multi-bit estimate of vector `local` of a cluster (count vectors,
+  // 1-bit codes `codes`, its ex code and factors) after prepare_cluster;
+  // bits > 1. Its bound is epsilon times the estimator's error width.
+  ExEstimate estimate_ex(const QuantizedQuery& q, const uint8_t* codes, size_t count, size_t local, const uint8_t* ex,
+                         const Factor& f, const ExFactor& ef, float epsilon) const {
+    layout_.get(codes, count, local, q.sign.data());
+    return ex_estimate(active_kernels(), q.ex, q.sign.data(), ex, f.residual_norm_sq, ef, epsilon);
+  }
+
  private:
   size_t dim_ = 0, padded_dim_ = 0;
   CodeLayout layout_;
+  unsigned bits_ = 1;
+  ExEncoder ex_encoder_;  // bits > 1
   float quant_sqrt_ = 0;  // sqrt(D/2): typical sqrt(popcount) for the query-quantization bound
   Rotation rotation_;
   std::vector<float> rotated_centroids_;  // num_clusters x padded_dim

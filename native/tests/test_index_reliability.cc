@@ -282,8 +282,11 @@ std::vector<Variant> make_variants(const Bytes& good, uint64_t seed, bool ids64)
   auto meta_at = [&](size_t f) { return meta.offset + 8 * f; };
   const uint64_t n = get_u64(good, meta_at(kCount));
   const uint64_t max_next = ids64 ? (uint64_t(1) << 63) : (uint64_t(1) << 31);
-  const std::vector<size_t> fields = {kDim,     kPaddedDim,    kMetric, kNumClusters, kQueryBits,    kRotationKind,
-                                      kIdBytes, kStoreVectors, kCount,  kNextId,      kRoundingRows, kRotationFloats};
+  // Any other bits is refused too: the multi-bit sections are then missing,
+  // unexpected or of the wrong size.
+  const std::vector<size_t> fields = {kDim,          kPaddedDim,      kMetric,       kNumClusters, kQueryBits,
+                                      kRotationKind, kIdBytes,        kStoreVectors, kCount,       kNextId,
+                                      kRoundingRows, kRotationFloats, kBits};
   for (int i = 0; i < 400; ++i) {
     const size_t f = fields[rng.below(fields.size())];
     const uint64_t orig = get_u64(good, meta_at(f));
@@ -383,12 +386,17 @@ struct Config {
   bool ids64, store_vectors;
   rabitq::RotationKind rotation;
   rabitq::Metric metric;
+  unsigned bits;
 };
 
 const Config kConfigs[] = {
-    {"u32 ids, vectors, fht, l2", 12, 400, 6, false, true, rabitq::RotationKind::kFht, rabitq::Metric::kL2},
+    {"u32 ids, vectors, fht, l2", 12, 400, 6, false, true, rabitq::RotationKind::kFht, rabitq::Metric::kL2, 1},
     {"u64 ids, no vectors, dense, cosine", 20, 300, 5, true, false, rabitq::RotationKind::kDense,
-     rabitq::Metric::kCosine},
+     rabitq::Metric::kCosine, 1},
+    {"u32 ids, vectors, fht, ip, 5 bits", 12, 400, 6, false, true, rabitq::RotationKind::kFht,
+     rabitq::Metric::kInnerProduct, 5},
+    {"u64 ids, no vectors, fht, l2, 8 bits", 20, 300, 5, true, false, rabitq::RotationKind::kFht, rabitq::Metric::kL2,
+     8},
 };
 
 std::unique_ptr<IvfRabitqIndex> build(const Config& c, rabitq::ThreadPool& pool, uint64_t seed) {
@@ -402,6 +410,7 @@ std::unique_ptr<IvfRabitqIndex> build(const Config& c, rabitq::ThreadPool& pool,
   bp.rotation = c.rotation;
   bp.metric = c.metric;
   bp.store_vectors = c.store_vectors;
+  bp.bits = c.bits;
   if (c.ids64) bp.ids64 = ids.data();
   return IvfRabitqIndex::build(data.data(), c.n, bp, pool);
 }
@@ -449,7 +458,20 @@ TEST_CASE("forged bulk sections with valid CRCs: load throws or the index stays 
     for (int i = 0; i < 120; ++i) {
       Bytes b = good;
       const Section* s = nullptr;
-      switch (i % 4) {
+      switch (i % 6) {
+        case 4: {
+          if (c.bits == 1) continue;
+          s = &L.get(kExCodes);
+          for (int j = 0; j < 8; ++j) b[s->offset + rng.below(s->length)] = static_cast<uint8_t>(rng.next());
+          break;
+        }
+        case 5: {
+          if (c.bits == 1) continue;
+          s = &L.get(kExFactors);
+          static const float bad[] = {kNan, kInf, -kInf, 3e38f, -3e38f, 0.f};
+          for (int j = 0; j < 1 + i % 40; ++j) put_f32(b, s->offset + 4 * rng.below(s->length / 4), bad[rng.below(6)]);
+          break;
+        }
         case 0:
           s = &L.get(kCodes);
           for (int j = 0; j < 8; ++j) b[s->offset + rng.below(s->length)] = static_cast<uint8_t>(rng.next());
@@ -579,6 +601,7 @@ TEST_CASE("add / remove / compact / save / load round trip, read and mapped" *
       if (mode == 2) loaded->verify();
       CHECK(loaded->size() == expect + 50);
       CHECK((loaded->ids64() == c.ids64 && loaded->has_vectors() == c.store_vectors && loaded->metric() == c.metric));
+      CHECK(loaded->bits() == c.bits);
       CHECK_MESSAGE(search_all(*loaded, queries, c.dim, c.store_vectors) == want, c.name << " mode " << mode);
       CHECK(loaded->to_bytes() == mem);
       for (uint64_t id : gone) CHECK(!loaded->contains(id));

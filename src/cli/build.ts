@@ -17,6 +17,8 @@ Builds an IVF + RaBitQ index from a vector file and saves it.
   --seed <n>            seed (default 42)
   --threads <n>         build threads (default: the CPUs this process may use)
   --no-vectors          do not keep the raw vectors (no exact re-ranking; 4*dim bytes per vector less)
+  --bits <n>            bits per dimension of the codes, 1..9 (default 1; above 1, multi-bit codes:
+                        with --no-vectors the recall, with vectors fewer exact distances)
   --progress / --no-progress   progress bar on stderr (default: when stderr is a terminal)
 `;
 
@@ -28,6 +30,7 @@ const BUILD_SPEC: Record<string, OptionSpec> = {
   seed: { type: 'string' },
   threads: { type: 'string' },
   vectors: { type: 'boolean' },
+  bits: { type: 'string' },
   progress: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -56,6 +59,7 @@ export function buildOptionsFromArgs(argv: readonly string[]) {
     seed: intOption(values, 'seed', 0, 2 ** 31 - 1, 42),
     threads: intOption(values, 'threads', 1, 1024),
     storeVectors: values.vectors !== false,
+    bits: intOption(values, 'bits', 1, 9, 1),
     progress: typeof values.progress === 'boolean' ? values.progress : undefined,
   };
 }
@@ -85,6 +89,7 @@ export async function buildCommand(argv: readonly string[], io: CliIo): Promise<
       rotation: o.rotation,
       seed: o.seed,
       storeVectors: o.storeVectors,
+      bits: o.bits,
       onProgress: bar.onProgress,
       ...(o.clusters !== undefined ? { numClusters: o.clusters } : {}),
       ...(o.threads !== undefined ? { threads: o.threads } : {}),
@@ -98,7 +103,7 @@ export async function buildCommand(argv: readonly string[], io: CliIo): Promise<
   const saved = (performance.now() - t1) / 1000;
   const mem = index.memoryUsage();
   io.stdout(
-    `${o.out}: ${index.size} vectors x ${index.dim}, ${index.numClusters} clusters, metric ${index.metric}; ` +
+    `${o.out}: ${index.size} vectors x ${index.dim}, ${index.numClusters} clusters, metric ${index.metric}, ${index.bits} bit${index.bits > 1 ? 's' : ''}; ` +
       `built in ${built.toFixed(1)} s, saved in ${saved.toFixed(2)} s (${(mem.total / 2 ** 20).toFixed(1)} MiB)\n`,
   );
   return 0;

@@ -7,11 +7,13 @@
 
 namespace rabitq {
 
-void ClusterStore::configure(const CodeLayout& codes, size_t dim, bool ids64) {
+void ClusterStore::configure(const CodeLayout& codes, size_t dim, bool ids64, size_t ex_code_bytes) {
   layout_ = codes;
   ids64_ = ids64;
   bytes_[kCodeColumn] = codes.bytes_per_code();
   bytes_[kFactorColumn] = sizeof(Factor);
+  bytes_[kExCodeColumn] = ex_code_bytes;
+  bytes_[kExFactorColumn] = ex_code_bytes ? sizeof(ExFactor) : 0;
   bytes_[kIdColumn] = ids64 ? sizeof(uint64_t) : sizeof(uint32_t);
   bytes_[kVectorColumn] = dim * sizeof(float);
   n_ = 0;
@@ -26,6 +28,9 @@ ClusterView ClusterStore::view(size_t c) const {
   v.count = cl.count;
   v.codes = cl.rows[kCodeColumn];
   v.factors = reinterpret_cast<const Factor*>(cl.rows[kFactorColumn]);
+  v.ex_codes = cl.rows[kExCodeColumn];
+  v.ex_factors = reinterpret_cast<const ExFactor*>(cl.rows[kExFactorColumn]);
+  v.ex_bytes = bytes_[kExCodeColumn];
   if (ids64_)
     v.ids64 = reinterpret_cast<const uint64_t*>(cl.rows[kIdColumn]);
   else
@@ -88,7 +93,8 @@ void ClusterStore::refresh(Cluster& cl) {
   for (size_t col = 0; col < kNumColumns; ++col) cl.rows[col] = bytes_[col] ? cl.own[col].data() : nullptr;
 }
 
-size_t ClusterStore::append(size_t c, const uint8_t* code, const Factor& factor, uint64_t id, const float* vector) {
+size_t ClusterStore::append(size_t c, const uint8_t* code, const Factor& factor, const uint8_t* ex,
+                            const ExFactor* ex_factor, uint64_t id, const float* vector) {
   Cluster& cl = clusters_[c];
   own(cl);
   const size_t pos = cl.count;
@@ -97,7 +103,10 @@ size_t ClusterStore::append(size_t c, const uint8_t* code, const Factor& factor,
   layout_.put(cl.own[kCodeColumn].data(), cl.count, pos, code);
   const uint32_t id32 = static_cast<uint32_t>(id);
   const uint8_t* row[kNumColumns] = {
-      nullptr, reinterpret_cast<const uint8_t*>(&factor),
+      nullptr,
+      reinterpret_cast<const uint8_t*>(&factor),
+      ex,
+      reinterpret_cast<const uint8_t*>(ex_factor),
       ids64_ ? reinterpret_cast<const uint8_t*>(&id) : reinterpret_cast<const uint8_t*>(&id32),
       reinterpret_cast<const uint8_t*>(vector)};
   for (size_t col = kCodeColumn + 1; col < kNumColumns; ++col)
@@ -107,19 +116,19 @@ size_t ClusterStore::append(size_t c, const uint8_t* code, const Factor& factor,
   return pos;
 }
 
-int64_t ClusterStore::remove_at(size_t c, size_t pos) {
+bool ClusterStore::remove_at(size_t c, size_t pos, uint64_t* moved_id) {
   Cluster& cl = clusters_[c];
   own(cl);
   const size_t last = cl.count - 1;
-  int64_t moved = -1;
-  if (pos != last) {
+  const bool moved = pos != last;
+  if (moved) {
     std::vector<uint8_t> code(layout_.npairs);
     layout_.get(cl.own[kCodeColumn].data(), cl.count, last, code.data());
     layout_.put(cl.own[kCodeColumn].data(), cl.count, pos, code.data());
     for (size_t col = kCodeColumn + 1; col < kNumColumns; ++col)
       if (bytes_[col]) std::memcpy(&cl.own[col][pos * bytes_[col]], &cl.own[col][last * bytes_[col]], bytes_[col]);
     refresh(cl);
-    moved = view(c).id(pos);
+    *moved_id = static_cast<uint64_t>(view(c).id(pos));
   }
   layout_.resize(cl.own[kCodeColumn], cl.count, last);
   cl.count = static_cast<uint32_t>(last);

@@ -1,15 +1,16 @@
 // Per-cluster storage of the index (its inverted lists). Every vector has a
 // row in each column: its 1-bit code (packed in FastScan blocks, see
-// code_layout.h), its RaBitQ factors, its caller id (4 or 8 bytes) and,
-// optionally, its raw vector. A cluster's rows live in one of two places:
+// code_layout.h), its RaBitQ factors, with multi-bit codes its extra bits
+// and their factors, its caller id (4 or 8 bytes) and, optionally, its raw
+// vector. A cluster's rows live in one of two places:
 // - the base block, one array per column with the clusters back to back:
 //   arrays made by build/compact, or pointers into a loaded file (read or
 //   mapped), kept alive by the file's blob;
 // - the cluster's own growable copies, made the first time add/remove
 //   changes it (copy on write); compact() moves everything back to a base.
-// Columns are described by their bytes per vector only, so a new per-vector
-// array (e.g. multi-bit "ex" codes and their factors) is one more entry in
-// Column with no new regime, growth or compaction code.
+// Columns are described by their bytes per vector only (0 = absent), so a
+// per-vector array is one more entry in Column with no new regime, growth or
+// compaction code. The enum order is the file's section order.
 #pragma once
 #include <array>
 #include <cstddef>
@@ -28,13 +29,24 @@ namespace persist {
 class Blob;
 }
 
-enum Column : size_t { kCodeColumn, kFactorColumn, kIdColumn, kVectorColumn, kNumColumns };
+enum Column : size_t {
+  kCodeColumn,
+  kFactorColumn,
+  kExCodeColumn,    // extra bits of multi-bit codes (quantizer/ex_code.h); absent at 1 bit
+  kExFactorColumn,  // their ExFactor; absent at 1 bit
+  kIdColumn,
+  kVectorColumn,
+  kNumColumns
+};
 
 // Read-only view of one cluster for the scan: valid until the next change.
 struct ClusterView {
   size_t count = 0;
   const uint8_t* codes = nullptr;
   const Factor* factors = nullptr;
+  const uint8_t* ex_codes = nullptr;  // ex_bytes per vector; null at 1 bit
+  const ExFactor* ex_factors = nullptr;
+  size_t ex_bytes = 0;
   const uint32_t* ids32 = nullptr;  // exactly one of ids32 / ids64 is set
   const uint64_t* ids64 = nullptr;
   const float* vectors = nullptr;  // null when the index keeps no vectors
@@ -43,14 +55,16 @@ struct ClusterView {
 
 class ClusterStore {
  public:
-  // Shape of every row: code layout, vector dimension (0 = no vectors) and
-  // id width. Drops all content.
-  void configure(const CodeLayout& codes, size_t dim, bool ids64);
+  // Shape of every row: code layout, vector dimension (0 = no vectors), id
+  // width and bytes of the multi-bit extra bits (0 = 1-bit codes). Drops all
+  // content.
+  void configure(const CodeLayout& codes, size_t dim, bool ids64, size_t ex_code_bytes = 0);
 
   size_t num_clusters() const { return clusters_.size(); }
   size_t size() const { return n_; }
   bool ids64() const { return ids64_; }
   bool has_vectors() const { return bytes_[kVectorColumn] != 0; }
+  bool has_ex_codes() const { return bytes_[kExCodeColumn] != 0; }
   size_t row_bytes(Column col) const { return bytes_[col]; }
   uint32_t count(size_t c) const { return clusters_[c].count; }
   const uint8_t* rows(size_t c, Column col) const { return clusters_[c].rows[col]; }
@@ -69,11 +83,14 @@ class ClusterStore {
   void adopt_file(const std::vector<uint32_t>& counts, const std::array<const uint8_t*, kNumColumns>& columns,
                   std::shared_ptr<persist::Blob> keep);
 
-  // Owned regime (add/remove): appends a row to cluster c, returns its position.
-  size_t append(size_t c, const uint8_t* code, const Factor& factor, uint64_t id, const float* vector);
+  // Owned regime (add/remove): appends a row to cluster c, returns its
+  // position. ex / ex_factor: null at 1 bit.
+  size_t append(size_t c, const uint8_t* code, const Factor& factor, const uint8_t* ex, const ExFactor* ex_factor,
+                uint64_t id, const float* vector);
   // Removes row pos of cluster c; the cluster's last row fills the hole.
-  // Returns the id of the row that moved to pos, or -1 when pos was last.
-  int64_t remove_at(size_t c, size_t pos);
+  // Returns whether a row moved to pos (false when pos was last) and its id
+  // in *moved (any u64: a forged file may hold ids no signed value keeps).
+  bool remove_at(size_t c, size_t pos, uint64_t* moved);
   // Re-packs every cluster, in the row order order_of gives it, into fresh
   // base arrays, releasing growth slack and any file.
   void compact(const std::function<void(const ClusterView&, std::vector<uint32_t>& order)>& order_of);

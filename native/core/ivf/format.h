@@ -21,6 +21,10 @@ constexpr uint32_t kRoundingOffsets = fourcc("ROFF");
 constexpr uint32_t kCounts = fourcc("CNTS");
 constexpr uint32_t kCodes = fourcc("CODE");
 constexpr uint32_t kFactors = fourcc("FACT");
+// Multi-bit codes (format version 2, only when META's bits > 1): the extra
+// bits of each vector (quantizer/ex_code.h) and their ExFactor.
+constexpr uint32_t kExCodes = fourcc("EXCD");
+constexpr uint32_t kExFactors = fourcc("EXFT");
 constexpr uint32_t kIds = fourcc("IDS ");
 constexpr uint32_t kVectors = fourcc("VECS");
 
@@ -39,8 +43,11 @@ enum MetaField : size_t {
   kNextId,
   kRoundingRows,
   kRotationFloats,
+  kBits,  // version 2: bits per dimension of the codes, 1..9
   kMetaFields
 };
+// Version 1 wrote the fields before kBits (its codes are all 1-bit).
+constexpr size_t kMetaFieldsV1 = kBits;
 
 // The only values of META's query bits and rounding rows this version reads.
 constexpr uint64_t kSavedQueryBits = 4;

@@ -72,20 +72,39 @@ void IvfScanner::begin_state(QueryState& q, QuantizedQuery& qq, const float* pre
   q.st.queries = 1;
 }
 
-// Without re-ranking the estimates are the results.
+// Without re-ranking the estimates are the results. With multi-bit codes, a
+// vector whose 1-bit lower bound beats the k-th result so far gets the
+// multi-bit estimate, and that is what enters the top k.
 inline void IvfScanner::keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0,
-                                       size_t nb, const Filter* filter) const {
+                                       size_t nb, const Filter* filter, float epsilon) const {
+  if (cl.ex_codes == nullptr) {
+    for (size_t j = 0; j < nb; ++j) {
+      const int64_t id = cl.id(b0 + j);
+      if (filter && !filter->allows(static_cast<uint64_t>(id))) continue;
+      q.top.push(qq.est[j], id);
+    }
+    return;
+  }
+  const float* lower = qq.lower.data();
   for (size_t j = 0; j < nb; ++j) {
-    const int64_t id = cl.id(b0 + j);
+    if (q.top.full() && lower[j] >= q.top.worst()) continue;
+    const size_t local = b0 + j;
+    const int64_t id = cl.id(local);
     if (filter && !filter->allows(static_cast<uint64_t>(id))) continue;
-    q.top.push(qq.est[j], id);
+    q.st.ex_estimated++;
+    const ExEstimate e = quantizer_.estimate_ex(qq, cl.codes, cl.count, local, cl.ex_codes + local * cl.ex_bytes,
+                                                cl.factors[local], cl.ex_factors[local], epsilon);
+    q.top.push(e.distance, id);
   }
 }
 
 // Keeps the vectors of one block whose lower bound is under the threshold
 // (the k-th upper bound, or the exact k-th distance when smaller).
+// With multi-bit codes, a vector that passes gets the multi-bit estimate
+// first, and its (much tighter) lower bound and upper bound take the place
+// of the 1-bit ones.
 inline void IvfScanner::collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c,
-                                           size_t b0, size_t nb, const Filter* filter) const {
+                                           size_t b0, size_t nb, const Filter* filter, float epsilon) const {
   const float* est = qq.est.data();
   const float* lower = qq.lower.data();
   float threshold = q.upper.full() ? q.upper.worst() : kInf;
@@ -94,11 +113,20 @@ inline void IvfScanner::collect_candidates(QueryState& q, const QuantizedQuery& 
     if (lower[j] < threshold) {
       const uint32_t local = static_cast<uint32_t>(b0 + j);
       if (filter && !filter->allows(static_cast<uint64_t>(cl.id(local)))) continue;
-      q.cands.push_back({lower[j], local});
+      float lo = lower[j], e = est[j];
+      if (cl.ex_codes != nullptr) {
+        q.st.ex_estimated++;
+        const ExEstimate x = quantizer_.estimate_ex(qq, cl.codes, cl.count, local, cl.ex_codes + local * cl.ex_bytes,
+                                                    cl.factors[local], cl.ex_factors[local], epsilon);
+        e = x.distance;
+        lo = x.distance - x.bound;
+        if (!(lo < threshold)) continue;
+      }
+      q.cands.push_back({lo, local});
       // Twice the bound above the estimate: the threshold only filters
       // candidates (re-ranking still stops at the exact k-th distance),
       // and a too-small threshold would silently drop true neighbours.
-      q.upper.push(3.f * est[j] - 2.f * lower[j], static_cast<int64_t>(c) << 32 | local);
+      q.upper.push(3.f * e - 2.f * lo, static_cast<int64_t>(c) << 32 | local);
       if (q.upper.full()) threshold = std::min(threshold, q.upper.worst());
     }
   }
@@ -165,9 +193,9 @@ void IvfScanner::scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const
     const size_t nb = std::min(kFastScanBlock, cl.count - b0);
     quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep);
     if (sp.rerank)
-      collect_candidates(q, qq, cl, c, b0, nb, sp.filter);
+      collect_candidates(q, qq, cl, c, b0, nb, sp.filter, sp.epsilon);
     else
-      keep_estimates(q, qq, cl, b0, nb, sp.filter);
+      keep_estimates(q, qq, cl, b0, nb, sp.filter, sp.epsilon);
   }
   if (sp.rerank) rerank(q, cl, sp.k);
 }

@@ -5,7 +5,9 @@
 // holds the index's shared lock.
 //
 // Pieces: probe_order() -> scan_cluster() (estimate_block() per 32 codes,
-// then keep_estimates() or collect_candidates()) -> rerank() -> finish().
+// then keep_estimates() or collect_candidates(), which give the vectors the
+// 1-bit bound keeps their multi-bit estimate when the index has one) ->
+// rerank() -> finish().
 // A cluster-major batch scan (each probed cluster visited once for all the
 // queries of a batch that probe it) fits beside search(): one QueryState
 // per query (its top k, bounds, candidates and counters) instead of the
@@ -98,9 +100,9 @@ class IvfScanner {
                     float* dists, SearchStats* total, SearchStats* per_query) const;
   void scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const;
   void keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0, size_t nb,
-                      const Filter* filter) const;
+                      const Filter* filter, float epsilon) const;
   void collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c, size_t b0,
-                          size_t nb, const Filter* filter) const;
+                          size_t nb, const Filter* filter, float epsilon) const;
   void rerank(QueryState& q, const ClusterView& cl, size_t k) const;
   void finish(QueryState& q, size_t k, int64_t* ids, float* dists) const;
 

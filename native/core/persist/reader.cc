@@ -84,9 +84,9 @@ Container Container::parse(std::shared_ptr<Blob> blob, const std::string& name, 
     c.fail("bad byte-order marker at byte offset 12 (found " + hex_bytes(d + 12, 4) + ", expected 04 03 02 01)");
   }
   const uint32_t version = load_u32(d + 8);
-  if (version != kFormatVersion) {
-    c.fail("the file has container format version " + num(version) + " (byte offset 8), but this build reads version " +
-           num(kFormatVersion) +
+  if (version < kMinFormatVersion || version > kFormatVersion) {
+    c.fail("the file has container format version " + num(version) +
+           " (byte offset 8), but this build reads versions " + num(kMinFormatVersion) + ".." + num(kFormatVersion) +
            (version > kFormatVersion ? " only; it was written by a newer rabitq, upgrade to load it" : " only"));
   }
 
