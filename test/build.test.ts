@@ -233,10 +233,11 @@ describe('npm pack + install with the prebuilds, no compiler', () => {
           expect(hasSymtab(bytes), `${rel} is not stripped`).toBe(false);
         }
 
-        // PATH holds node and npm only: no g++, cc, make or python3.
+        // PATH holds node, npm and sh (npm runs install scripts with it) only: no g++, cc, make or python3.
         const bin = path.join(tmp, 'bin');
         mkdirSync(bin);
         symlinkSync(process.execPath, path.join(bin, 'node'));
+        symlinkSync('/bin/sh', path.join(bin, 'sh'));
         const npmOnPath = spawnSync('/bin/sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).stdout.trim();
         const npmCli = realpathSync(npmOnPath);
         writeFileSync(path.join(bin, 'npm'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli}" "$@"\n`, { mode: 0o755 });
