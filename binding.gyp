@@ -16,7 +16,9 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["<@(rabitq_common_cflags)", "-fPIC"],
       "conditions": [
-        ["target_arch=='x64'", { "cflags_cc": ["-mavx2", "-mfma", "-mpopcnt", "-mf16c"] }]
+        ["target_arch=='x64'", { "cflags_cc": ["-mavx2", "-mfma", "-mpopcnt", "-mf16c"] }],
+        ["OS=='mac' and target_arch=='x64'", { "xcode_settings": {
+          "OTHER_CPLUSPLUSFLAGS": ["-O3", "-g", "-ffp-contract=off", "-std=c++17", "-mavx2", "-mfma", "-mpopcnt", "-mf16c"] } }]
       ]
     },
     {
@@ -26,8 +28,25 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["<@(rabitq_common_cflags)", "-fPIC"],
       "conditions": [
-        ["target_arch=='x64'", { "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mpopcnt", "-mf16c", "-Wno-uninitialized", "-Wno-maybe-uninitialized"] }]
+        ["target_arch=='x64'", { "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mpopcnt", "-mf16c", "-Wno-uninitialized", "-Wno-maybe-uninitialized"] }],
+        ["OS=='mac' and target_arch=='x64'", { "xcode_settings": {
+          "OTHER_CPLUSPLUSFLAGS": ["-O3", "-g", "-ffp-contract=off", "-std=c++17", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mpopcnt", "-mf16c"] } }]
       ]
+    },
+    {
+      # AArch64 NEON: baseline on arm64, so no ISA flags (dotprod is a
+      # per-function attribute, used after a HWCAP check). On other
+      # architectures the file compiles to a stub. -ffp-contract=off matters
+      # here too (Apple clang fuses by default): quantize and the estimates
+      # must stay bit-identical to the scalar reference.
+      "target_name": "rabitq_kernels_neon",
+      "type": "static_library",
+      "sources": ["native/core/kernels/kernels_neon.cc"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["<@(rabitq_common_cflags)", "-fPIC"],
+      "xcode_settings": {
+        "OTHER_CPLUSPLUSFLAGS": ["-O3", "-g", "-ffp-contract=off", "-std=c++17"]
+      }
     },
     {
       "target_name": "rabitq",
@@ -63,7 +82,8 @@
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except",
         "rabitq_kernels_avx2",
-        "rabitq_kernels_avx512"
+        "rabitq_kernels_avx512",
+        "rabitq_kernels_neon"
       ],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["<@(rabitq_common_cflags)"],

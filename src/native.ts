@@ -20,6 +20,8 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { RabitqError } from './errors.js';
 
 export interface NativeInfo {
   dim: number;
@@ -109,7 +111,7 @@ export interface NativeBuildParams {
   ids: Uint32Array | BigUint64Array | undefined;
 }
 
-export type SimdLevelName = 'scalar' | 'avx2' | 'avx512';
+export type SimdLevelName = 'scalar' | 'avx2' | 'avx512' | 'neon';
 
 export interface NativeAddon {
   simdLevel(): SimdLevelName;
@@ -142,9 +144,73 @@ const packageRoot = path.resolve(
   fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`) ? '..' : '.',
 );
 
-function load(): NativeAddon {
-  const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
-  return nodeGypBuild(packageRoot);
+/**
+ * Why a 64-bit little-endian ELF file cannot be whole (its section headers or
+ * a loadable segment end past the end of the file), or null. Other formats
+ * and classes are left to the system loader.
+ */
+function truncatedElf(file: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const h = Buffer.alloc(64);
+    if (readSync(fd, h, 0, 64, 0) < 64 || h.readUInt32BE(0) !== 0x7f454c46 || h[4] !== 2 || h[5] !== 1) return null;
+    const phoff = Number(h.readBigUInt64LE(32));
+    const shoff = Number(h.readBigUInt64LE(40));
+    const phentsize = h.readUInt16LE(54);
+    const phnum = h.readUInt16LE(56);
+    let need = Math.max(shoff + h.readUInt16LE(58) * h.readUInt16LE(60), phoff + phentsize * phnum);
+    if (need <= size && phentsize >= 56) {
+      const ph = Buffer.alloc(phentsize * phnum);
+      readSync(fd, ph, 0, ph.length, phoff);
+      for (let i = 0; i < phnum; i++) {
+        if (ph.readUInt32LE(i * phentsize) !== 1) continue; // PT_LOAD
+        need = Math.max(need, Number(ph.readBigUInt64LE(i * phentsize + 8) + ph.readBigUInt64LE(i * phentsize + 32)));
+      }
+    }
+    return need > size ? `truncated or damaged shared object (${size} bytes; its headers need ${need})` : null;
+  } finally {
+    closeSync(fd);
+  }
 }
 
-export const native: NativeAddon = load();
+/**
+ * Finds and loads the addon under `dir` (build/Release, else the prebuild for
+ * this platform), turning a failure (no matching build, a prebuild for
+ * another platform, a damaged .node file) into a RabitqError (code
+ * 'EADDONLOAD') that names the file, the platform this process needs and the
+ * way to build from source, with the loader's own error as `cause`.
+ */
+export function loadAddonFrom(dir: string): NativeAddon {
+  const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+  let file: string | undefined;
+  try {
+    file = nodeGypBuild.resolve(dir);
+    // dlopen of a truncated ELF file maps pages past its end and dies of SIGBUS: check first.
+    const truncated = truncatedElf(file);
+    if (truncated !== null) throw Object.assign(new Error(`${file}: ${truncated}`), { code: 'ERR_DLOPEN_FAILED' });
+    return require(file) as NativeAddon;
+  } catch (err) {
+    // Errors from the addon's own initialisation (a bad RABITQ_SIMD) pass through.
+    if (file !== undefined && (err as { code?: unknown }).code !== 'ERR_DLOPEN_FAILED') throw err;
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+    const libc = process.platform !== 'linux' ? '' : report?.header?.glibcVersionRuntime ? ', glibc' : ', musl';
+    const platform = `${process.platform}-${process.arch}${libc}, Node-API (Node ${process.versions.node})`;
+    const what = file === undefined ? `no native addon under ${dir} matches this platform` : `could not load the native addon ${file}`;
+    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new RabitqError(
+      'EADDONLOAD',
+      `rabitq: ${what} (expected a build for ${platform}): ${reason}. ` +
+        `To build it from source (needs python3, make and a C++17 compiler): ` +
+        `npm rebuild rabitq --build-from-source, or run npx node-gyp rebuild in ${dir}`,
+      { cause: err },
+    );
+  }
+}
+
+export const native: NativeAddon = loadAddonFrom(packageRoot);

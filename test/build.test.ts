@@ -3,8 +3,8 @@
  * tarball installs (compiling from source) and works in a fresh folder.
  */
 import { describe, it, expect } from 'vitest';
-import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -202,7 +202,7 @@ describe('npm pack + install from the tarball', () => {
       ].join('\n');
       const res = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: app, timeout: 60_000 });
       const out = JSON.parse(res.stdout.trim()) as { level: string; ids: number[]; d: number[] };
-      expect(['scalar', 'avx2', 'avx512']).toContain(out.level);
+      expect(['scalar', 'avx2', 'avx512', 'neon']).toContain(out.level);
       expect(out.ids).toEqual([1, 3, 4, 3]);
       expect(out.d[0]).toBeCloseTo(0.05, 5);
       expect(out.d[2]).toBeCloseTo(2, 5);
@@ -226,4 +226,90 @@ describe('npm pack + install from the tarball', () => {
       else console.error(`pack/install test failed; files kept in ${tmp}`);
     }
   });
+});
+
+/** True when a 64-bit little-endian ELF file still has a .symtab section (not stripped). */
+function hasSymtab(buf: Buffer): boolean {
+  const shoff = Number(buf.readBigUInt64LE(40));
+  const shentsize = buf.readUInt16LE(58);
+  const shnum = buf.readUInt16LE(60);
+  const shstrndx = buf.readUInt16LE(62);
+  const strOff = Number(buf.readBigUInt64LE(shoff + shstrndx * shentsize + 24));
+  for (let i = 0; i < shnum; i++) {
+    const nameOff = buf.readUInt32LE(shoff + i * shentsize);
+    const end = buf.indexOf(0, strOff + nameOff);
+    if (buf.toString('latin1', strOff + nameOff, end) === '.symtab') return true;
+  }
+  return false;
+}
+
+const PREBUILDS = ['linux-x64', 'linux-arm64'];
+const ELF_MACHINE: Record<string, number> = { 'linux-x64': 62, 'linux-arm64': 183 };
+const havePrebuilds = PREBUILDS.every((p) => existsSync(path.join(repoRoot, 'prebuilds', p, 'rabitq.node')));
+
+describe('npm pack + install with the prebuilds, no compiler', () => {
+  // CI builds the prebuilds first (npm run prebuild:linux) and sets
+  // RABITQ_REQUIRE_PREBUILDS=1; a developer checkout without them skips.
+  const required = process.env.RABITQ_REQUIRE_PREBUILDS === '1';
+  it.skipIf(!havePrebuilds && !required)(
+    'the tarball holds stripped linux-x64 and linux-arm64 prebuilds, stays under 10 MB, and installs with no compiler, make or python',
+    { timeout: 300_000 },
+    async () => {
+      expect(havePrebuilds, 'prebuilds/linux-{x64,arm64}/rabitq.node missing: run npm run prebuild:linux').toBe(true);
+      const tmp = mkdtempSync(path.join(os.tmpdir(), 'rabitq-prebuilt-'));
+      let ok = false;
+      try {
+        const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], { cwd: repoRoot, maxBuffer: 64 << 20 });
+        const info = JSON.parse(packed.stdout) as Array<{ filename: string; size: number; files: Array<{ path: string; size: number }> }>;
+        const tgz = path.join(tmp, path.basename(info[0]!.filename));
+        expect(info[0]!.size, 'tarball bytes').toBeLessThan(10 << 20);
+        const files = new Map(info[0]!.files.map((f) => [f.path, f.size]));
+        for (const p of PREBUILDS) {
+          const rel = `prebuilds/${p}/rabitq.node`;
+          expect(files.has(rel), `tarball lacks ${rel}`).toBe(true);
+          const bytes = readFileSync(path.join(repoRoot, rel));
+          expect(bytes.readUInt16LE(18), `${rel} is built for the wrong CPU`).toBe(ELF_MACHINE[p]);
+          expect(hasSymtab(bytes), `${rel} is not stripped`).toBe(false);
+        }
+
+        // PATH holds node, npm and sh (npm runs install scripts with it) only: no g++, cc, make or python3.
+        const bin = path.join(tmp, 'bin');
+        mkdirSync(bin);
+        symlinkSync(process.execPath, path.join(bin, 'node'));
+        symlinkSync('/bin/sh', path.join(bin, 'sh'));
+        const npmOnPath = spawnSync('/bin/sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).stdout.trim();
+        const npmCli = realpathSync(npmOnPath);
+        writeFileSync(path.join(bin, 'npm'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli}" "$@"\n`, { mode: 0o755 });
+        const env: NodeJS.ProcessEnv = { HOME: process.env.HOME, PATH: bin, CC: 'false', CXX: 'false', npm_config_update_notifier: 'false' };
+        for (const tool of ['g++', 'c++', 'make', 'python3']) {
+          const which = spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { env });
+          expect(which.status, `${tool} should not be on the test PATH`).not.toBe(0);
+        }
+        const app = path.join(tmp, 'app');
+        mkdirSync(app);
+        writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'rabitq-prebuilt-check', version: '1.0.0', private: true }));
+        await run(path.join(bin, 'npm'), ['install', tgz, '--no-audit', '--no-fund'], { cwd: app, env, maxBuffer: 64 << 20, timeout: 240_000 });
+        const pkgDir = path.join(app, 'node_modules', 'rabitq');
+        expect(existsSync(path.join(pkgDir, 'build')), 'nothing was compiled').toBe(false);
+
+        const script = [
+          "import { createRequire } from 'node:module';",
+          "const m = await import('rabitq');",
+          "const require = createRequire(import.meta.url);",
+          "const where = require('node-gyp-build').resolve(new URL('./node_modules/rabitq/', import.meta.url).pathname);",
+          'const r = await m.exactKnn(new Float32Array([0, 0, 3, 4]), new Float32Array([3, 3.9]), { dim: 2, k: 1 });',
+          'console.log(JSON.stringify({ level: m.simdLevel(), where, id: r.ids[0] }));',
+        ].join('\n');
+        const res = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: app, env, timeout: 60_000 });
+        const out = JSON.parse(res.stdout.trim()) as { level: string; where: string; id: number };
+        expect(out.where).toBe(path.join(pkgDir, 'prebuilds', `${process.platform}-${process.arch}`, 'rabitq.node'));
+        expect(['scalar', 'avx2', 'avx512', 'neon']).toContain(out.level);
+        expect(out.id).toBe(1);
+        ok = true;
+      } finally {
+        if (ok) rmSync(tmp, { recursive: true, force: true });
+        else console.error(`prebuilt install test failed; files kept in ${tmp}`);
+      }
+    },
+  );
 });

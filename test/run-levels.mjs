@@ -9,8 +9,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const addon = createRequire(import.meta.url)('node-gyp-build')(root);
-const order = ['scalar', 'avx2', 'avx512'];
-const lower = order.slice(0, order.indexOf(addon.detectedLevel()));
+const detected = addon.detectedLevel();
+const order = detected === 'neon' ? ['scalar', 'neon'] : ['scalar', 'avx2', 'avx512'];
+const lower = order.slice(0, order.indexOf(detected));
 const suites = ['test/index.test.ts', 'test/kernels_f16.test.ts', 'test/batch.test.ts', 'test/multibit.test.ts'];
 for (const level of lower) {
   console.log(`\n=== RABITQ_SIMD=${level}: ${suites.join(' ')}`);

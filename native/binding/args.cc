@@ -12,31 +12,51 @@ std::string describe(Napi::Env env, napi_value v) {
   TypedArrayInfo a;
   if (typed_array_info(env, v, &a)) {
     switch (a.type) {
-      case napi_int8_array: return "an Int8Array";
-      case napi_uint8_array: return "a Uint8Array";
-      case napi_uint8_clamped_array: return "a Uint8ClampedArray";
-      case napi_int16_array: return "an Int16Array";
-      case napi_uint16_array: return "a Uint16Array";
-      case napi_int32_array: return "an Int32Array";
-      case napi_uint32_array: return "a Uint32Array";
-      case napi_float32_array: return "a Float32Array";
-      case napi_float64_array: return "a Float64Array";
-      case napi_bigint64_array: return "a BigInt64Array";
-      case napi_biguint64_array: return "a BigUint64Array";
-      default: return "a typed array";
+      case napi_int8_array:
+        return "an Int8Array";
+      case napi_uint8_array:
+        return "a Uint8Array";
+      case napi_uint8_clamped_array:
+        return "a Uint8ClampedArray";
+      case napi_int16_array:
+        return "an Int16Array";
+      case napi_uint16_array:
+        return "a Uint16Array";
+      case napi_int32_array:
+        return "an Int32Array";
+      case napi_uint32_array:
+        return "a Uint32Array";
+      case napi_float32_array:
+        return "a Float32Array";
+      case napi_float64_array:
+        return "a Float64Array";
+      case napi_bigint64_array:
+        return "a BigInt64Array";
+      case napi_biguint64_array:
+        return "a BigUint64Array";
+      default:
+        return "a typed array";
     }
   }
   napi_valuetype t = napi_undefined;
   napi_typeof(env, v, &t);
   switch (t) {
-    case napi_undefined: return "undefined";
-    case napi_null: return "null";
-    case napi_boolean: return "a boolean";
-    case napi_number: return "a number";
-    case napi_string: return "a string";
-    case napi_symbol: return "a symbol";
-    case napi_function: return "a function";
-    case napi_bigint: return "a bigint";
+    case napi_undefined:
+      return "undefined";
+    case napi_null:
+      return "null";
+    case napi_boolean:
+      return "a boolean";
+    case napi_number:
+      return "a number";
+    case napi_string:
+      return "a string";
+    case napi_symbol:
+      return "a symbol";
+    case napi_function:
+      return "a function";
+    case napi_bigint:
+      return "a bigint";
     default: {
       bool is = false;
       if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) return "an ArrayBuffer";

@@ -92,7 +92,8 @@ Napi::Value IndexWrap::EstimateAll(const Napi::CallbackInfo& info) {
   const Span<float> est = array_arg<float>(env, info[1], "estimates", n);
   const Span<float> bounds = array_arg<float>(env, info[2], "bounds", n);
   const bool bitplane = bool_arg(env, info[3], "bitplane");
-  guarded(env, [&] { index_->estimate_all(query.data, est.data, bounds.data, bitplane, std::min(est.size, bounds.size)); });
+  guarded(env,
+          [&] { index_->estimate_all(query.data, est.data, bounds.data, bitplane, std::min(est.size, bounds.size)); });
   return env.Undefined();
 }
 
@@ -210,9 +211,9 @@ Napi::Value IndexWrap::ToBuffer(const Napi::CallbackInfo& info) {
       [=](Napi::Env env) -> Napi::Value {
         // The Buffer owns the vector's memory: no second copy.
         auto held = std::make_unique<std::vector<uint8_t>>(std::move(*bytes));
-        auto buf = Napi::Buffer<uint8_t>::New(env, held->data(), held->size(),
-                                              [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; },
-                                              held.get());
+        auto buf = Napi::Buffer<uint8_t>::New(
+            env, held->data(), held->size(), [](Napi::Env, uint8_t*, std::vector<uint8_t>* v) { delete v; },
+            held.get());
         held.release();
         return buf;
       },

@@ -17,13 +17,29 @@ using rabitq_test::Rng;
 
 namespace {
 
-// SIMD tables other than scalar that this CPU can run.
+constexpr SimdLevel kAllLevels[] = {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512, SimdLevel::kNeon};
+
+// SIMD tables other than scalar that this CPU can run. On AArch64 also the
+// base NEON table when dispatch upgraded some kernels (dotprod), so both
+// versions of those kernels are tested.
 std::vector<const Kernels*> simd_tables() {
   std::vector<const Kernels*> out;
-  for (SimdLevel l : {SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+  for (SimdLevel l : {SimdLevel::kAvx2, SimdLevel::kAvx512, SimdLevel::kNeon}) {
     if (const Kernels* k = rabitq::kernels_for(l)) out.push_back(k);
   }
+  const Kernels* neon = rabitq::kernels_for(SimdLevel::kNeon);
+  const Kernels* base = rabitq::neon_kernels();
+  if (neon != nullptr && base != nullptr && base->popcount_and != neon->popcount_and) out.push_back(base);
   return out;
+}
+
+// Which levels this CPU should offer: scalar always; on x86-64 the ordered
+// levels up to the detected one; on AArch64 NEON.
+bool expect_available(SimdLevel l) {
+  const SimdLevel d = rabitq::detected_level();
+  if (l == SimdLevel::kScalar || l == d) return true;
+  if (l == SimdLevel::kNeon || d == SimdLevel::kNeon) return false;
+  return static_cast<int>(l) <= static_cast<int>(d);
 }
 
 // Every dimension 1..300 plus a few long ones.
@@ -61,9 +77,9 @@ void fill(float* x, size_t n, Rng& rng, float lo = -1.f, float hi = 1.f) {
 TEST_CASE("tables are complete and the levels are ordered" * doctest::test_suite("kernels")) {
   const Kernels& s = rabitq::scalar_kernels();
   CHECK(s.level == SimdLevel::kScalar);
-  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+  for (SimdLevel l : kAllLevels) {
     const Kernels* k = rabitq::kernels_for(l);
-    if (static_cast<int>(l) <= static_cast<int>(rabitq::detected_level())) {
+    if (expect_available(l)) {
       CHECK_MESSAGE((k != nullptr), rabitq::level_name(l));
     } else {
       CHECK_MESSAGE((k == nullptr), rabitq::level_name(l));
@@ -73,12 +89,21 @@ TEST_CASE("tables are complete and the levels are ordered" * doctest::test_suite
     CHECK(k->level == l);
     CHECK(std::strcmp(k->name, rabitq::level_name(l)) == 0);
     CHECK((k->l2sq && k->dot && k->minmax && k->quantize && k->popcount_and && k->bitplane_ip && k->fastscan &&
-           k->dot_tile16 && k->dot_tile16_f16 && k->fastscan_luts));
+           k->dot_tile16 && k->dot_tile16_f16 && k->estimate && k->fastscan_luts && k->ex_ip));
   }
+#if defined(__aarch64__)
+  CHECK(rabitq::detected_level() == SimdLevel::kNeon);
+  CHECK((rabitq::neon_kernels() != nullptr));
+#else
+  CHECK((rabitq::neon_kernels() == nullptr));
+  CHECK((rabitq::kernels_for(SimdLevel::kNeon) == nullptr));
+#endif
   SimdLevel parsed;
   CHECK((rabitq::parse_level("avx2", &parsed) && parsed == SimdLevel::kAvx2));
   CHECK((rabitq::parse_level("avx512", &parsed) && parsed == SimdLevel::kAvx512));
   CHECK((rabitq::parse_level("scalar", &parsed) && parsed == SimdLevel::kScalar));
+  CHECK((rabitq::parse_level("neon", &parsed) && parsed == SimdLevel::kNeon));
+  CHECK(!rabitq::parse_level("NEON", &parsed));
   CHECK(!rabitq::parse_level("AVX2", &parsed));
   CHECK(!rabitq::parse_level("", &parsed));
   CHECK(!rabitq::parse_level("sse", &parsed));
@@ -86,7 +111,7 @@ TEST_CASE("tables are complete and the levels are ordered" * doctest::test_suite
 
 TEST_CASE("set_active_level switches between every supported level" * doctest::test_suite("kernels")) {
   const SimdLevel before = rabitq::active_level();
-  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+  for (SimdLevel l : kAllLevels) {
     if (rabitq::kernels_for(l) == nullptr) continue;
     rabitq::set_active_level(l);
     CHECK(rabitq::active_level() == l);

@@ -91,7 +91,8 @@ std::unique_ptr<rabitq::IvfRabitqIndex> build(const Data& d, unsigned bits, bool
   return rabitq::IvfRabitqIndex::build(d.base.data(), d.n, bp, pool);
 }
 
-TEST_CASE("no raw vectors: recall grows with bits; raw vectors: fewer exact distances" * doctest::test_suite("multibit_index")) {
+TEST_CASE("no raw vectors: recall grows with bits; raw vectors: fewer exact distances" *
+          doctest::test_suite("multibit_index")) {
   rabitq::ThreadPool pool(2);
   const Data d = blobs(3000, 30, 96, 11);
   double prev = 0;
@@ -104,7 +105,7 @@ TEST_CASE("no raw vectors: recall grows with bits; raw vectors: fewer exact dist
                 double(r.st.ex_estimated) / double(d.nq));
     CHECK_MESSAGE(r.recall >= prev - 0.005, "bits " << bits << " recall " << r.recall << " < " << prev);
     prev = std::max(prev, r.recall);
-    CHECK(bits == 1 ? r.st.ex_estimated == 0 : r.st.ex_estimated > 0);
+    CHECK((bits == 1 ? r.st.ex_estimated == 0 : r.st.ex_estimated > 0));
     const rabitq::MemoryUsage m = idx->memory_usage();
     CHECK(m.ex_codes == (bits == 1 ? 0 : d.n * (idx->padded_dim() * (bits - 1) / 8 + sizeof(rabitq::ExFactor))));
     auto with = build(d, bits, true, pool);

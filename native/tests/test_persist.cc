@@ -437,8 +437,8 @@ TEST_CASE("error messages name the problem and the byte offset" * doctest::test_
     put_u32(v, 8, kFormatVersion + 1);
     const std::string m = parse_msg(v);
     CHECK_MESSAGE((contains(m, "version " + std::to_string(kFormatVersion + 1)) &&
-                  contains(m, "reads versions 1.." + std::to_string(kFormatVersion)) && contains(m, "newer")),
-              m);
+                   contains(m, "reads versions 1.." + std::to_string(kFormatVersion)) && contains(m, "newer")),
+                  m);
     put_u32(v, 8, 0);
     CHECK_MESSAGE(contains(parse_msg(v), "version 0"), parse_msg(v));
   }

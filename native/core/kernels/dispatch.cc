@@ -1,5 +1,6 @@
-// Picks the kernel table once from CPUID. RABITQ_SIMD=scalar|avx2|avx512
-// forces a level; asking for one the CPU lacks is an error at load time
+// Picks the kernel table once from CPUID (x86-64) or the kernel's hardware
+// capability bits (AArch64). RABITQ_SIMD=scalar|avx2|avx512|neon forces a
+// level; asking for one the CPU lacks is an error at load time
 // (thrown from the first active_kernels() call, which the binding makes
 // during module init so the user sees a clear message, not SIGILL).
 #include <atomic>
@@ -13,12 +14,18 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 namespace rabitq {
 
 void avx512_vpopcnt_kernels(uint64_t (**popcount_and)(const uint64_t*, const uint64_t*, size_t),
                             uint64_t (**bitplane_ip)(const uint64_t*, size_t, const uint64_t*, size_t));
 ExIpFn avx512_vnni_ex_ip();
+
+bool neon_dotprod_kernels(uint64_t (**popcount_and)(const uint64_t*, const uint64_t*, size_t),
+                          uint64_t (**bitplane_ip)(const uint64_t*, size_t, const uint64_t*, size_t));
 
 namespace {
 
@@ -93,6 +100,55 @@ const Kernels* avx512_table() {
   return table;
 }
 
+// ---- AArch64 -------------------------------------------------------------
+// Advanced SIMD is in every AArch64 CPU that Linux, macOS or Windows run on;
+// on Linux the HWCAP bit is checked anyway. Optional extensions are read from
+// AT_HWCAP once; elsewhere (macOS, Windows) only the base NEON table is used.
+#if defined(__aarch64__) && defined(__linux__)
+unsigned long arm_hwcap() {
+  static const unsigned long caps = getauxval(AT_HWCAP);
+  return caps;
+}
+constexpr unsigned long kHwcapAsimd = 1ul << 1;     // HWCAP_ASIMD
+constexpr unsigned long kHwcapAsimdDp = 1ul << 20;  // HWCAP_ASIMDDP (dotprod)
+#endif
+
+bool cpu_has_neon() {
+#if defined(__aarch64__) && defined(__linux__)
+  return (arm_hwcap() & kHwcapAsimd) != 0;
+#elif defined(__aarch64__) || defined(_M_ARM64)
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_dotprod() {
+#if defined(__aarch64__) && defined(__linux__)
+  return (arm_hwcap() & kHwcapAsimdDp) != 0;
+#else
+  return false;
+#endif
+}
+
+const Kernels* neon_table() {
+  static const Kernels* table = []() -> const Kernels* {
+    const Kernels* base = neon_kernels();
+    if (base == nullptr || !cpu_has_neon()) return nullptr;
+    static Kernels k = *base;
+    if (cpu_has_dotprod()) {
+      auto pop = k.popcount_and;
+      auto bip = k.bitplane_ip;
+      if (neon_dotprod_kernels(&pop, &bip)) {
+        k.popcount_and = pop;
+        k.bitplane_ip = bip;
+      }
+    }
+    return &k;
+  }();
+  return table;
+}
+
 std::atomic<const Kernels*> g_active{nullptr};
 
 const Kernels* choose_initial() {
@@ -100,7 +156,8 @@ const Kernels* choose_initial() {
   if (env != nullptr && *env != '\0') {
     SimdLevel wanted;
     if (!parse_level(env, &wanted)) {
-      throw Error(ErrorKind::kRange, std::string("RABITQ_SIMD must be one of scalar, avx2, avx512; got '") + env + "'");
+      throw Error(ErrorKind::kRange,
+                  std::string("RABITQ_SIMD must be one of scalar, avx2, avx512, neon; got '") + env + "'");
     }
     const Kernels* k = kernels_for(wanted);
     if (k == nullptr) {
@@ -138,6 +195,8 @@ const char* level_name(SimdLevel level) {
   switch (level) {
     case SimdLevel::kAvx512:
       return "avx512";
+    case SimdLevel::kNeon:
+      return "neon";
     case SimdLevel::kAvx2:
       return "avx2";
     default:
@@ -152,6 +211,8 @@ bool parse_level(const char* name, SimdLevel* out) {
     *out = SimdLevel::kAvx2;
   } else if (std::strcmp(name, "avx512") == 0) {
     *out = SimdLevel::kAvx512;
+  } else if (std::strcmp(name, "neon") == 0) {
+    *out = SimdLevel::kNeon;
   } else {
     return false;
   }
@@ -159,6 +220,7 @@ bool parse_level(const char* name, SimdLevel* out) {
 }
 
 SimdLevel detected_level() {
+  if (neon_table() != nullptr) return SimdLevel::kNeon;
   if (cpu_has_avx512() && avx512_table() != nullptr) return SimdLevel::kAvx512;
   if (cpu_has_avx2() && avx2_kernels() != nullptr) return SimdLevel::kAvx2;
   return SimdLevel::kScalar;
@@ -172,6 +234,8 @@ const Kernels* kernels_for(SimdLevel level) {
       return cpu_has_avx2() ? avx2_kernels() : nullptr;
     case SimdLevel::kAvx512:
       return cpu_has_avx512() ? avx512_table() : nullptr;
+    case SimdLevel::kNeon:
+      return neon_table();
   }
   return nullptr;
 }

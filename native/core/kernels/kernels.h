@@ -9,7 +9,9 @@
 
 namespace rabitq {
 
-enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+// x86-64 levels are ordered (each includes the one below); kNeon is the
+// AArch64 level, next to scalar only.
+enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kNeon = 3 };
 
 // Number of vectors in one FastScan block.
 constexpr size_t kFastScanBlock = 32;
@@ -89,6 +91,8 @@ const Kernels& scalar_kernels();
 // nullptr when the ISA was not compiled in.
 const Kernels* avx2_kernels();
 const Kernels* avx512_kernels();
+// AArch64 NEON (kernels_neon.cc): the base table, without optional extensions.
+const Kernels* neon_kernels();
 
 // The kernels in use (chosen once; see dispatch.cc).
 const Kernels& active_kernels();

@@ -161,9 +161,9 @@ double searched_scale(const double* a, size_t pd, uint32_t M, double amax, doubl
 }  // namespace
 
 ExEncoder::ExEncoder(size_t padded_dim, unsigned bits, ExRescale mode) : pd_(padded_dim), bits_(bits), mode_(mode) {
-  RABITQ_THROW_IF_NOT(bits >= 2 && bits <= kMaxBits, kRange,
-                      "bits must be between 2 and " + std::to_string(kMaxBits) + " for extra-bit codes, got " +
-                          std::to_string(bits));
+  RABITQ_THROW_IF_NOT(
+      bits >= 2 && bits <= kMaxBits, kRange,
+      "bits must be between 2 and " + std::to_string(kMaxBits) + " for extra-bit codes, got " + std::to_string(bits));
   RABITQ_THROW_IF_NOT(padded_dim >= 64 && padded_dim % 64 == 0, kRange, "padded_dim must be a multiple of 64");
   RABITQ_THROW_IF_NOT(mode == ExRescale::kExact || mode == ExRescale::kConstant || mode == ExRescale::kSearch, kRange,
                       "unknown rescale mode");
