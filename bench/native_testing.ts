@@ -16,17 +16,39 @@ export interface NativeKernels {
   l2sq(level: SimdLevelName, a: Float32Array, b: Float32Array): number;
   dot(level: SimdLevelName, a: Float32Array, b: Float32Array): number;
   minmax(level: SimdLevelName, x: Float32Array): [number, number];
-  quantize(level: SimdLevelName, x: Float32Array, lo: number, invDelta: number, offsets: Float32Array, maxval: number, out: Uint8Array): number;
+  quantize(
+    level: SimdLevelName,
+    x: Float32Array,
+    lo: number,
+    invDelta: number,
+    offsets: Float32Array,
+    maxval: number,
+    out: Uint8Array,
+  ): number;
   popcountAnd(level: SimdLevelName, a: BigUint64Array, b: BigUint64Array): number;
   bitplaneIp(level: SimdLevelName, planes: BigUint64Array, bits: number, code: BigUint64Array): number;
   fastscan(level: SimdLevelName, codes: Uint8Array, luts: Uint8Array, npairs: number, out: Uint16Array): void;
   /** FastScan LUTs of a quantized query (values <= 15): qu npairs*8 bytes, luts npairs*32. */
   fastscanLuts(level: SimdLevelName, qu: Uint8Array, npairs: number, luts: Uint8Array): void;
   dotTile16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Float32Array, out: Float32Array): void;
-  dotTile16F16(level: SimdLevelName, xs: Float32Array, np: number, dim: number, ct: Uint16Array, out: Float32Array): void;
+  dotTile16F16(
+    level: SimdLevelName,
+    xs: Float32Array,
+    np: number,
+    dim: number,
+    ct: Uint16Array,
+    out: Float32Array,
+  ): void;
   floatToHalf(input: Float32Array, out: Uint16Array): void;
   /** params: qnorm2, twoLo, twoDelta, sumq, errMul, quantMul */
-  estimate(level: SimdLevelName, factors: Float32Array, ip: Uint16Array, params: Float32Array, est: Float32Array, lower: Float32Array): void;
+  estimate(
+    level: SimdLevelName,
+    factors: Float32Array,
+    ip: Uint16Array,
+    params: Float32Array,
+    est: Float32Array,
+    lower: Float32Array,
+  ): void;
 }
 
 export interface NativeTesting {
@@ -57,7 +79,9 @@ export function loadTestingAddon(): NativeTesting {
   const tried = testingAddonCandidates();
   const file = tried.find((f) => existsSync(f));
   if (file === undefined) {
-    throw new Error(`the test addon ${FILE} was not found (build it with npm run build or npx node-gyp rebuild); tried ${tried.join(', ')}`);
+    throw new Error(
+      `the test addon ${FILE} was not found (build it with npm run build or npx node-gyp rebuild); tried ${tried.join(', ')}`,
+    );
   }
   // Not *.node, so require() would not take it: load it as Node loads addons.
   const mod = { exports: {} as NativeTesting };

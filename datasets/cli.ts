@@ -15,7 +15,15 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { processIo, type CliIo } from '../src/cli/io.js';
 import { parseCommandLine, stringOption } from '../src/cli/options.js';
 import { RabitqError, VectorFileError } from '../src/errors.js';
-import { inspectVectorFile, readBvecs, readFvecs, readIvecs, writeIvecs, type VectorFileInfo, type VectorFileType } from '../src/io.js';
+import {
+  inspectVectorFile,
+  readBvecs,
+  readFvecs,
+  readIvecs,
+  writeIvecs,
+  type VectorFileInfo,
+  type VectorFileType,
+} from '../src/io.js';
 import { download, DownloadError } from './download.js';
 import { DATASETS, classifyFileName, fileBytes, type DatasetSpec, type FileSpec, type Role } from './registry.js';
 import { extractTar } from './tar.js';
@@ -26,7 +34,6 @@ export type ExactKnn = (
   queries: Float32Array,
   opts: { dim: number; k: number },
 ) => Promise<{ ids: Int32Array; distances: Float32Array }>;
-
 
 export interface CliDeps {
   /** overrides the lazily imported exactKnn (tests) */
@@ -118,24 +125,28 @@ function intFlag(flag: string, v: string | undefined, def: number, min: number):
 function parse(argv: string[], env: NodeJS.ProcessEnv): { positionals: string[]; opts: Options; help: boolean } {
   let parsed;
   try {
-    parsed = parseCommandLine(argv, {
-    url: { type: 'string' },
-    'data-dir': { type: 'string' },
-    size: { type: 'string' },
-    sha256: { type: 'string' },
-    'skip-learn': { type: 'boolean' },
-    'keep-archive': { type: 'boolean' },
-    force: { type: 'boolean' },
-    retries: { type: 'string' },
-    'retry-delay': { type: 'string' },
-    timeout: { type: 'string' },
-    name: { type: 'string' },
-    symlink: { type: 'boolean' },
-    k: { type: 'string' },
-    out: { type: 'string' },
-    quiet: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  }, Infinity);
+    parsed = parseCommandLine(
+      argv,
+      {
+        url: { type: 'string' },
+        'data-dir': { type: 'string' },
+        size: { type: 'string' },
+        sha256: { type: 'string' },
+        'skip-learn': { type: 'boolean' },
+        'keep-archive': { type: 'boolean' },
+        force: { type: 'boolean' },
+        retries: { type: 'string' },
+        'retry-delay': { type: 'string' },
+        timeout: { type: 'string' },
+        name: { type: 'string' },
+        symlink: { type: 'boolean' },
+        k: { type: 'string' },
+        out: { type: 'string' },
+        quiet: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      Infinity,
+    );
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -146,7 +157,9 @@ function parse(argv: string[], env: NodeJS.ProcessEnv): { positionals: string[];
     throw new UsageError(`--sha256 must be 64 hex digits, got ${JSON.stringify(sha256)}`);
   }
   const url = str('url') ?? (env.RABITQ_DATASET_URL || undefined);
-  const dataDir = path.resolve(str('data-dir') ?? (env.RABITQ_DATA_DIR || path.join(packageRoot(), 'datasets', 'data')));
+  const dataDir = path.resolve(
+    str('data-dir') ?? (env.RABITQ_DATA_DIR || path.join(packageRoot(), 'datasets', 'data')),
+  );
   return {
     positionals: parsed.positionals,
     help: flags.help === true,
@@ -172,7 +185,9 @@ function parse(argv: string[], env: NodeJS.ProcessEnv): { positionals: string[];
 
 function checkName(name: string): void {
   if (!NAME_RE.test(name) || COMMANDS.has(name)) {
-    throw new UsageError(`invalid dataset name ${JSON.stringify(name)}: use letters, digits, '.', '_' or '-' (not ${[...COMMANDS].join('/')})`);
+    throw new UsageError(
+      `invalid dataset name ${JSON.stringify(name)}: use letters, digits, '.', '_' or '-' (not ${[...COMMANDS].join('/')})`,
+    );
   }
 }
 
@@ -219,9 +234,15 @@ function fmtBytes(n: number): string {
  * ground-truth ids in range, and (for a known dataset) shapes as published.
  * `badInput` selects the error class: UsageError (user's files) or RabitqError (a download).
  */
-async function validateSet(files: Partial<Record<Role, string>>, spec: DatasetSpec | null, required: Role[], badInput: boolean): Promise<Partial<Record<Role, VectorFileInfo>>> {
+async function validateSet(
+  files: Partial<Record<Role, string>>,
+  spec: DatasetSpec | null,
+  required: Role[],
+  badInput: boolean,
+): Promise<Partial<Record<Role, VectorFileInfo>>> {
   const fail = (msg: string): Error => (badInput ? new UsageError(msg) : new RabitqError('EBADDATASET', msg));
-  for (const r of required) if (!files[r]) throw fail(`missing the ${r} file (expected a name like ${r}.fvecs or <prefix>_${r}.fvecs)`);
+  for (const r of required)
+    if (!files[r]) throw fail(`missing the ${r} file (expected a name like ${r}.fvecs or <prefix>_${r}.fvecs)`);
   const info: Partial<Record<Role, VectorFileInfo>> = {};
   for (const role of ROLES) {
     const f = files[role];
@@ -240,12 +261,16 @@ async function validateSet(files: Partial<Record<Role, string>>, spec: DatasetSp
       const got = info[want.role];
       if (!got) continue;
       if (got.type !== want.type || got.count !== want.rows || got.dim !== want.dim) {
-        throw fail(`${files[want.role]}: ${got.count} x ${got.dim} ${got.type}, but ${spec.name} ${want.role} is ${want.rows} x ${want.dim} ${want.type}`);
+        throw fail(
+          `${files[want.role]}: ${got.count} x ${got.dim} ${got.type}, but ${spec.name} ${want.role} is ${want.rows} x ${want.dim} ${want.type}`,
+        );
       }
     }
   }
-  if (base && query && query.dim !== base.dim) throw fail(`query dimension ${query.dim} differs from base dimension ${base.dim}`);
-  if (base && learn && learn.dim !== base.dim) throw fail(`learn dimension ${learn.dim} differs from base dimension ${base.dim}`);
+  if (base && query && query.dim !== base.dim)
+    throw fail(`query dimension ${query.dim} differs from base dimension ${base.dim}`);
+  if (base && learn && learn.dim !== base.dim)
+    throw fail(`learn dimension ${learn.dim} differs from base dimension ${base.dim}`);
   if (query && groundtruth && groundtruth.count !== query.count) {
     throw fail(`groundtruth has ${groundtruth.count} rows but there are ${query.count} queries`);
   }
@@ -255,20 +280,34 @@ async function validateSet(files: Partial<Record<Role, string>>, spec: DatasetSp
       const id = gt.data[i]!;
       if (id < 0 || id >= base.count) {
         const row = Math.floor(i / gt.dim);
-        throw fail(`${files.groundtruth}: id ${id} at row ${row}, column ${i - row * gt.dim} is not a base row (0..${base.count - 1})`);
+        throw fail(
+          `${files.groundtruth}: id ${id} at row ${row}, column ${i - row * gt.dim} is not a base row (0..${base.count - 1})`,
+        );
       }
     }
   }
   return info;
 }
 
-function manifestFor(name: string, source: string, dir: string, files: Partial<Record<Role, string>>, info: Partial<Record<Role, VectorFileInfo>>): Manifest {
+function manifestFor(
+  name: string,
+  source: string,
+  dir: string,
+  files: Partial<Record<Role, string>>,
+  info: Partial<Record<Role, VectorFileInfo>>,
+): Manifest {
   const m: Manifest = { name, source, files: {} };
   for (const role of ROLES) {
     const i = info[role];
     const f = files[role];
     if (!i || !f) continue;
-    m.files[role] = { file: path.relative(dir, f) || path.basename(f), type: i.type, rows: i.count, dim: i.dim, bytes: i.bytes };
+    m.files[role] = {
+      file: path.relative(dir, f) || path.basename(f),
+      type: i.type,
+      rows: i.count,
+      dim: i.dim,
+      bytes: i.bytes,
+    };
   }
   return m;
 }
@@ -299,7 +338,9 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
   checkName(name);
   const spec = DATASETS[name] ?? null;
   if (!spec && !o.url) {
-    throw new UsageError(`unknown dataset ${JSON.stringify(name)}; known: ${Object.keys(DATASETS).join(', ')} (pass --url to fetch another archive)`);
+    throw new UsageError(
+      `unknown dataset ${JSON.stringify(name)}; known: ${Object.keys(DATASETS).join(', ')} (pass --url to fetch another archive)`,
+    );
   }
   const url = o.url ?? spec!.url;
   let parsedUrl: URL;
@@ -340,10 +381,16 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
     retryDelayMs: o.retryDelayMs,
     timeoutMs: o.timeoutMs,
     onProgress: progressPrinter(io, o.quiet),
-    log: (m) => { if (!o.quiet) io.stderr(`  ${m}\n`); },
+    log: (m) => {
+      if (!o.quiet) io.stderr(`  ${m}\n`);
+    },
   });
   if (!o.quiet) {
-    io.stderr(dl.alreadyPresent ? `  archive already downloaded (${fmtBytes(dl.bytes)})\n` : `  downloaded ${fmtBytes(dl.bytes)}${dl.resumed ? ' (resumed)' : ''}\n`);
+    io.stderr(
+      dl.alreadyPresent
+        ? `  archive already downloaded (${fmtBytes(dl.bytes)})\n`
+        : `  downloaded ${fmtBytes(dl.bytes)}${dl.resumed ? ' (resumed)' : ''}\n`,
+    );
     io.stderr(`unpacking ${archive}\n`);
   }
 
@@ -355,7 +402,8 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
     const c = classifyFileName(entry.name);
     if (!c || !wanted.has(c.role)) return null;
     const prev = seen.get(c.role);
-    if (prev !== undefined) throw new RabitqError('EBADDATASET', `${archive}: two ${c.role} files in the archive: ${prev} and ${entry.name}`);
+    if (prev !== undefined)
+      throw new RabitqError('EBADDATASET', `${archive}: two ${c.role} files in the archive: ${prev} and ${entry.name}`);
     seen.set(c.role, entry.name);
     const dest = path.join(outDir, `${c.role}.${c.type}`);
     files[c.role] = dest;
@@ -369,7 +417,10 @@ async function fetchCommand(name: string, o: Options, io: CliIo): Promise<number
     }
   }
   if (extracted.length === 0) {
-    throw new RabitqError('EBADDATASET', `${archive}: no *base/*query/*groundtruth/*learn .fvecs/.ivecs/.bvecs files in the archive`);
+    throw new RabitqError(
+      'EBADDATASET',
+      `${archive}: no *base/*query/*groundtruth/*learn .fvecs/.ivecs/.bvecs files in the archive`,
+    );
   }
   const required: Role[] = spec ? [...wanted] : ['base'];
   const info = await validateSet(files, spec, required, false);
@@ -393,10 +444,14 @@ async function importCommand(dirArg: string | undefined, o: Options, io: CliIo):
     if (!c) continue;
     const p = path.join(src, entry);
     if (!fs.statSync(p).isFile()) continue;
-    if (files[c.role]) throw new UsageError(`${src}: more than one ${c.role} file (${path.basename(files[c.role]!)} and ${entry}); keep one`);
+    if (files[c.role])
+      throw new UsageError(
+        `${src}: more than one ${c.role} file (${path.basename(files[c.role]!)} and ${entry}); keep one`,
+      );
     files[c.role] = p;
   }
-  if (!files.base) throw new UsageError(`${src}: no base file (expected base.fvecs, base.bvecs or <prefix>_base.fvecs)`);
+  if (!files.base)
+    throw new UsageError(`${src}: no base file (expected base.fvecs, base.bvecs or <prefix>_base.fvecs)`);
   const info = await validateSet(files, spec, ['base'], true);
 
   const dest = path.join(o.dataDir, name);
@@ -405,7 +460,8 @@ async function importCommand(dirArg: string | undefined, o: Options, io: CliIo):
   if (same) {
     Object.assign(finalFiles, files);
   } else {
-    if (readManifest(dest) && !o.force) throw new UsageError(`dataset ${name} already exists in ${dest} (use --force to replace it, or --name)`);
+    if (readManifest(dest) && !o.force)
+      throw new UsageError(`dataset ${name} already exists in ${dest} (use --force to replace it, or --name)`);
     fs.mkdirSync(dest, { recursive: true });
     for (const role of ROLES) {
       const f = files[role];
@@ -430,7 +486,11 @@ async function loadExactKnn(deps: CliDeps): Promise<ExactKnn> {
   try {
     mod = (await import(spec)) as { exactKnn?: unknown };
   } catch (err) {
-    throw new RabitqError('ENOTAVAILABLE', `cannot load exactKnn from ${spec} (${(err as Error).message}); build the package first (npm run build)`, { cause: err });
+    throw new RabitqError(
+      'ENOTAVAILABLE',
+      `cannot load exactKnn from ${spec} (${(err as Error).message}); build the package first (npm run build)`,
+      { cause: err },
+    );
   }
   if (typeof mod.exactKnn !== 'function') throw new RabitqError('ENOTAVAILABLE', `${spec} does not export exactKnn`);
   return mod.exactKnn as ExactKnn;
@@ -448,7 +508,8 @@ async function groundtruthCommand(dirArg: string | undefined, o: Options, io: Cl
   for (const entry of fs.readdirSync(dir).sort()) {
     const c = classifyFileName(entry);
     if (!c || (c.role !== 'base' && c.role !== 'query') || c.type === 'ivecs') continue;
-    if (files[c.role]) throw new UsageError(`${dir}: more than one ${c.role} file (${path.basename(files[c.role]!)} and ${entry})`);
+    if (files[c.role])
+      throw new UsageError(`${dir}: more than one ${c.role} file (${path.basename(files[c.role]!)} and ${entry})`);
     files[c.role] = path.join(dir, entry);
   }
   if (!files.base || !files.query) throw new UsageError(`${dir}: needs a base and a query file (.fvecs or .bvecs)`);
@@ -464,7 +525,8 @@ async function groundtruthCommand(dirArg: string | undefined, o: Options, io: Cl
     if (err instanceof VectorFileError) throw new UsageError(err.message);
     throw err;
   }
-  if (base.dim !== query.dim) throw new UsageError(`query dimension ${query.dim} differs from base dimension ${base.dim}`);
+  if (base.dim !== query.dim)
+    throw new UsageError(`query dimension ${query.dim} differs from base dimension ${base.dim}`);
   if (o.k > base.count) throw new UsageError(`--k (${o.k}) must be <= the number of base vectors (${base.count})`);
 
   const exactKnn = await loadExactKnn(deps);
@@ -472,12 +534,21 @@ async function groundtruthCommand(dirArg: string | undefined, o: Options, io: Cl
   const t0 = Date.now();
   const { ids } = await exactKnn(base.data, query.data, { dim: base.dim, k: o.k });
   if (!(ids instanceof Int32Array) || ids.length !== query.count * o.k) {
-    throw new RabitqError('EINTERNAL', `exactKnn returned ${ids instanceof Int32Array ? `${ids.length} ids` : 'no Int32Array'}, expected ${query.count * o.k}`);
+    throw new RabitqError(
+      'EINTERNAL',
+      `exactKnn returned ${ids instanceof Int32Array ? `${ids.length} ids` : 'no Int32Array'}, expected ${query.count * o.k}`,
+    );
   }
   await writeIvecs(out, { dim: o.k, data: ids });
   const m = readManifest(dir);
   if (m && path.dirname(out) === dir) {
-    m.files.groundtruth = { file: path.basename(out), type: 'ivecs', rows: query.count, dim: o.k, bytes: fs.statSync(out).size };
+    m.files.groundtruth = {
+      file: path.basename(out),
+      type: 'ivecs',
+      rows: query.count,
+      dim: o.k,
+      bytes: fs.statSync(out).size,
+    };
     writeManifest(dir, m);
   }
   io.stdout(`wrote ${out}: ${query.count} x ${o.k} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
@@ -487,19 +558,29 @@ async function groundtruthCommand(dirArg: string | undefined, o: Options, io: Cl
 function listCommand(o: Options, io: CliIo): number {
   const rows = [`datasets in ${o.dataDir}:`];
   const names = new Set(Object.keys(DATASETS));
-  if (fs.existsSync(o.dataDir)) for (const d of fs.readdirSync(o.dataDir)) if (readManifest(path.join(o.dataDir, d))) names.add(d);
+  if (fs.existsSync(o.dataDir))
+    for (const d of fs.readdirSync(o.dataDir)) if (readManifest(path.join(o.dataDir, d))) names.add(d);
   for (const n of names) {
     const spec = DATASETS[n] ?? null;
     const installed = isInstalled(path.join(o.dataDir, n), spec, true);
-    const sizes = spec ? `archive ${spec.approxArchiveSize}, unpacked ${fmtBytes(spec.files.reduce((s, f: FileSpec) => s + fileBytes(f), 0))}` : 'custom';
-    rows.push(`  ${n.padEnd(12)} ${installed ? 'installed    ' : 'not installed'}  ${spec ? spec.description : ''}${spec ? ` (${sizes})` : sizes}`);
+    const sizes = spec
+      ? `archive ${spec.approxArchiveSize}, unpacked ${fmtBytes(spec.files.reduce((s, f: FileSpec) => s + fileBytes(f), 0))}`
+      : 'custom';
+    rows.push(
+      `  ${n.padEnd(12)} ${installed ? 'installed    ' : 'not installed'}  ${spec ? spec.description : ''}${spec ? ` (${sizes})` : sizes}`,
+    );
   }
   io.stdout(`${rows.join('\n')}\n`);
   return 0;
 }
 
 /** Runs the tool; returns the process exit code. Never throws. */
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, io?: CliIo, deps: CliDeps = {}): Promise<number> {
+export async function main(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  io?: CliIo,
+  deps: CliDeps = {},
+): Promise<number> {
   const w: CliIo = io ?? processIo;
   try {
     const { positionals, opts, help } = parse(argv, env);

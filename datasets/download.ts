@@ -71,7 +71,9 @@ function openHttp(url: URL, offset: number, timeoutMs: number, redirects = 0): P
     const headers: Record<string, string> = { 'user-agent': 'rabitq-dataset-tool', 'accept-encoding': 'identity' };
     if (offset > 0) headers.range = `bytes=${offset}-`;
     const req = get(url, { headers });
-    req.setTimeout(timeoutMs, () => req.destroy(new DownloadError(`${where}: no data for ${timeoutMs / 1000} s`, true)));
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(new DownloadError(`${where}: no data for ${timeoutMs / 1000} s`, true)),
+    );
     req.on('error', (err) => {
       if (err instanceof DownloadError) return reject(err);
       const code = (err as NodeJS.ErrnoException).code;
@@ -102,7 +104,12 @@ function openHttp(url: URL, offset: number, timeoutMs: number, redirects = 0): P
         const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
         if (!m || Number(m[1]) !== offset) {
           res.resume();
-          return reject(new DownloadError(`${where}: unusable Content-Range ${JSON.stringify(res.headers['content-range'])} for a request from byte ${offset}`, false));
+          return reject(
+            new DownloadError(
+              `${where}: unusable Content-Range ${JSON.stringify(res.headers['content-range'])} for a request from byte ${offset}`,
+              false,
+            ),
+          );
         }
         return resolve({ ...base, start: offset, total: m[3] === '*' ? null : Number(m[3]) });
       }
@@ -126,7 +133,10 @@ function openHttp(url: URL, offset: number, timeoutMs: number, redirects = 0): P
 function openRemote(url: URL, offset: number, timeoutMs: number): Promise<RemoteBody> {
   if (url.protocol === 'ftp:') return openFtp(url, offset, timeoutMs);
   if (url.protocol === 'http:' || url.protocol === 'https:') return openHttp(url, offset, timeoutMs);
-  throw new DownloadError(`${url.href}: unsupported URL scheme ${url.protocol} (use ftp://, http:// or https://)`, false);
+  throw new DownloadError(
+    `${url.href}: unsupported URL scheme ${url.protocol} (use ftp://, http:// or https://)`,
+    false,
+  );
 }
 
 /** Downloads `url` to `dest`, resuming from `dest + '.part'` when present. */
@@ -144,7 +154,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
 
   const existing = sizeOf(dest);
   if (existing !== null) {
-    if ((expectedSize === null || existing === expectedSize) && (sha256 === null || (await sha256File(dest)) === sha256)) {
+    if (
+      (expectedSize === null || existing === expectedSize) &&
+      (sha256 === null || (await sha256File(dest)) === sha256)
+    ) {
       return { bytes: existing, resumed: false, attempts: 0, alreadyPresent: true };
     }
     log(`${dest} does not match the expected size/checksum; downloading it again`);
@@ -169,7 +182,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       remote = await openRemote(url, offset, timeoutMs);
       if (remote.total !== null) {
         if (expectedSize !== null && remote.total !== expectedSize) {
-          throw new DownloadError(`${url.href}: the server reports ${remote.total} bytes, expected ${expectedSize}`, false);
+          throw new DownloadError(
+            `${url.href}: the server reports ${remote.total} bytes, expected ${expectedSize}`,
+            false,
+          );
         }
         total = remote.total;
       }
@@ -186,7 +202,9 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       let done = remote.start;
       const out = fs.createWriteStream(part, { flags: remote.start === 0 ? 'w' : 'a' });
       let writeErr: unknown = null;
-      out.on('error', (e) => { writeErr ??= e; });
+      out.on('error', (e) => {
+        writeErr ??= e;
+      });
       let bodyErr: unknown = null;
       try {
         for await (const chunk of remote.body as AsyncIterable<Buffer>) {
@@ -198,8 +216,12 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         bodyErr = e;
       }
       out.end();
-      if (!out.closed) await once(out, 'close').catch((e: unknown) => { writeErr ??= e; });
-      if (writeErr) throw new DownloadError(`${part}: cannot write (${(writeErr as Error).message})`, false, { cause: writeErr });
+      if (!out.closed)
+        await once(out, 'close').catch((e: unknown) => {
+          writeErr ??= e;
+        });
+      if (writeErr)
+        throw new DownloadError(`${part}: cannot write (${(writeErr as Error).message})`, false, { cause: writeErr });
       if (bodyErr) throw bodyErr;
       const got = sizeOf(part) ?? 0;
       try {
@@ -209,7 +231,8 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         if (total === null || got !== total) throw err;
         log(`ignoring an error after a complete transfer: ${(err as Error).message}`);
       }
-      if (total !== null && got < total) throw new DownloadError(`${url.href}: transfer ended early at byte ${got} of ${total}`, true);
+      if (total !== null && got < total)
+        throw new DownloadError(`${url.href}: transfer ended early at byte ${got} of ${total}`, true);
       if (total !== null && got > total) {
         fs.rmSync(part, { force: true });
         throw new DownloadError(`${url.href}: received ${got} bytes, more than the ${total} announced`, false);
@@ -218,12 +241,18 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       break;
     } catch (err) {
       remote?.close();
-      const e = err instanceof DownloadError ? err : new DownloadError(`${url.href}: ${(err as Error).message}`, true, { cause: err });
+      const e =
+        err instanceof DownloadError
+          ? err
+          : new DownloadError(`${url.href}: ${(err as Error).message}`, true, { cause: err });
       if (!e.retryable) throw e;
       const progressed = (sizeOf(part) ?? 0) > offset;
       if (progressed) failures = 0;
       else failures++;
-      if (failures > retries) throw new DownloadError(`${e.message} (gave up after ${attempts} attempts; run again to resume)`, true, { cause: e });
+      if (failures > retries)
+        throw new DownloadError(`${e.message} (gave up after ${attempts} attempts; run again to resume)`, true, {
+          cause: e,
+        });
       const delay = Math.min(retryDelayMs * 2 ** Math.max(0, failures - 1), 30_000);
       log(`${e.message}; retrying in ${(delay / 1000).toFixed(1)} s`);
       await sleep(delay);
@@ -238,7 +267,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     const got = await sha256File(part);
     if (got !== sha256) {
       fs.rmSync(part, { force: true });
-      throw new DownloadError(`${url.href}: SHA-256 mismatch (got ${got}, expected ${sha256}); the file was deleted`, false);
+      throw new DownloadError(
+        `${url.href}: SHA-256 mismatch (got ${got}, expected ${sha256}); the file was deleted`,
+        false,
+      );
     }
   }
   fs.renameSync(part, dest);

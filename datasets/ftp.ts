@@ -13,7 +13,8 @@ function toDownloadError(where: string, what: string, err: unknown): DownloadErr
   if (err instanceof DownloadError) return err;
   if (err instanceof FTPError) {
     const first = err.message.split('\n')[0];
-    if (err.code === 550) return new DownloadError(`${where}: no such file on the server (${first})`, false, { cause: err });
+    if (err.code === 550)
+      return new DownloadError(`${where}: no such file on the server (${first})`, false, { cause: err });
     return new DownloadError(`${where}: ${what} failed: ${first}`, err.code >= 400 && err.code < 500, { cause: err });
   }
   const e = err as NodeJS.ErrnoException;

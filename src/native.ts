@@ -201,7 +201,10 @@ export function loadAddonFrom(dir: string): NativeAddon {
     const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
     const libc = process.platform !== 'linux' ? '' : report?.header?.glibcVersionRuntime ? ', glibc' : ', musl';
     const platform = `${process.platform}-${process.arch}${libc}, Node-API (Node ${process.versions.node})`;
-    const what = file === undefined ? `no native addon under ${dir} matches this platform` : `could not load the native addon ${file}`;
+    const what =
+      file === undefined
+        ? `no native addon under ${dir} matches this platform`
+        : `could not load the native addon ${file}`;
     const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
     throw new RabitqError(
       'EADDONLOAD',

@@ -211,7 +211,13 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     const idx = fakeIndex();
     const b = createBatcher(idx, { maxBatchSize: 64, maxDelayMs: 2 });
     const spec = [
-      [1, 5, 2], [2, 10, 2], [3, 5, 4], [4, 5, 2], [5, 10, 2], [6, 5, 99], [7, 5, 16],
+      [1, 5, 2],
+      [2, 10, 2],
+      [3, 5, 4],
+      [4, 5, 2],
+      [5, 10, 2],
+      [6, 5, 99],
+      [7, 5, 16],
     ] as const;
     const ps = spec.map(([m, k, nprobe]) => b.search(q(m), { k, nprobe }));
     await vi.advanceTimersByTimeAsync(2);

@@ -57,10 +57,18 @@ function fakeEngine(): Engine {
         async searchBatch(qs, o) {
           const nq = qs.length / dim;
           const ids = new Int32Array(nq * o.k);
-          for (let i = 0; i < nq; i++) ivf.search(qs.subarray(i * dim, (i + 1) * dim), o.k, o.nprobe, ids.subarray(i * o.k, (i + 1) * o.k));
+          for (let i = 0; i < nq; i++)
+            ivf.search(qs.subarray(i * dim, (i + 1) * dim), o.k, o.nprobe, ids.subarray(i * o.k, (i + 1) * o.k));
           return { ids, distances: new Float32Array(nq * o.k), ...(o.stats ? { stats: statsFor(nq, o.nprobe) } : {}) };
         },
-        memoryUsage: () => ({ codes: n * dim, factors: n * 12, ids: n * 4, vectors: n * dim * 4, centroids: nc * dim * 4, total: n * dim * 5 + n * 16 + nc * dim * 4 }),
+        memoryUsage: () => ({
+          codes: n * dim,
+          factors: n * 12,
+          ids: n * 4,
+          vectors: n * dim * 4,
+          centroids: nc * dim * 4,
+          total: n * dim * 5 + n * 16 + nc * dim * 4,
+        }),
         buildStats: () => ({ trainMs: t1 - t0, assignMs: (t2 - t1) / 2, encodeMs: (t2 - t1) / 2 }),
         centroids: () => cent,
       };
@@ -165,12 +173,34 @@ describe('qpsAtRecall / upperEnvelope', () => {
   });
 
   it('keeps the faster of two points with equal recall', () => {
-    expect(upperEnvelope([{ recall: 0.9, qps: 10 }, { recall: 0.9, qps: 20 }])).toEqual([{ recall: 0.9, qps: 20 }]);
-    expect(qpsAtRecall([{ recall: 0.9, qps: 10 }, { recall: 0.9, qps: 20 }], 0.9)).toBe(20);
+    expect(
+      upperEnvelope([
+        { recall: 0.9, qps: 10 },
+        { recall: 0.9, qps: 20 },
+      ]),
+    ).toEqual([{ recall: 0.9, qps: 20 }]);
+    expect(
+      qpsAtRecall(
+        [
+          { recall: 0.9, qps: 10 },
+          { recall: 0.9, qps: 20 },
+        ],
+        0.9,
+      ),
+    ).toBe(20);
   });
 
   it('skips non-finite and zero-QPS points', () => {
-    expect(qpsAtRecall([{ recall: NaN, qps: 5 }, { recall: 0.99, qps: 0 }, { recall: 0.95, qps: 50 }], 0.9)).toBe(50);
+    expect(
+      qpsAtRecall(
+        [
+          { recall: NaN, qps: 5 },
+          { recall: 0.99, qps: 0 },
+          { recall: 0.95, qps: 50 },
+        ],
+        0.9,
+      ),
+    ).toBe(50);
   });
 });
 
@@ -187,8 +217,16 @@ describe('stats helpers', () => {
   it('parses CPU lists and warns about affinity', () => {
     expect(parseCpuList('0-3,8,10-11')).toEqual([0, 1, 2, 3, 8, 10, 11]);
     const m: MachineInfo = {
-      cpuModel: 'x', logicalCpus: 4, cpusAllowedList: '0-3', cpusAllowed: 4, simdLevel: 'scalar',
-      node: 'v20', platform: 'linux', arch: 'x64', totalMemoryBytes: 1, hostname: 'h',
+      cpuModel: 'x',
+      logicalCpus: 4,
+      cpusAllowedList: '0-3',
+      cpusAllowed: 4,
+      simdLevel: 'scalar',
+      node: 'v20',
+      platform: 'linux',
+      arch: 'x64',
+      totalMemoryBytes: 1,
+      hostname: 'h',
     };
     expect(affinityWarnings(m, 1).some((w) => w.includes('not pinned'))).toBe(true);
     expect(affinityWarnings({ ...m, cpusAllowedList: '1', cpusAllowed: 1 }, 1)).toEqual([]);
@@ -215,10 +253,16 @@ describe('stats helpers', () => {
     expect(t.meanLatencyUs!).toBeGreaterThanOrEqual(100);
     expect(t.p99LatencyUs!).toBeGreaterThanOrEqual(100);
     let batches = 0;
-    const b = await timeBatch(10, 3, 0, async () => {
-      batches++;
-      spin();
-    }, 2);
+    const b = await timeBatch(
+      10,
+      3,
+      0,
+      async () => {
+        batches++;
+        spin();
+      },
+      2,
+    );
     expect(batches).toBeGreaterThan(3);
     for (const q of b.qpsRuns) expect(q).toBeLessThanOrEqual(10 * 10_000);
     expect(b.meanLatencyUs).toBeNull();
@@ -242,8 +286,21 @@ describe('renderRecallQpsSvg', () => {
   it('draws one <path> per method with escaped labels', () => {
     const svg = renderRecallQpsSvg(
       [
-        { label: 'rabitq (single)', points: [{ recall: 0.8, qps: 20000 }, { recall: 0.95, qps: 9000 }, { recall: 0.99, qps: 3000 }] },
-        { label: 'faiss <ivf&pq>', points: [{ recall: 0.7, qps: 30000 }, { recall: 0.9, qps: 5000 }] },
+        {
+          label: 'rabitq (single)',
+          points: [
+            { recall: 0.8, qps: 20000 },
+            { recall: 0.95, qps: 9000 },
+            { recall: 0.99, qps: 3000 },
+          ],
+        },
+        {
+          label: 'faiss <ivf&pq>',
+          points: [
+            { recall: 0.7, qps: 30000 },
+            { recall: 0.9, qps: 5000 },
+          ],
+        },
         { label: 'js', points: [{ recall: 0.99, qps: 150 }] },
       ],
       { title: 'sift "small"' },
@@ -327,17 +384,35 @@ describe('runBench (fake engine)', () => {
     expect(report.machine.cpusAllowed).toBeGreaterThanOrEqual(1);
     expect(report.machine.cpusAllowed).toBeLessThanOrEqual(report.machine.logicalCpus);
     expect(report.dataset).toMatchObject({
-      name: 'tiny', dim: 8, baseCount: 600, queryCount: 20, queryCountInFile: 20,
-      groundTruthRows: 20, groundTruthColumns: 100,
+      name: 'tiny',
+      dim: 8,
+      baseCount: 600,
+      queryCount: 20,
+      queryCountInFile: 20,
+      groundTruthRows: 20,
+      groundTruthColumns: 100,
     });
-    expect(report.config).toMatchObject({ clusters: 8, nprobe: [1, 2, 4, 8], k: 10, threads: 1, runs: 3, warmup: 1, modes: ['single', 'batch'], compare: ['js'] });
+    expect(report.config).toMatchObject({
+      clusters: 8,
+      nprobe: [1, 2, 4, 8],
+      k: 10,
+      threads: 1,
+      runs: 3,
+      warmup: 1,
+      modes: ['single', 'batch'],
+      compare: ['js'],
+    });
     expect(report.peakRssBytes).toBeGreaterThan(1 << 20);
     expect(report.peakRssBytes).toBeGreaterThanOrEqual(report.peakRssBytesRabitq);
     expect(report.durationSeconds).toBeGreaterThan(0);
   });
 
   it('has consistent per-point numbers for every method', () => {
-    expect(report.methods.map((m) => `${m.method}/${m.mode}`)).toEqual(['rabitq/single', 'rabitq/batch', 'js-ivfflat/single']);
+    expect(report.methods.map((m) => `${m.method}/${m.mode}`)).toEqual([
+      'rabitq/single',
+      'rabitq/batch',
+      'js-ivfflat/single',
+    ]);
     for (const m of report.methods) {
       expect(m.status).toBe('ok');
       expect(m.points.map((p) => p.value)).toEqual([1, 2, 4, 8]);
@@ -388,7 +463,11 @@ describe('runBench (fake engine)', () => {
       const m = report.methods.find((x) => x.label === row.label)!;
       expect(row.maxRecall10).toBe(1);
       const curve = m.points.map((p) => ({ recall: p.recall10!, qps: p.qps }));
-      for (const [t, v] of [[0.9, row.qpsAt090], [0.95, row.qpsAt095], [0.99, row.qpsAt099]] as const) {
+      for (const [t, v] of [
+        [0.9, row.qpsAt090],
+        [0.95, row.qpsAt095],
+        [0.99, row.qpsAt099],
+      ] as const) {
         expect(v).not.toBeNull();
         expect(v!).toBeCloseTo(qpsAtRecall(curve, t)!, 0);
         expect(v!).toBeLessThanOrEqual(Math.max(...curve.map((c) => c.qps)) + 0.1);
@@ -410,7 +489,18 @@ describe('runBench (fake engine)', () => {
 
   it('prints the machine header, sweep tables and summary', () => {
     const text = out.join('\n');
-    for (const s of ['cpu ', 'simd      scalar', 'affinity  CPUs', 'commit', 'date', 'R@10', 'QPS@0.95', 'peak RSS', 'codes/q', 'p99 us']) {
+    for (const s of [
+      'cpu ',
+      'simd      scalar',
+      'affinity  CPUs',
+      'commit',
+      'date',
+      'R@10',
+      'QPS@0.95',
+      'peak RSS',
+      'codes/q',
+      'p99 us',
+    ]) {
       expect(text).toContain(s);
     }
   });
@@ -425,12 +515,16 @@ describe('runBench input checks', () => {
 
   it('rejects mismatched dimensions', async () => {
     const dir = await dataset('baddim', { queryDim: 6 });
-    await expect(runBench(baseOptions(dir), capture().io, fakeEngine())).rejects.toThrow(/dimension mismatch.*dim 8.*dim 6/);
+    await expect(runBench(baseOptions(dir), capture().io, fakeEngine())).rejects.toThrow(
+      /dimension mismatch.*dim 8.*dim 6/,
+    );
   });
 
   it('rejects ground truth with fewer rows than queries', async () => {
     const dir = await dataset('fewrows', { gtRows: 10 });
-    await expect(runBench(baseOptions(dir), capture().io, fakeEngine())).rejects.toThrow(/ground truth has 10 rows but 20 queries/);
+    await expect(runBench(baseOptions(dir), capture().io, fakeEngine())).rejects.toThrow(
+      /ground truth has 10 rows but 20 queries/,
+    );
     // ...unless --nq limits the queries
     const r = await runBench(baseOptions(dir, { nq: 10, nprobe: [8], runs: 1 }), capture().io, fakeEngine());
     expect(r.report.dataset.queryCount).toBe(10);
@@ -439,26 +533,48 @@ describe('runBench input checks', () => {
 
   it('rejects ground truth narrower than k', async () => {
     const dir = await dataset('narrow', { gtK: 5 });
-    await expect(runBench(baseOptions(dir), capture().io, fakeEngine())).rejects.toThrow(/ground truth has 5 neighbours per query but --k is 10/);
+    await expect(runBench(baseOptions(dir), capture().io, fakeEngine())).rejects.toThrow(
+      /ground truth has 5 neighbours per query but --k is 10/,
+    );
   });
 
   it('rejects nprobe above the number of clusters and missing files', async () => {
-    await expect(runBench(baseOptions(dataDir, { nprobe: [1, 9] }), capture().io, fakeEngine())).rejects.toBeInstanceOf(InputError);
-    await expect(runBench(baseOptions(path.join(tmp, 'nope')), capture().io, fakeEngine())).rejects.toThrow(/dataset directory not found/);
+    await expect(runBench(baseOptions(dataDir, { nprobe: [1, 9] }), capture().io, fakeEngine())).rejects.toBeInstanceOf(
+      InputError,
+    );
+    await expect(runBench(baseOptions(path.join(tmp, 'nope')), capture().io, fakeEngine())).rejects.toThrow(
+      /dataset directory not found/,
+    );
     await expect(
-      runBench(baseOptions(dataDir, { data: undefined, base: path.join(dataDir, 'base.fvecs'), query: path.join(dataDir, 'missing.fvecs'), gt: path.join(dataDir, 'groundtruth.ivecs') }), capture().io, fakeEngine()),
+      runBench(
+        baseOptions(dataDir, {
+          data: undefined,
+          base: path.join(dataDir, 'base.fvecs'),
+          query: path.join(dataDir, 'missing.fvecs'),
+          gt: path.join(dataDir, 'groundtruth.ivecs'),
+        }),
+        capture().io,
+        fakeEngine(),
+      ),
     ).rejects.toThrow(/query file not found/);
   });
 
   it('reports a crashing peer as failed and keeps going', async () => {
     // A stand-in "python" that passes the import check, then dies.
     const fakePy = path.join(tmp, 'fake-python-crash.sh');
-    await writeFile(fakePy, '#!/bin/sh\nif [ "$1" = "-c" ]; then echo 0.0-test; exit 0; fi\necho "boom: segfault in peer" >&2\nexit 3\n');
+    await writeFile(
+      fakePy,
+      '#!/bin/sh\nif [ "$1" = "-c" ]; then echo 0.0-test; exit 0; fi\necho "boom: segfault in peer" >&2\nexit 3\n',
+    );
     await chmod(fakePy, 0o755);
     process.env.RABITQ_PYTHON = fakePy;
     try {
       const c = capture();
-      const r = await runBench(baseOptions(dataDir, { compare: ['faiss', 'js'], nprobe: [2, 8], runs: 1 }), c.io, fakeEngine());
+      const r = await runBench(
+        baseOptions(dataDir, { compare: ['faiss', 'js'], nprobe: [2, 8], runs: 1 }),
+        c.io,
+        fakeEngine(),
+      );
       expect(r.report.peers[0]).toMatchObject({ peer: 'faiss', status: 'failed' });
       expect(r.report.peers[0]!.reason).toMatch(/exited with code 3: boom/);
       expect(r.report.peers[1]).toMatchObject({ peer: 'js', status: 'ok' });
@@ -473,7 +589,11 @@ describe('runBench input checks', () => {
   it('skips an unavailable peer with a reason', async () => {
     process.env.RABITQ_PYTHON = path.join(tmp, 'no-such-python');
     try {
-      const r = await runBench(baseOptions(dataDir, { compare: ['faiss'], nprobe: [8], runs: 1 }), capture().io, fakeEngine());
+      const r = await runBench(
+        baseOptions(dataDir, { compare: ['faiss'], nprobe: [8], runs: 1 }),
+        capture().io,
+        fakeEngine(),
+      );
       expect(r.report.peers[0]).toMatchObject({ peer: 'faiss', status: 'skipped' });
       expect(r.report.peers[0]!.reason).toMatch(/not runnable/);
       expect(r.report.methods).toHaveLength(1);
@@ -497,17 +617,24 @@ describe('runBench input checks', () => {
         'printf \'{"method":"ivfflat","mode":"single","param":"nprobe","value":2,"recall1":0.9,"recall10":0.8,"recall100":0.7,"qps":5000,"meanLatencyUs":200,"p99LatencyUs":300,"buildSeconds":0.1,"bytesPerVector":36,"error":null},\'',
         'printf \'{"method":"ivfflat","mode":"single","param":"nprobe","value":8,"recall1":1,"recall10":1,"recall100":1,"qps":2000,"meanLatencyUs":500,"p99LatencyUs":700,"buildSeconds":0.1,"bytesPerVector":36,"error":null},\'',
         'printf \'{"method":"ivfpq","mode":"single","param":"nprobe","value":2,"error":"training failed"}\'',
-        'printf \']}\\n\'',
+        "printf ']}\\n'",
       ].join('\n') + '\n',
     );
     await chmod(fakePy, 0o755);
     process.env.RABITQ_PYTHON = fakePy;
     try {
-      const r = await runBench(baseOptions(dataDir, { compare: ['faiss'], nprobe: [2, 8], runs: 1 }), capture().io, fakeEngine());
+      const r = await runBench(
+        baseOptions(dataDir, { compare: ['faiss'], nprobe: [2, 8], runs: 1 }),
+        capture().io,
+        fakeEngine(),
+      );
       expect(r.report.peers[0]).toMatchObject({ peer: 'faiss', status: 'ok', version: '1.2.3' });
       const flat = r.report.methods.find((m) => m.method === 'faiss-ivfflat')!;
       expect(flat.status).toBe('ok');
-      expect(flat.points.map((p) => [p.value, p.recall10, p.qps])).toEqual([[2, 0.8, 5000], [8, 1, 2000]]);
+      expect(flat.points.map((p) => [p.value, p.recall10, p.qps])).toEqual([
+        [2, 0.8, 5000],
+        [8, 1, 2000],
+      ]);
       const pq = r.report.methods.find((m) => m.method === 'faiss-ivfpq')!;
       expect(pq.status).toBe('failed');
       expect(pq.error).toBe('training failed');
@@ -528,13 +655,34 @@ describe('faiss output parsing', () => {
           peer: 'faiss',
           version: '1.9',
           results: [
-            { method: 'faiss-hnsw', mode: 'single', param: 'efSearch', value: 16, recall10: 0.9, qps: 100, buildSeconds: 2, bytesPerVector: 600 },
-            { method: 'hnsw', mode: 'batch', param: 'efSearch', value: 16, recall10: 0.9, qps: 300, buildSeconds: 2, bytesPerVector: 600 },
+            {
+              method: 'faiss-hnsw',
+              mode: 'single',
+              param: 'efSearch',
+              value: 16,
+              recall10: 0.9,
+              qps: 100,
+              buildSeconds: 2,
+              bytesPerVector: 600,
+            },
+            {
+              method: 'hnsw',
+              mode: 'batch',
+              param: 'efSearch',
+              value: 16,
+              recall10: 0.9,
+              qps: 300,
+              buildSeconds: 2,
+              bytesPerVector: 600,
+            },
           ],
         }),
     );
     const ms = faissRowsToMethods(doc, 4);
-    expect(ms.map((m) => [m.method, m.mode, m.threads])).toEqual([['faiss-hnsw', 'single', 1], ['faiss-hnsw', 'batch', 4]]);
+    expect(ms.map((m) => [m.method, m.mode, m.threads])).toEqual([
+      ['faiss-hnsw', 'single', 1],
+      ['faiss-hnsw', 'batch', 4],
+    ]);
     expect(ms[1]!.label).toBe('faiss hnsw (batch, 4 threads)');
     expect(summarize(ms)[1]!.qpsAt090).toBe(300);
     expect(() => parseFaissOutput('not json')).toThrow(/JSON/);
@@ -568,7 +716,11 @@ describe('js IVF-Flat peer', () => {
 describe('hnswlib peer', () => {
   it('runs when hnswlib-node is usable, otherwise is skipped with a reason', async () => {
     const c = capture();
-    const r = await runBench(baseOptions(dataDir, { compare: ['hnswlib'], nprobe: [8], runs: 1, efSearch: [10, 64] }), c.io, fakeEngine());
+    const r = await runBench(
+      baseOptions(dataDir, { compare: ['hnswlib'], nprobe: [8], runs: 1, efSearch: [10, 64] }),
+      c.io,
+      fakeEngine(),
+    );
     const status = r.report.peers[0]!;
     if (status.status === 'skipped') {
       expect(status.reason).toMatch(/hnswlib/);
@@ -576,7 +728,10 @@ describe('hnswlib peer', () => {
     }
     expect(status.status).toBe('ok');
     const m = r.report.methods.find((x) => x.peer === 'hnswlib')!;
-    expect(m.points.map((p) => [p.param, p.value])).toEqual([['efSearch', 10], ['efSearch', 64]]);
+    expect(m.points.map((p) => [p.param, p.value])).toEqual([
+      ['efSearch', 10],
+      ['efSearch', 64],
+    ]);
     for (const p of m.points) checkPoint(p, 1);
     expect(m.points[1]!.recall10!).toBeGreaterThanOrEqual(0.95);
     expect(m.bytesPerVector!).toBeGreaterThan(8 * 4);
@@ -590,7 +745,15 @@ describe('runBench (native rabitq library)', () => {
     const c = capture();
     const outDir = path.join(tmp, 'native-results');
     const { report, files } = await runBench(
-      baseOptions(dataDir, { clusters: 8, nprobe: [1, 8], modes: ['single', 'batch'], threads: 2, runs: 2, out: outDir, name: 'native' }),
+      baseOptions(dataDir, {
+        clusters: 8,
+        nprobe: [1, 8],
+        modes: ['single', 'batch'],
+        threads: 2,
+        runs: 2,
+        out: outDir,
+        name: 'native',
+      }),
       c.io,
     );
     expect(['scalar', 'avx2', 'avx512']).toContain(report.machine.simdLevel);

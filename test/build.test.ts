@@ -4,7 +4,17 @@
  */
 import { describe, it, expect } from 'vitest';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  readdirSync,
+  mkdirSync,
+  mkdtempSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,7 +77,10 @@ function cmakeSourceLists(text: string): Map<string, string[]> {
   const lists = new Map<string, string[]>();
   const re = /\bset\(\s*(RABITQ_\w*SOURCES)\s+([^)]*)\)/gi;
   for (const m of stripHashComments(text).matchAll(re)) {
-    const files = m[2]!.split(/\s+/).filter((t) => /\.(cc|cpp|c)$/.test(t)).map((t) => path.posix.normalize(t.replace(/^"|"$/g, '')));
+    const files = m[2]!
+      .split(/\s+/)
+      .filter((t) => /\.(cc|cpp|c)$/.test(t))
+      .map((t) => path.posix.normalize(t.replace(/^"|"$/g, '')));
     lists.set(m[1]!, files);
   }
   return lists;
@@ -125,14 +138,22 @@ describe('build files', () => {
     for (const config of ['Release', 'Debug']) {
       const dir = path.join(repoRoot, 'build', config);
       if (!existsSync(dir)) continue;
-      expect(readdirSync(dir).filter((f) => /\.node$/i.test(f)), dir).toEqual(['rabitq.node']);
+      expect(
+        readdirSync(dir).filter((f) => /\.node$/i.test(f)),
+        dir,
+      ).toEqual(['rabitq.node']);
     }
     const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as { resolve(dir: string): string };
-    if (existsSync(path.join(repoRoot, 'build', 'Release'))) expect(path.basename(nodeGypBuild.resolve(repoRoot))).toBe('rabitq.node');
+    if (existsSync(path.join(repoRoot, 'build', 'Release')))
+      expect(path.basename(nodeGypBuild.resolve(repoRoot))).toBe('rabitq.node');
   });
 
   it('package.json ships what an install from source needs', () => {
-    const pkg = JSON.parse(read('package.json')) as { files: string[]; scripts: Record<string, string>; gypfile?: boolean };
+    const pkg = JSON.parse(read('package.json')) as {
+      files: string[];
+      scripts: Record<string, string>;
+      gypfile?: boolean;
+    };
     for (const entry of ['dist/src', 'native', 'binding.gyp']) expect(pkg.files).toContain(entry);
     expect(pkg.scripts.install).toBe('node-gyp-build');
     expect(pkg.gypfile).toBe(true);
@@ -146,12 +167,25 @@ describe('build files', () => {
   });
 
   it('npm pack ships the library, the CLI and its bench harness, and no repository scripts or results', async () => {
-    expect(existsSync(path.join(repoRoot, 'dist', 'src', 'bench', 'runner.js')), 'run npm run build:ts first').toBe(true);
-    const packed = await run('npm', ['pack', '--dry-run', '--ignore-scripts', '--json'], { cwd: repoRoot, maxBuffer: 64 << 20 });
+    expect(existsSync(path.join(repoRoot, 'dist', 'src', 'bench', 'runner.js')), 'run npm run build:ts first').toBe(
+      true,
+    );
+    const packed = await run('npm', ['pack', '--dry-run', '--ignore-scripts', '--json'], {
+      cwd: repoRoot,
+      maxBuffer: 64 << 20,
+    });
     const files = (JSON.parse(packed.stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
-    for (const f of ['dist/src/index.js', 'dist/src/server/index.js', 'dist/src/cli/main.js', 'dist/src/cli/options.js',
-      'dist/src/bench/runner.js', 'dist/src/bench/peers/hnswlib.js', 'dist/src/bench/peers/js_ivfflat.js', 'dist/src/bench/faiss.js',
-      'src/bench/peers/faiss_peer.py']) {
+    for (const f of [
+      'dist/src/index.js',
+      'dist/src/server/index.js',
+      'dist/src/cli/main.js',
+      'dist/src/cli/options.js',
+      'dist/src/bench/runner.js',
+      'dist/src/bench/peers/hnswlib.js',
+      'dist/src/bench/peers/js_ivfflat.js',
+      'dist/src/bench/faiss.js',
+      'src/bench/peers/faiss_peer.py',
+    ]) {
       expect(files, `tarball lacks ${f}`).toContain(f);
     }
     for (const f of files) {
@@ -178,20 +212,44 @@ describe('npm pack + install from the tarball', () => {
       const info = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
       const tgz = path.join(tmp, path.basename(info[0]!.filename));
       const files = info[0]!.files.map((f) => f.path);
-      for (const f of ['package.json', 'binding.gyp', 'dist/src/index.js', 'dist/src/native.js', 'native/binding/addon.cc', 'native/core/kernels/kernels.h',
-        'native/core/persist/reader.cc', 'dist/src/cli/main.js', 'dist/src/bench/progress.js', 'dist/src/bench/runner.js', 'src/bench/peers/faiss_peer.py', 'docs/FORMAT.md']) {
+      for (const f of [
+        'package.json',
+        'binding.gyp',
+        'dist/src/index.js',
+        'dist/src/native.js',
+        'native/binding/addon.cc',
+        'native/core/kernels/kernels.h',
+        'native/core/persist/reader.cc',
+        'dist/src/cli/main.js',
+        'dist/src/bench/progress.js',
+        'dist/src/bench/runner.js',
+        'src/bench/peers/faiss_peer.py',
+        'docs/FORMAT.md',
+      ]) {
         expect(files, `tarball lacks ${f}`).toContain(f);
       }
-      for (const f of files) expect(f, 'no build output or tests in the tarball').not.toMatch(/^(build|build-[^/]*|test|node_modules)\//);
+      for (const f of files)
+        expect(f, 'no build output or tests in the tarball').not.toMatch(/^(build|build-[^/]*|test|node_modules)\//);
 
       const app = path.join(tmp, 'app');
       await run('mkdir', ['-p', app]);
-      writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'rabitq-pack-check', version: '1.0.0', private: true }));
+      writeFileSync(
+        path.join(app, 'package.json'),
+        JSON.stringify({ name: 'rabitq-pack-check', version: '1.0.0', private: true }),
+      );
       // Force the compile even if the tarball carries a matching prebuild.
       const env = { ...process.env, npm_config_build_from_source: 'true', JOBS: '2' };
-      await run('npm', ['install', tgz, '--no-audit', '--no-fund'], { cwd: app, env, maxBuffer: 64 << 20, timeout: 540_000 });
+      await run('npm', ['install', tgz, '--no-audit', '--no-fund'], {
+        cwd: app,
+        env,
+        maxBuffer: 64 << 20,
+        timeout: 540_000,
+      });
       const pkgDir = path.join(app, 'node_modules', 'rabitq');
-      expect(existsSync(path.join(pkgDir, 'build', 'Release', 'rabitq.node')), 'addon compiled in the installed package').toBe(true);
+      expect(
+        existsSync(path.join(pkgDir, 'build', 'Release', 'rabitq.node')),
+        'addon compiled in the installed package',
+      ).toBe(true);
 
       const script = [
         "const m = await import('rabitq');",
@@ -215,10 +273,21 @@ describe('npm pack + install from the tarball', () => {
       ].join('\n');
       await run(process.execPath, ['--input-type=module', '-e', script2], { cwd: app, timeout: 60_000 });
       const cli = path.join(pkgDir, 'dist', 'src', 'cli', 'main.js');
-      const built = await run(process.execPath, [cli, 'build', 'v.fvecs', '--out', 'v.rbq', '--clusters', '4', '--no-progress'], { cwd: app, timeout: 60_000 });
+      const built = await run(
+        process.execPath,
+        [cli, 'build', 'v.fvecs', '--out', 'v.rbq', '--clusters', '4', '--no-progress'],
+        { cwd: app, timeout: 60_000 },
+      );
       expect(built.stdout).toMatch(/400 vectors x 8, 4 clusters/);
-      const loaded = await run(process.execPath, ['--input-type=module', '-e',
-        "const m = await import('rabitq'); const i = await m.IvfRabitqIndex.load('v.rbq', { mmap: true }); console.log(i.size, i.numClusters);"], { cwd: app, timeout: 60_000 });
+      const loaded = await run(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          "const m = await import('rabitq'); const i = await m.IvfRabitqIndex.load('v.rbq', { mmap: true }); console.log(i.size, i.numClusters);",
+        ],
+        { cwd: app, timeout: 60_000 },
+      );
       expect(loaded.stdout.trim()).toBe('400 4');
       ok = true;
     } finally {
@@ -259,8 +328,15 @@ describe('npm pack + install with the prebuilds, no compiler', () => {
       const tmp = mkdtempSync(path.join(os.tmpdir(), 'rabitq-prebuilt-'));
       let ok = false;
       try {
-        const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], { cwd: repoRoot, maxBuffer: 64 << 20 });
-        const info = JSON.parse(packed.stdout) as Array<{ filename: string; size: number; files: Array<{ path: string; size: number }> }>;
+        const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], {
+          cwd: repoRoot,
+          maxBuffer: 64 << 20,
+        });
+        const info = JSON.parse(packed.stdout) as Array<{
+          filename: string;
+          size: number;
+          files: Array<{ path: string; size: number }>;
+        }>;
         const tgz = path.join(tmp, path.basename(info[0]!.filename));
         expect(info[0]!.size, 'tarball bytes').toBeLessThan(10 << 20);
         const files = new Map(info[0]!.files.map((f) => [f.path, f.size]));
@@ -279,28 +355,48 @@ describe('npm pack + install with the prebuilds, no compiler', () => {
         symlinkSync('/bin/sh', path.join(bin, 'sh'));
         const npmOnPath = spawnSync('/bin/sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).stdout.trim();
         const npmCli = realpathSync(npmOnPath);
-        writeFileSync(path.join(bin, 'npm'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli}" "$@"\n`, { mode: 0o755 });
-        const env: NodeJS.ProcessEnv = { HOME: process.env.HOME, PATH: bin, CC: 'false', CXX: 'false', npm_config_update_notifier: 'false' };
+        writeFileSync(path.join(bin, 'npm'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli}" "$@"\n`, {
+          mode: 0o755,
+        });
+        const env: NodeJS.ProcessEnv = {
+          HOME: process.env.HOME,
+          PATH: bin,
+          CC: 'false',
+          CXX: 'false',
+          npm_config_update_notifier: 'false',
+        };
         for (const tool of ['g++', 'c++', 'make', 'python3']) {
           const which = spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { env });
           expect(which.status, `${tool} should not be on the test PATH`).not.toBe(0);
         }
         const app = path.join(tmp, 'app');
         mkdirSync(app);
-        writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'rabitq-prebuilt-check', version: '1.0.0', private: true }));
-        await run(path.join(bin, 'npm'), ['install', tgz, '--no-audit', '--no-fund'], { cwd: app, env, maxBuffer: 64 << 20, timeout: 240_000 });
+        writeFileSync(
+          path.join(app, 'package.json'),
+          JSON.stringify({ name: 'rabitq-prebuilt-check', version: '1.0.0', private: true }),
+        );
+        await run(path.join(bin, 'npm'), ['install', tgz, '--no-audit', '--no-fund'], {
+          cwd: app,
+          env,
+          maxBuffer: 64 << 20,
+          timeout: 240_000,
+        });
         const pkgDir = path.join(app, 'node_modules', 'rabitq');
         expect(existsSync(path.join(pkgDir, 'build')), 'nothing was compiled').toBe(false);
 
         const script = [
           "import { createRequire } from 'node:module';",
           "const m = await import('rabitq');",
-          "const require = createRequire(import.meta.url);",
+          'const require = createRequire(import.meta.url);',
           "const where = require('node-gyp-build').resolve(new URL('./node_modules/rabitq/', import.meta.url).pathname);",
           'const r = await m.exactKnn(new Float32Array([0, 0, 3, 4]), new Float32Array([3, 3.9]), { dim: 2, k: 1 });',
           'console.log(JSON.stringify({ level: m.simdLevel(), where, id: r.ids[0] }));',
         ].join('\n');
-        const res = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: app, env, timeout: 60_000 });
+        const res = await run(process.execPath, ['--input-type=module', '-e', script], {
+          cwd: app,
+          env,
+          timeout: 60_000,
+        });
         const out = JSON.parse(res.stdout.trim()) as { level: string; where: string; id: number };
         expect(out.where).toBe(path.join(pkgDir, 'prebuilds', `${process.platform}-${process.arch}`, 'rabitq.node'));
         expect(['scalar', 'avx2', 'avx512', 'neon']).toContain(out.level);

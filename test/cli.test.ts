@@ -24,7 +24,10 @@ async function expectBadInput(args: string[], re: RegExp): Promise<void> {
   expect(r.err).toMatch(re);
   expect(r.code).toBe(2);
   // setup warnings (e.g. an unpinned process) may come first when the error is found late
-  const lines = r.err.trimEnd().split('\n').filter((l) => !l.startsWith('warning: '));
+  const lines = r.err
+    .trimEnd()
+    .split('\n')
+    .filter((l) => !l.startsWith('warning: '));
   expect(lines).toHaveLength(1);
   expect(r.err).not.toMatch(/\n\s+at /);
   expect(lines[0]).toMatch(/^rabitq( bench)?: error: /);
@@ -49,7 +52,10 @@ afterAll(async () => {
 describe('argument parsing', () => {
   it('accepts --opt value, --opt=value, short flags and --no-flag', () => {
     const { values } = parseCommandLine(['--a', '1', '--b=2', '-v', '--no-c'], {
-      a: { type: 'string' }, b: { type: 'string' }, v: { type: 'boolean', short: 'v' }, c: { type: 'boolean' },
+      a: { type: 'string' },
+      b: { type: 'string' },
+      v: { type: 'boolean', short: 'v' },
+      c: { type: 'boolean' },
     });
     expect(values).toEqual({ a: '1', b: '2', v: true, c: false });
   });
@@ -87,7 +93,15 @@ describe('rabitq CLI (in process)', () => {
     await expectBadInput(['bench'], /no dataset given/);
     await expectBadInput(['bench', '--data', path.join(tmp, 'nope')], /dataset directory not found/);
     await expectBadInput(
-      ['bench', '--base', path.join(tmp, 'missing.fvecs'), '--query', path.join(good, 'query.fvecs'), '--gt', path.join(good, 'groundtruth.ivecs')],
+      [
+        'bench',
+        '--base',
+        path.join(tmp, 'missing.fvecs'),
+        '--query',
+        path.join(good, 'query.fvecs'),
+        '--gt',
+        path.join(good, 'groundtruth.ivecs'),
+      ],
       /base file not found: .*missing\.fvecs/,
     );
     await expectBadInput(
@@ -98,13 +112,30 @@ describe('rabitq CLI (in process)', () => {
   });
 
   it('reports inconsistent datasets', async () => {
-    await expectBadInput(['bench', '--data', path.join(tmp, 'dims')], /dimension mismatch: base vectors have dim 8 but queries have dim 12/);
-    await expectBadInput(['bench', '--data', path.join(tmp, 'rows')], /ground truth has 4 rows but 10 queries are used/);
-    await expectBadInput(['bench', '--data', good, '--k', '50'], /ground truth has 20 neighbours per query but --k is 50/);
+    await expectBadInput(
+      ['bench', '--data', path.join(tmp, 'dims')],
+      /dimension mismatch: base vectors have dim 8 but queries have dim 12/,
+    );
+    await expectBadInput(
+      ['bench', '--data', path.join(tmp, 'rows')],
+      /ground truth has 4 rows but 10 queries are used/,
+    );
+    await expectBadInput(
+      ['bench', '--data', good, '--k', '50'],
+      /ground truth has 20 neighbours per query but --k is 50/,
+    );
     await expectBadInput(['bench', '--data', good, '--nq', '11'], /--nq 11 exceeds the 10 queries/);
     // a corrupt file is bad input too
     await expectBadInput(
-      ['bench', '--base', path.join(ROOT, 'package.json'), '--query', path.join(good, 'query.fvecs'), '--gt', path.join(good, 'groundtruth.ivecs')],
+      [
+        'bench',
+        '--base',
+        path.join(ROOT, 'package.json'),
+        '--query',
+        path.join(good, 'query.fvecs'),
+        '--gt',
+        path.join(good, 'groundtruth.ivecs'),
+      ],
       /base file must be \.fvecs or \.bvecs/,
     );
   });
@@ -127,14 +158,36 @@ describe('rabitq CLI (in process)', () => {
 
   it('rejects nprobe above the default number of clusters after the build', async () => {
     // 400 vectors -> the library picks round(4 * sqrt(400)) = 80 clusters by default
-    await expectBadInput(['bench', '--data', good, '--nprobe', '1,5000', '--runs', '1', '--no-out'], /nprobe 5000 is out of range: the index has \d+ clusters/);
+    await expectBadInput(
+      ['bench', '--data', good, '--nprobe', '1,5000', '--runs', '1', '--no-out'],
+      /nprobe 5000 is out of range: the index has \d+ clusters/,
+    );
   });
 
   it('runs a tiny benchmark and writes its files', async () => {
     const outDir = path.join(tmp, 'out');
     const r = await run([
-      'bench', '--data', good, '--clusters', '4', '--nprobe', '1,4', '--runs', '1', '--warmup', '0',
-      '--min-time', '0', '--mode', 'single,batch', '--compare', 'js', '--out', outDir, '--name', 'cli-run',
+      'bench',
+      '--data',
+      good,
+      '--clusters',
+      '4',
+      '--nprobe',
+      '1,4',
+      '--runs',
+      '1',
+      '--warmup',
+      '0',
+      '--min-time',
+      '0',
+      '--mode',
+      'single,batch',
+      '--compare',
+      'js',
+      '--out',
+      outDir,
+      '--name',
+      'cli-run',
     ]);
     expect(r.err).not.toMatch(/error|failed/);
     expect(r.code).toBe(0);
@@ -143,7 +196,16 @@ describe('rabitq CLI (in process)', () => {
     expect(readdirSync(outDir).sort()).toEqual(['cli-run.json', 'cli-run.md', 'cli-run.svg']);
     const json = JSON.parse(await readFile(path.join(outDir, 'cli-run.json'), 'utf8'));
     expect(json.commandLine.slice(0, 4)).toEqual(['rabitq', 'bench', '--data', good]);
-    expect(json.config).toMatchObject({ clusters: 4, nprobe: [1, 4], k: 10, runs: 1, warmup: 0, minRunMs: 0, modes: ['single', 'batch'], compare: ['js'] });
+    expect(json.config).toMatchObject({
+      clusters: 4,
+      nprobe: [1, 4],
+      k: 10,
+      runs: 1,
+      warmup: 0,
+      minRunMs: 0,
+      modes: ['single', 'batch'],
+      compare: ['js'],
+    });
     expect(json.methods).toHaveLength(3);
     expect(json.dataset).toMatchObject({ baseCount: 400, queryCount: 10, groundTruthColumns: 20, dim: 8 });
     // gt has only 20 columns: no recall@100
@@ -160,7 +222,9 @@ describe('rabitq CLI (spawned)', () => {
 
   it('is an executable node script that exits 2 on bad input', () => {
     expect(readFileSync(cli, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
-    const r = spawnSync(process.execPath, [cli, 'bench', '--data', path.join(tmp, 'nope'), '--nprobe', '1'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [cli, 'bench', '--data', path.join(tmp, 'nope'), '--nprobe', '1'], {
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr.trimEnd().split('\n')).toEqual([
@@ -168,7 +232,9 @@ describe('rabitq CLI (spawned)', () => {
     ]);
     const bad = spawnSync(process.execPath, [cli, 'bench', '--data', good, '--nprobe', 'x'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toMatch(/^rabitq bench: error: --nprobe values must be integers, got "x" \(see rabitq bench --help\)\n$/);
+    expect(bad.stderr).toMatch(
+      /^rabitq bench: error: --nprobe values must be integers, got "x" \(see rabitq bench --help\)\n$/,
+    );
     const ok = spawnSync(process.execPath, [cli, '--version'], { encoding: 'utf8' });
     expect(ok.status).toBe(0);
   });

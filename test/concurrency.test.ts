@@ -7,7 +7,20 @@
 import { describe, it, expect } from 'vitest';
 import { IvfRabitqIndex } from '../src/index.js';
 import type { IdArray } from '../src/index.js';
-import { rng, gaussian, clustered, row, concat, sample, exact, type Rows, bruteTopK, rowIds, recallOf, approx } from './helpers.js';
+import {
+  rng,
+  gaussian,
+  clustered,
+  row,
+  concat,
+  sample,
+  exact,
+  type Rows,
+  bruteTopK,
+  rowIds,
+  recallOf,
+  approx,
+} from './helpers.js';
 
 describe('mutations concurrent with searches', () => {
   it('applies add and remove in call order even when not awaited', async () => {
@@ -62,7 +75,10 @@ describe('mutations concurrent with searches', () => {
   });
 
   it('searchBatch in flight while adds and removes interleave: consistent results, final state as a sequential replica', async () => {
-    const dim = 32, n = 4000, nc = 40, k = 10;
+    const dim = 32,
+      n = 4000,
+      nc = 40,
+      k = 10;
     const data = clustered(n, dim, 16, 121);
     const build = () => IvfRabitqIndex.build(data, { dim, numClusters: nc, seed: 5 });
     const index = await build();
@@ -73,7 +89,8 @@ describe('mutations concurrent with searches', () => {
     // The ops, planned on a sequential model: each round adds 120 vectors
     // and removes 150 live ids (never the first 5 of any added batch, which
     // serve as queries that must find themselves once their add resolved).
-    type Op = { kind: 'add'; vecs: Float32Array; ids: Uint32Array } | { kind: 'remove'; ids: bigint[] } | { kind: 'compact' };
+    type Op =
+      { kind: 'add'; vecs: Float32Array; ids: Uint32Array } | { kind: 'remove'; ids: bigint[] } | { kind: 'compact' };
     const ops: Op[] = [];
     const probes: { id: bigint; q: Float32Array }[] = [];
     const r = rng(122);
@@ -81,7 +98,10 @@ describe('mutations concurrent with searches', () => {
       const vecs = clustered(120, dim, 16, 1200 + round);
       const ids = Uint32Array.from({ length: 120 }, (_, j) => 100_000 + round * 1000 + j);
       ops.push({ kind: 'add', vecs, ids });
-      ids.forEach((id, j) => { rows.set(BigInt(id), row(vecs, dim, j)); live.add(BigInt(id)); });
+      ids.forEach((id, j) => {
+        rows.set(BigInt(id), row(vecs, dim, j));
+        live.add(BigInt(id));
+      });
       for (let j = 0; j < 5; j++) probes.push({ id: BigInt(ids[j]!), q: row(vecs, dim, j) });
       const protectedIds = new Set(probes.map((p) => p.id));
       const candidates = [...live].filter((id) => !protectedIds.has(id));
@@ -109,7 +129,8 @@ describe('mutations concurrent with searches', () => {
         expect(x).toBeDefined();
         // The distance belongs to this id's vector: no torn id / vector pairs.
         const d = dists[q * k + j]!;
-        if (!approx(d, exact('l2', qv, x!), 1e-4, 1e-4)) expect({ q, id, d }).toEqual({ q, id, d: exact('l2', qv, x!) });
+        if (!approx(d, exact('l2', qv, x!), 1e-4, 1e-4))
+          expect({ q, id, d }).toEqual({ q, id, d: exact('l2', qv, x!) });
         if (j > 0) expect(dists[q * k + j - 1]!).toBeLessThanOrEqual(d);
       }
       if (q >= 30) {
@@ -123,38 +144,50 @@ describe('mutations concurrent with searches', () => {
     };
     const pending: Promise<unknown>[] = [];
     // Searches in flight when a change resolved: proof that they overlapped.
-    let inFlight = 0, overlaps = 0;
+    let inFlight = 0,
+      overlaps = 0;
     const launch = () => {
       const forbidden = new Set(removedDone);
       const mustFind = new Set(addedDone);
       inFlight++;
-      pending.push(index.searchBatch(queries, { k, nprobe: nc, threads: 2 }).then((res) => {
-        inFlight--;
-        for (let q = 0; q < nq; q++) check(res.ids, res.distances, q, forbidden, mustFind);
-      }));
+      pending.push(
+        index.searchBatch(queries, { k, nprobe: nc, threads: 2 }).then((res) => {
+          inFlight--;
+          for (let q = 0; q < nq; q++) check(res.ids, res.distances, q, forbidden, mustFind);
+        }),
+      );
     };
     const tick = () => new Promise((res) => setImmediate(res));
     for (const op of ops) {
       launch();
       launch();
       if (op.kind === 'add') {
-        pending.push(index.add(op.vecs, op.ids).then(() => {
-          overlaps += inFlight;
-          op.ids.forEach((id) => addedDone.add(BigInt(id)));
-        }));
+        pending.push(
+          index.add(op.vecs, op.ids).then(() => {
+            overlaps += inFlight;
+            op.ids.forEach((id) => addedDone.add(BigInt(id)));
+          }),
+        );
       } else if (op.kind === 'remove') {
-        pending.push(index.remove(op.ids).then((cnt) => {
-          overlaps += inFlight;
-          expect(cnt).toBe(op.ids.length);
-          for (const id of op.ids) removedDone.add(id);
-        }));
+        pending.push(
+          index.remove(op.ids).then((cnt) => {
+            overlaps += inFlight;
+            expect(cnt).toBe(op.ids.length);
+            for (const id of op.ids) removedDone.add(id);
+          }),
+        );
       } else {
-        pending.push(index.compact().then(() => { overlaps += inFlight; }));
+        pending.push(
+          index.compact().then(() => {
+            overlaps += inFlight;
+          }),
+        );
       }
       launch();
       await tick();
       // The synchronous path, on the JS thread, between the changes.
-      const forbidden = new Set(removedDone), mustFind = new Set(addedDone);
+      const forbidden = new Set(removedDone),
+        mustFind = new Set(addedDone);
       for (const q of [0, nq - 1]) {
         const s = index.search(row(queries, dim, q), { k, nprobe: nc });
         const ids = index.idType === 'u32' ? new Int32Array(nq * k) : new BigInt64Array(nq * k);
@@ -179,7 +212,10 @@ describe('mutations concurrent with searches', () => {
     expect(index.size).toBe(live.size);
     expect(replica.size).toBe(live.size);
     for (const id of rows.keys()) expect(index.has(id)).toBe(live.has(id));
-    for (const o of [{ k, nprobe: nc }, { k, nprobe: 3, rerank: false }]) {
+    for (const o of [
+      { k, nprobe: nc },
+      { k, nprobe: 3, rerank: false },
+    ]) {
       const a = await index.searchBatch(queries, o);
       const b = await replica.searchBatch(queries, o);
       expect(a.ids).toEqual(b.ids);
@@ -200,7 +236,8 @@ describe('mutations concurrent with searches', () => {
 
 describe('searchBatch inputs', () => {
   it('copies its queries and filter: transferring or overwriting them after the call changes nothing', async () => {
-    const dim = 16, n = 3000;
+    const dim = 16,
+      n = 3000;
     const r = rng(21);
     const data = Float32Array.from({ length: n * dim }, () => gaussian(r));
     const index = await IvfRabitqIndex.build(data, { dim, numClusters: 20, seed: 3 });

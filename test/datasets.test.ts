@@ -77,7 +77,13 @@ interface TinySet {
 async function makeTinySet(dir: string, prefix: string, opts: { nb?: number; subdir?: string } = {}): Promise<TinySet> {
   const dim = 16;
   const nb = opts.nb ?? 3000;
-  const set: TinySet = { base: floats(nb * dim, 1), query: floats(6 * dim, 2), gt: new Int32Array(0), learn: floats(40 * dim, 3), dim };
+  const set: TinySet = {
+    base: floats(nb * dim, 1),
+    query: floats(6 * dim, 2),
+    gt: new Int32Array(0),
+    learn: floats(40 * dim, 3),
+    dim,
+  };
   set.gt = (await bruteForce(set.base, set.query, { dim, k: 10 })).ids;
   const d = path.join(dir, opts.subdir ?? prefix);
   fs.mkdirSync(d, { recursive: true });
@@ -106,13 +112,28 @@ async function expectSetEqual(dir: string, set: TinySet, withLearn = true): Prom
   if (withLearn) expect((await readFvecs(path.join(dir, 'learn.fvecs'))).data).toEqual(set.learn);
   else expect(fs.existsSync(path.join(dir, 'learn.fvecs'))).toBe(false);
   expect(fs.readdirSync(dir).filter((f) => f.endsWith('.part') || f.endsWith('.partial'))).toEqual([]);
-  expect(JSON.parse(fs.readFileSync(path.join(dir, 'dataset.json'), 'utf8')).files.base.rows).toBe(set.base.length / set.dim);
+  expect(JSON.parse(fs.readFileSync(path.join(dir, 'dataset.json'), 'utf8')).files.base.rows).toBe(
+    set.base.length / set.dim,
+  );
 }
 
 async function run(args: string[], deps = {}): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(args, {}, { stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, isTTY: false }, deps);
+  const code = await main(
+    args,
+    {},
+    {
+      stdout: (t) => {
+        out += t;
+      },
+      stderr: (t) => {
+        err += t;
+      },
+      isTTY: false,
+    },
+    deps,
+  );
   if (code === 1 || code === 2) expect(err).not.toMatch(/\n\s+at /); // never a stack trace
   return { code, out, err };
 }
@@ -160,7 +181,13 @@ async function startFtp(opts: FtpOptions): Promise<TestServer> {
     const openData = async (): Promise<number> => {
       const ds = net.createServer();
       servers.add(ds);
-      dataConn = new Promise((resolve) => ds.once('connection', (s) => { track(s); ds.close(); resolve(s); }));
+      dataConn = new Promise((resolve) =>
+        ds.once('connection', (s) => {
+          track(s);
+          ds.close();
+          resolve(s);
+        }),
+      );
       await new Promise<void>((r) => ds.listen(0, '127.0.0.1', r));
       return (ds.address() as net.AddressInfo).port;
     };
@@ -181,9 +208,12 @@ async function startFtp(opts: FtpOptions): Promise<TestServer> {
       const [cmd, ...args] = line.split(' ');
       const arg = args.join(' ');
       switch (cmd) {
-        case 'USER': return send('331 Password required');
-        case 'PASS': return send('230-Welcome\r\n230 Logged in');
-        case 'TYPE': return send('200 Type set');
+        case 'USER':
+          return send('331 Password required');
+        case 'PASS':
+          return send('230-Welcome\r\n230 Logged in');
+        case 'TYPE':
+          return send('200 Type set');
         case 'CWD': {
           const d = resolvePath(arg);
           if (Object.keys(opts.files).some((f) => f.startsWith(`${d}/`))) {
@@ -275,7 +305,10 @@ async function startHttp(opts: HttpOptions): Promise<TestServer> {
         res.writeHead(416, { 'content-range': `bytes */${f.length}` }).end();
         return;
       }
-      res.writeHead(206, { 'content-length': f.length - start, 'content-range': `bytes ${start}-${f.length - 1}/${f.length}` });
+      res.writeHead(206, {
+        'content-length': f.length - start,
+        'content-range': `bytes ${start}-${f.length - 1}/${f.length}`,
+      });
     } else {
       res.writeHead(200, { 'content-length': f.length });
     }
@@ -291,7 +324,11 @@ async function startHttp(opts: HttpOptions): Promise<TestServer> {
   return {
     url: `http://127.0.0.1:${port}`,
     log,
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -350,54 +387,62 @@ describe.skipIf(!hasTar)('download, resume, verify, extract', () => {
     }
   });
 
-  it('FTP: PASV fallback, resume of a partial file left by an earlier run, --keep-archive, --skip-learn', { timeout: 30_000 }, async () => {
-    const srv = await startFtp({ files: { '/tiny.tar.gz': tinyTgz }, noEpsv: true });
-    try {
-      const dataDir = path.join(work, 'ftp2');
-      fs.mkdirSync(path.join(dataDir, 'tiny'), { recursive: true });
-      fs.writeFileSync(path.join(dataDir, 'tiny', 'tiny.tar.gz.part'), tinyTgz.subarray(0, 1000));
-      const r = await run(fetchArgs('tiny', `${srv.url}/tiny.tar.gz`, dataDir, '--keep-archive', '--skip-learn'));
-      expect(r.err).toBe('');
-      expect(r.code).toBe(0);
-      expect(srv.log).toContain('EPSV');
-      expect(srv.log).toContain('PASV');
-      expect(srv.log).toContain('REST 1000');
-      const out = path.join(dataDir, 'tiny');
-      await expectSetEqual(out, tiny, false);
-      expect(fs.readFileSync(path.join(out, 'tiny.tar.gz')).equals(tinyTgz)).toBe(true);
-    } finally {
-      await srv.close();
-    }
-  });
+  it(
+    'FTP: PASV fallback, resume of a partial file left by an earlier run, --keep-archive, --skip-learn',
+    { timeout: 30_000 },
+    async () => {
+      const srv = await startFtp({ files: { '/tiny.tar.gz': tinyTgz }, noEpsv: true });
+      try {
+        const dataDir = path.join(work, 'ftp2');
+        fs.mkdirSync(path.join(dataDir, 'tiny'), { recursive: true });
+        fs.writeFileSync(path.join(dataDir, 'tiny', 'tiny.tar.gz.part'), tinyTgz.subarray(0, 1000));
+        const r = await run(fetchArgs('tiny', `${srv.url}/tiny.tar.gz`, dataDir, '--keep-archive', '--skip-learn'));
+        expect(r.err).toBe('');
+        expect(r.code).toBe(0);
+        expect(srv.log).toContain('EPSV');
+        expect(srv.log).toContain('PASV');
+        expect(srv.log).toContain('REST 1000');
+        const out = path.join(dataDir, 'tiny');
+        await expectSetEqual(out, tiny, false);
+        expect(fs.readFileSync(path.join(out, 'tiny.tar.gz')).equals(tinyTgz)).toBe(true);
+      } finally {
+        await srv.close();
+      }
+    },
+  );
 
-  it('FTP: gives up after retries without progress, then a later run resumes the partial file', { timeout: 30_000 }, async () => {
-    const dataDir = path.join(work, 'ftp3');
-    const first = await startFtp({ files: { '/tiny.tar.gz': tinyTgz }, cut: { bytes: 5000, times: 1 } });
-    const dead = await startFtp({ files: { '/tiny.tar.gz': tinyTgz }, cut: { bytes: 0, times: 100 } }); // never sends data
-    const good = await startFtp({ files: { '/tiny.tar.gz': tinyTgz } });
-    try {
-      // --retries counts attempts without progress: a cut after 5000 bytes still gets retried
-      const r1 = await run(fetchArgs('tiny', `${first.url}/tiny.tar.gz`, dataDir, '--retries', '0'));
-      expect(r1.code).toBe(0);
-      expect(first.log.filter((l) => l.startsWith('RETR'))).toHaveLength(2);
-      fs.rmSync(path.join(dataDir, 'tiny'), { recursive: true });
+  it(
+    'FTP: gives up after retries without progress, then a later run resumes the partial file',
+    { timeout: 30_000 },
+    async () => {
+      const dataDir = path.join(work, 'ftp3');
+      const first = await startFtp({ files: { '/tiny.tar.gz': tinyTgz }, cut: { bytes: 5000, times: 1 } });
+      const dead = await startFtp({ files: { '/tiny.tar.gz': tinyTgz }, cut: { bytes: 0, times: 100 } }); // never sends data
+      const good = await startFtp({ files: { '/tiny.tar.gz': tinyTgz } });
+      try {
+        // --retries counts attempts without progress: a cut after 5000 bytes still gets retried
+        const r1 = await run(fetchArgs('tiny', `${first.url}/tiny.tar.gz`, dataDir, '--retries', '0'));
+        expect(r1.code).toBe(0);
+        expect(first.log.filter((l) => l.startsWith('RETR'))).toHaveLength(2);
+        fs.rmSync(path.join(dataDir, 'tiny'), { recursive: true });
 
-      fs.mkdirSync(path.join(dataDir, 'tiny'), { recursive: true });
-      fs.writeFileSync(path.join(dataDir, 'tiny', 'tiny.tar.gz.part'), tinyTgz.subarray(0, 3000));
-      const r2 = await run(fetchArgs('tiny', `${dead.url}/tiny.tar.gz`, dataDir, '--retries', '2'));
-      expect(r2.code).toBe(1);
-      expect(r2.err).toMatch(/gave up after 3 attempts; run again to resume/);
-      expect(dead.log.filter((l) => l === 'REST 3000')).toHaveLength(3);
-      expect(fs.statSync(path.join(dataDir, 'tiny', 'tiny.tar.gz.part')).size).toBe(3000);
+        fs.mkdirSync(path.join(dataDir, 'tiny'), { recursive: true });
+        fs.writeFileSync(path.join(dataDir, 'tiny', 'tiny.tar.gz.part'), tinyTgz.subarray(0, 3000));
+        const r2 = await run(fetchArgs('tiny', `${dead.url}/tiny.tar.gz`, dataDir, '--retries', '2'));
+        expect(r2.code).toBe(1);
+        expect(r2.err).toMatch(/gave up after 3 attempts; run again to resume/);
+        expect(dead.log.filter((l) => l === 'REST 3000')).toHaveLength(3);
+        expect(fs.statSync(path.join(dataDir, 'tiny', 'tiny.tar.gz.part')).size).toBe(3000);
 
-      const r3 = await run(fetchArgs('tiny', `${good.url}/tiny.tar.gz`, dataDir));
-      expect(r3.code).toBe(0);
-      expect(good.log).toContain('REST 3000');
-      await expectSetEqual(path.join(dataDir, 'tiny'), tiny);
-    } finally {
-      await Promise.all([first.close(), dead.close(), good.close()]);
-    }
-  });
+        const r3 = await run(fetchArgs('tiny', `${good.url}/tiny.tar.gz`, dataDir));
+        expect(r3.code).toBe(0);
+        expect(good.log).toContain('REST 3000');
+        await expectSetEqual(path.join(dataDir, 'tiny'), tiny);
+      } finally {
+        await Promise.all([first.close(), dead.close(), good.close()]);
+      }
+    },
+  );
 
   it('FTP: a server without REST makes the client start over', { timeout: 30_000 }, async () => {
     const srv = await startFtp({ files: { '/tiny.tar.gz': tinyTgz }, noRest: true });
@@ -504,7 +549,9 @@ describe.skipIf(!hasTar)('download, resume, verify, extract', () => {
     const srv = await startHttp({ files: { '/tiny.tar.gz': tinyTgz } });
     try {
       const dataDir = path.join(work, 'verify');
-      const badSize = await run(fetchArgs('tiny', `${srv.url}/tiny.tar.gz`, dataDir, '--size', String(tinyTgz.length + 1)));
+      const badSize = await run(
+        fetchArgs('tiny', `${srv.url}/tiny.tar.gz`, dataDir, '--size', String(tinyTgz.length + 1)),
+      );
       expect(badSize.code).toBe(1);
       expect(badSize.err).toMatch(new RegExp(`reports ${tinyTgz.length} bytes, expected ${tinyTgz.length + 1}`));
 
@@ -514,7 +561,17 @@ describe.skipIf(!hasTar)('download, resume, verify, extract', () => {
       expect(fs.existsSync(path.join(dataDir, 'tiny', 'tiny.tar.gz.part'))).toBe(false);
 
       const sha = (await import('node:crypto')).createHash('sha256').update(tinyTgz).digest('hex');
-      const ok = await run(fetchArgs('tiny', `${srv.url}/tiny.tar.gz`, dataDir, '--sha256', sha.toUpperCase(), '--size', String(tinyTgz.length)));
+      const ok = await run(
+        fetchArgs(
+          'tiny',
+          `${srv.url}/tiny.tar.gz`,
+          dataDir,
+          '--sha256',
+          sha.toUpperCase(),
+          '--size',
+          String(tinyTgz.length),
+        ),
+      );
       expect(ok.code).toBe(0);
       await expectSetEqual(path.join(dataDir, 'tiny'), tiny);
     } finally {
@@ -530,7 +587,12 @@ describe.skipIf(!hasTar)('download, resume, verify, extract', () => {
     const badTgz = pack(src, 'bad');
     const truncatedTgz = tinyTgz.subarray(0, Math.floor(tinyTgz.length * 0.7));
     const srv = await startHttp({
-      files: { '/bad.tar.gz': badTgz, '/tiny.tar.gz': tinyTgz, '/junk.tar.gz': randomBytes(4000), '/trunc.tar.gz': truncatedTgz },
+      files: {
+        '/bad.tar.gz': badTgz,
+        '/tiny.tar.gz': tinyTgz,
+        '/junk.tar.gz': randomBytes(4000),
+        '/trunc.tar.gz': truncatedTgz,
+      },
     });
     try {
       const dataDir = path.join(work, 'corrupt');
@@ -556,33 +618,46 @@ describe.skipIf(!hasTar)('download, resume, verify, extract', () => {
     }
   });
 
-  it('the genuine siftsmall files served as a texmex-style archive pass the strict checks', { timeout: 60_000 }, async () => {
-    const src = path.join(work, 'src-siftsmall');
-    const d = path.join(src, 'siftsmall');
-    fs.mkdirSync(d, { recursive: true });
-    for (const f of ['base.fvecs', 'query.fvecs', 'groundtruth.ivecs']) {
-      fs.copyFileSync(path.join(repoRoot, 'datasets/siftsmall', f), path.join(d, `siftsmall_${f}`));
-    }
-    const tgz = pack(src, 'siftsmall');
-    const srv = await startFtp({ files: { '/local/texmex/corpus/siftsmall.tar.gz': tgz }, cut: { bytes: 300_000, times: 2 } });
-    try {
-      const dataDir = path.join(work, 'real');
-      const r = await run(fetchArgs('siftsmall', `${srv.url}/local/texmex/corpus/siftsmall.tar.gz`, dataDir, '--skip-learn'));
-      expect(r.err).toBe('');
-      expect(r.code).toBe(0);
-      expect(srv.log.filter((l) => l.startsWith('REST'))).toHaveLength(2);
-      const out = path.join(dataDir, 'siftsmall');
+  it(
+    'the genuine siftsmall files served as a texmex-style archive pass the strict checks',
+    { timeout: 60_000 },
+    async () => {
+      const src = path.join(work, 'src-siftsmall');
+      const d = path.join(src, 'siftsmall');
+      fs.mkdirSync(d, { recursive: true });
       for (const f of ['base.fvecs', 'query.fvecs', 'groundtruth.ivecs']) {
-        expect(fs.readFileSync(path.join(out, f)).equals(fs.readFileSync(path.join(repoRoot, 'datasets/siftsmall', f)))).toBe(true);
+        fs.copyFileSync(path.join(repoRoot, 'datasets/siftsmall', f), path.join(d, `siftsmall_${f}`));
       }
-      // without --skip-learn the official layout needs the learn set
-      const strict = await run(fetchArgs('siftsmall', `${srv.url}/local/texmex/corpus/siftsmall.tar.gz`, path.join(work, 'real2')));
-      expect(strict.code).toBe(1);
-      expect(strict.err).toMatch(/missing the learn file/);
-    } finally {
-      await srv.close();
-    }
-  });
+      const tgz = pack(src, 'siftsmall');
+      const srv = await startFtp({
+        files: { '/local/texmex/corpus/siftsmall.tar.gz': tgz },
+        cut: { bytes: 300_000, times: 2 },
+      });
+      try {
+        const dataDir = path.join(work, 'real');
+        const r = await run(
+          fetchArgs('siftsmall', `${srv.url}/local/texmex/corpus/siftsmall.tar.gz`, dataDir, '--skip-learn'),
+        );
+        expect(r.err).toBe('');
+        expect(r.code).toBe(0);
+        expect(srv.log.filter((l) => l.startsWith('REST'))).toHaveLength(2);
+        const out = path.join(dataDir, 'siftsmall');
+        for (const f of ['base.fvecs', 'query.fvecs', 'groundtruth.ivecs']) {
+          expect(
+            fs.readFileSync(path.join(out, f)).equals(fs.readFileSync(path.join(repoRoot, 'datasets/siftsmall', f))),
+          ).toBe(true);
+        }
+        // without --skip-learn the official layout needs the learn set
+        const strict = await run(
+          fetchArgs('siftsmall', `${srv.url}/local/texmex/corpus/siftsmall.tar.gz`, path.join(work, 'real2')),
+        );
+        expect(strict.code).toBe(1);
+        expect(strict.err).toMatch(/missing the learn file/);
+      } finally {
+        await srv.close();
+      }
+    },
+  );
 });
 
 describe('import and groundtruth', () => {
@@ -615,7 +690,10 @@ describe('import and groundtruth', () => {
     const src = path.join(work, 'imp-bad');
     fs.mkdirSync(src, { recursive: true });
     await writeFvecs(path.join(src, 'base.fvecs'), { dim: 4, data: floats(40, 1) });
-    fs.writeFileSync(path.join(src, 'query.fvecs'), Buffer.concat([fs.readFileSync(path.join(src, 'base.fvecs')), Buffer.alloc(3)]));
+    fs.writeFileSync(
+      path.join(src, 'query.fvecs'),
+      Buffer.concat([fs.readFileSync(path.join(src, 'base.fvecs')), Buffer.alloc(3)]),
+    );
     const r = await run(['import', src, '--data-dir', path.join(work, 'imp-bad-data')]);
     expect(r.code).toBe(2);
     expect(r.err).toContain(path.join(src, 'query.fvecs'));
@@ -635,7 +713,13 @@ describe('import and groundtruth', () => {
   });
 
   it('import of the bundled siftsmall under its own name passes the shape checks', async () => {
-    const r = await run(['import', path.join(repoRoot, 'datasets/siftsmall'), '--data-dir', path.join(work, 'imp-sift'), '--symlink']);
+    const r = await run([
+      'import',
+      path.join(repoRoot, 'datasets/siftsmall'),
+      '--data-dir',
+      path.join(work, 'imp-sift'),
+      '--symlink',
+    ]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/base\.fvecs\s+10000 x 128/);
@@ -650,7 +734,12 @@ describe('import and groundtruth', () => {
     await writeFvecs(path.join(dir, 'base.fvecs'), { dim: 8, data: base });
     await writeFvecs(path.join(dir, 'query.fvecs'), { dim: 8, data: query });
     let calls = 0;
-    const deps = { exactKnn: (async (b, q, o) => { calls++; return bruteForce(b, q, o); }) as ExactKnn };
+    const deps = {
+      exactKnn: (async (b, q, o) => {
+        calls++;
+        return bruteForce(b, q, o);
+      }) as ExactKnn,
+    };
     const r = await run(['groundtruth', dir, '--k', '25', '--quiet'], deps);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);

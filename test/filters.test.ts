@@ -8,7 +8,10 @@ import { IvfRabitqIndex } from '../src/index.js';
 import { rng, clustered, row, sample, exact, type Rows, bruteTopK, rowIds, searchRows } from './helpers.js';
 
 describe('filters', () => {
-  const dim = 32, n = 3000, nc = 30, k = 10;
+  const dim = 32,
+    n = 3000,
+    nc = 30,
+    k = 10;
   const data = clustered(n, dim, 24, 91);
   const queries = clustered(30, dim, 24, 92);
   const rows: Rows = new Map();
@@ -49,15 +52,23 @@ describe('filters', () => {
     // One allowed id in each of 7 different clusters (the vectors nearest 7 centroids).
     const chosen: number[] = [];
     for (let c = 0; c < 7; c++) {
-      let best = -1, bd = Infinity;
+      let best = -1,
+        bd = Infinity;
       for (let i = 0; i < n; i++) {
         const d = exact('l2', centroids.subarray(c * dim, (c + 1) * dim), row(data, dim, i));
-        if (d < bd && !chosen.includes(i)) { bd = d; best = i; }
+        if (d < bd && !chosen.includes(i)) {
+          bd = d;
+          best = i;
+        }
       }
       chosen.push(best);
     }
     const shuffled = [chosen[3]!, chosen[0]!, chosen[6]!, chosen[1]!, chosen[5]!, chosen[2]!, chosen[4]!];
-    for (const filter of [Uint32Array.from(shuffled), bitsetOf(shuffled, n), BigUint64Array.from(shuffled.map(BigInt))]) {
+    for (const filter of [
+      Uint32Array.from(shuffled),
+      bitsetOf(shuffled, n),
+      BigUint64Array.from(shuffled.map(BigInt)),
+    ]) {
       for (const rerank of [true, false]) {
         const batch = await ix.searchBatch(queries, { k, nprobe: 1, rerank, filter });
         const single = searchRows(ix, queries, { k, nprobe: 1, rerank, filter });
@@ -81,7 +92,11 @@ describe('filters', () => {
     const ix = await getIndex();
     const allowed = sample(rng(94), n, 900);
     for (const filter of [Uint32Array.from(allowed), bitsetOf(allowed, n)]) {
-      for (const o of [{ k, nprobe: 3 }, { k, nprobe: 2, rerank: false }, { k: 25, nprobe: nc }]) {
+      for (const o of [
+        { k, nprobe: 3 },
+        { k, nprobe: 2, rerank: false },
+        { k: 25, nprobe: nc },
+      ]) {
         const batch = await ix.searchBatch(queries, { ...o, filter });
         const single = searchRows(ix, queries, { ...o, filter });
         expect(single.ids).toEqual(batch.ids);

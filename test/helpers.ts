@@ -44,10 +44,14 @@ export function ensureDist(file: string): void {
   const target = path.resolve(ROOT, file);
   const newest = Math.max(newestTs(path.join(ROOT, 'src')), newestTs(path.join(ROOT, 'bench')));
   if (fs.existsSync(target) && fs.statSync(target).mtimeMs >= newest) return;
-  spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')], {
-    cwd: ROOT,
-    stdio: 'ignore',
-  });
+  spawnSync(
+    process.execPath,
+    [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')],
+    {
+      cwd: ROOT,
+      stdio: 'ignore',
+    },
+  );
 }
 
 /**
@@ -113,7 +117,8 @@ export function exact(metric: Metric, q: Float32Array, x: Float32Array): number 
     }
     return s;
   }
-  let qq = 0, xx = 0;
+  let qq = 0,
+    xx = 0;
   for (let i = 0; i < q.length; i++) {
     s += q[i]! * x[i]!;
     qq += q[i]! * q[i]!;
@@ -125,7 +130,13 @@ export function exact(metric: Metric, q: Float32Array, x: Float32Array): number 
 /** Vectors by id (bigint for both id widths). */
 export type Rows = Map<bigint, Float32Array>;
 
-export function bruteTopK(rows: Rows, q: Float32Array, k: number, metric: Metric, allow?: (id: bigint) => boolean): bigint[] {
+export function bruteTopK(
+  rows: Rows,
+  q: Float32Array,
+  k: number,
+  metric: Metric,
+  allow?: (id: bigint) => boolean,
+): bigint[] {
   const all: [number, bigint][] = [];
   for (const [id, x] of rows) if (!allow || allow(id)) all.push([exact(metric, q, x), id]);
   const sign = metric === 'ip' ? -1 : 1;
@@ -148,7 +159,11 @@ export function approx(got: number, want: number, rel = 1e-4, abs = 1e-6): boole
 }
 
 /** Results of one search per query row (the synchronous path). */
-export function searchRows(index: AnyIndex, queries: Float32Array, opts: SearchOptions): { ids: IdArray; distances: Float32Array } {
+export function searchRows(
+  index: AnyIndex,
+  queries: Float32Array,
+  opts: SearchOptions,
+): { ids: IdArray; distances: Float32Array } {
   const nq = queries.length / index.dim;
   const ids = index.idType === 'u64' ? new BigInt64Array(nq * opts.k) : new Int32Array(nq * opts.k);
   const distances = new Float32Array(nq * opts.k);
@@ -161,7 +176,11 @@ export function searchRows(index: AnyIndex, queries: Float32Array, opts: SearchO
 }
 
 /** Everything observable about an index for "unchanged" checks. */
-export async function snapshot(index: AnyIndex, queries: Float32Array, probeIds: (number | bigint)[]): Promise<unknown> {
+export async function snapshot(
+  index: AnyIndex,
+  queries: Float32Array,
+  probeIds: (number | bigint)[],
+): Promise<unknown> {
   const full = await index.searchBatch(queries, { k: 10, nprobe: index.numClusters });
   const est = await index.searchBatch(queries, { k: 10, nprobe: 2, rerank: false });
   const m = index.memoryUsage();
@@ -178,5 +197,8 @@ export async function snapshot(index: AnyIndex, queries: Float32Array, probeIds:
 export function fileMapped(file: string): boolean | undefined {
   if (!fs.existsSync('/proc/self/maps')) return undefined;
   const real = fs.realpathSync(file);
-  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => l.endsWith(real) || l.endsWith(file));
+  return fs
+    .readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .some((l) => l.endsWith(real) || l.endsWith(file));
 }

@@ -8,7 +8,8 @@ import { IvfRabitqIndex } from '../src/index.js';
 import { rng, clustered, row } from './helpers.js';
 
 describe('caller ids', () => {
-  const dim = 24, n = 1000;
+  const dim = 24,
+    n = 1000;
   const data = clustered(n, dim, 10, 81);
 
   it('Uint32Array ids come back as given (Int32Array), up to 2^31 - 1', async () => {
@@ -41,9 +42,17 @@ describe('caller ids', () => {
     // After a remove the largest id (n - 1) is no longer below the size.
     await dense.remove([0]);
     expect(() => dense.estimateAll(q)).toThrow(RangeError);
-    const wide = await IvfRabitqIndex.build(data, { dim, numClusters: 10, ids: BigUint64Array.from({ length: n }, (_, i) => BigInt(i) * 10n ** 12n) });
+    const wide = await IvfRabitqIndex.build(data, {
+      dim,
+      numClusters: 10,
+      ids: BigUint64Array.from({ length: n }, (_, i) => BigInt(i) * 10n ** 12n),
+    });
     expect(() => wide.estimateAll(q)).toThrow(RangeError);
-    const sparse = await IvfRabitqIndex.build(data, { dim, numClusters: 10, ids: Uint32Array.from({ length: n }, (_, i) => i * 1000) });
+    const sparse = await IvfRabitqIndex.build(data, {
+      dim,
+      numClusters: 10,
+      ids: Uint32Array.from({ length: n }, (_, i) => i * 1000),
+    });
     expect(() => sparse.estimateAll(q)).toThrow(/id \d+/);
   });
 
@@ -86,8 +95,16 @@ describe('caller ids', () => {
     // 64-bit ids must be a BigUint64Array; the largest allowed is 2^63 - 1.
     await expect(index.add(row(data, dim, 1), Uint32Array.of(5) as never)).rejects.toThrow(TypeError);
     await expect(index.add(row(data, dim, 1), BigUint64Array.of(2n ** 63n))).rejects.toThrow(RangeError);
-    await index.add(row(data, dim, 1).map((v) => v + 2), BigUint64Array.of(2n ** 63n - 1n));
-    expect(index.search(row(data, dim, 1).map((v) => v + 2), { k: 1, nprobe: 10 }).ids[0]).toBe(2n ** 63n - 1n);
+    await index.add(
+      row(data, dim, 1).map((v) => v + 2),
+      BigUint64Array.of(2n ** 63n - 1n),
+    );
+    expect(
+      index.search(
+        row(data, dim, 1).map((v) => v + 2),
+        { k: 1, nprobe: 10 },
+      ).ids[0],
+    ).toBe(2n ** 63n - 1n);
     expect(index.size).toBe(n + 1 - 2 + 1);
   });
 });

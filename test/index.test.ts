@@ -28,7 +28,13 @@ function levels(): SimdLevelName[] {
   return all.slice(0, all.indexOf(best) + 1);
 }
 
-async function searchAll(index: IvfRabitqIndex, queries: Float32Array, k: number, nprobe: number, extra: object = {}): Promise<{ ids: Int32Array; distances: Float32Array }> {
+async function searchAll(
+  index: IvfRabitqIndex,
+  queries: Float32Array,
+  k: number,
+  nprobe: number,
+  extra: object = {},
+): Promise<{ ids: Int32Array; distances: Float32Array }> {
   const nq = queries.length / index.dim;
   const ids = new Int32Array(nq * k);
   const distances = new Float32Array(nq * k);
@@ -75,7 +81,8 @@ describe('IvfRabitqIndex on the genuine texmex siftsmall', () => {
 
   it('recall does not fall as nprobe grows', async () => {
     const recalls: number[] = [];
-    for (const nprobe of [1, 2, 4, 8, 16, 32, 64]) recalls.push(recallAtK((await searchAll(index, queries, 10, nprobe)).ids, gt, 10));
+    for (const nprobe of [1, 2, 4, 8, 16, 32, 64])
+      recalls.push(recallAtK((await searchAll(index, queries, 10, nprobe)).ids, gt, 10));
     for (let i = 1; i < recalls.length; i++) expect(recalls[i]).toBeGreaterThanOrEqual(recalls[i - 1]! - 0.002);
     expect(recalls[0]).toBeLessThan(recalls[recalls.length - 1]!);
   });
@@ -94,13 +101,17 @@ describe('IvfRabitqIndex on the genuine texmex siftsmall', () => {
   });
 
   it('keeps the true distance within estimate ± 1.9 * bound for >= 99% of pairs', async () => {
-    let inside = 0, total = 0;
+    let inside = 0,
+      total = 0;
     for (let q = 0; q < 20; q++) {
       const query = queries.subarray(q * 128, (q + 1) * 128);
       const { estimates, bounds } = index.estimateAll(query);
       for (let i = 0; i < 10000; i++) {
         let d = 0;
-        for (let t = 0; t < 128; t++) { const x = query[t]! - base[i * 128 + t]!; d += x * x; }
+        for (let t = 0; t < 128; t++) {
+          const x = query[t]! - base[i * 128 + t]!;
+          d += x * x;
+        }
         if (Math.abs(d - estimates[i]!) <= 1.9 * bounds[i]!) inside++;
         total++;
       }
@@ -120,7 +131,9 @@ describe('IvfRabitqIndex on the genuine texmex siftsmall', () => {
         for (let i = 0; i < ref.ids.length; i++) {
           if (got.ids[i] !== ref.ids[i]) {
             // A swap is allowed only between (near-)equal distances.
-            expect(Math.abs(got.distances[i]! - ref.distances[i]!)).toBeLessThanOrEqual(1e-6 * Math.max(1, ref.distances[i]!));
+            expect(Math.abs(got.distances[i]! - ref.distances[i]!)).toBeLessThanOrEqual(
+              1e-6 * Math.max(1, ref.distances[i]!),
+            );
           }
         }
       }
@@ -165,7 +178,10 @@ describe('IvfRabitqIndex on the genuine texmex siftsmall', () => {
     for (let i = 0; i < 20; i++) {
       const id = r.ids[i]!;
       let d = 0;
-      for (let t = 0; t < 128; t++) { const x = q[t]! - base[id * 128 + t]!; d += x * x; }
+      for (let t = 0; t < 128; t++) {
+        const x = q[t]! - base[id * 128 + t]!;
+        d += x * x;
+      }
       expect(r.distances[i]!).toBeCloseTo(d, -1);
       expect(Math.abs(r.distances[i]! - d) / Math.max(d, 1)).toBeLessThan(1e-5);
     }
@@ -179,7 +195,12 @@ describe('IvfRabitqIndex on clustered synthetic data', () => {
     // Across seeds a single set lands between 0.9865 and 1 (see the notes in
     // bench/results/RESULTS.md); the mean is what the bound promises.
     const recalls: number[] = [];
-    for (const [dim, rotation] of [[64, 'fht'], [128, 'fht'], [200, 'dense'], [256, 'fht']] as const) {
+    for (const [dim, rotation] of [
+      [64, 'fht'],
+      [128, 'fht'],
+      [200, 'dense'],
+      [256, 'fht'],
+    ] as const) {
       const base = clustered(4000, dim, 40, dim);
       const queries = clustered(200, dim, 40, dim + 1000);
       const exact = await exactKnn(base, queries, { dim, k: 10 });
@@ -220,10 +241,14 @@ describe('IvfRabitqIndex on clustered synthetic data', () => {
   it('reports build progress for every phase from the native threads', async () => {
     const base = clustered(5000, 32, 20, 2);
     const seen = new Map<string, number>();
-    await IvfRabitqIndex.build(base, { dim: 32, numClusters: 20, onProgress: (p) => {
-      expect(p.done).toBeLessThanOrEqual(p.total);
-      seen.set(p.phase, Math.max(seen.get(p.phase) ?? 0, p.done / p.total));
-    } });
+    await IvfRabitqIndex.build(base, {
+      dim: 32,
+      numClusters: 20,
+      onProgress: (p) => {
+        expect(p.done).toBeLessThanOrEqual(p.total);
+        seen.set(p.phase, Math.max(seen.get(p.phase) ?? 0, p.done / p.total));
+      },
+    });
     // Delivery is asynchronous; let queued events arrive.
     await new Promise((r) => setTimeout(r, 20));
     expect([...seen.keys()].sort()).toEqual(['assign', 'encode', 'train']);
@@ -256,28 +281,40 @@ describe('concurrency', () => {
 
   // A timing test on a build that takes minutes under qemu-user (the arm64 CI
   // stage sets RABITQ_TEST_EMULATED=1): it runs on real hardware only.
-  it.skipIf(process.env.RABITQ_TEST_EMULATED === '1')('keeps the event loop responsive during a 1M-vector build', async () => {
-    const dim = 16, n = 1_000_000;
-    const r = rng(99);
-    const base = new Float32Array(n * dim);
-    for (let i = 0; i < base.length; i++) base[i] = r();
-    let last = performance.now(), maxGap = 0;
-    const timer = setInterval(() => { const t = performance.now(); maxGap = Math.max(maxGap, t - last); last = t; }, 5);
-    const t0 = performance.now();
-    // One build worker leaves a core for the JS thread even when other test
-    // files run in parallel; the build itself is still fully off-thread.
-    const index = await IvfRabitqIndex.build(base, { dim, numClusters: 1000, threads: 1, onProgress: () => {} });
-    clearInterval(timer);
-    expect(index.size).toBe(n);
-    expect(performance.now() - t0).toBeGreaterThan(50); // the build really took a while
-    expect(maxGap).toBeLessThan(50);
-  }, 120_000);
+  it.skipIf(process.env.RABITQ_TEST_EMULATED === '1')(
+    'keeps the event loop responsive during a 1M-vector build',
+    async () => {
+      const dim = 16,
+        n = 1_000_000;
+      const r = rng(99);
+      const base = new Float32Array(n * dim);
+      for (let i = 0; i < base.length; i++) base[i] = r();
+      let last = performance.now(),
+        maxGap = 0;
+      const timer = setInterval(() => {
+        const t = performance.now();
+        maxGap = Math.max(maxGap, t - last);
+        last = t;
+      }, 5);
+      const t0 = performance.now();
+      // One build worker leaves a core for the JS thread even when other test
+      // files run in parallel; the build itself is still fully off-thread.
+      const index = await IvfRabitqIndex.build(base, { dim, numClusters: 1000, threads: 1, onProgress: () => {} });
+      clearInterval(timer);
+      expect(index.size).toBe(n);
+      expect(performance.now() - t0).toBeGreaterThan(50); // the build really took a while
+      expect(maxGap).toBeLessThan(50);
+    },
+    120_000,
+  );
 });
 
 describe('bad input', () => {
   let index: IvfRabitqIndex;
   const base = clustered(500, 8, 5, 41);
-  beforeAll(async () => { index = await IvfRabitqIndex.build(base, { dim: 8, numClusters: 5 }); });
+  beforeAll(async () => {
+    index = await IvfRabitqIndex.build(base, { dim: 8, numClusters: 5 });
+  });
 
   it('rejects bad build arguments with errors naming them', async () => {
     await expect(IvfRabitqIndex.build(new Float32Array(0), { dim: 8 })).rejects.toThrow(RangeError);

@@ -72,7 +72,12 @@ function rawRecords(dims: number[], elemBytes: number, fill = 7): Buffer {
 }
 
 /** Asserts a VectorFileError naming `file` at `offset`. */
-async function expectBadFile(p: Promise<unknown> | (() => unknown), file: string, offset: number, text?: RegExp): Promise<VectorFileError> {
+async function expectBadFile(
+  p: Promise<unknown> | (() => unknown),
+  file: string,
+  offset: number,
+  text?: RegExp,
+): Promise<VectorFileError> {
   let err: unknown;
   try {
     if (typeof p === 'function') p();
@@ -115,7 +120,9 @@ describe('errors', () => {
     expect(() => assertFloat32Array('queries', [1, 2])).toThrow(/queries must be a Float32Array, got a Array/);
     expect(() => assertFloat32Array('queries', new Float64Array(2))).toThrow(TypeError);
     expect(assertRows('base', new Float32Array(12), 4)).toBe(3);
-    expect(() => assertRows('base', new Float32Array(10), 4)).toThrow(/base\.length \(10\) must be a multiple of dim \(4\)/);
+    expect(() => assertRows('base', new Float32Array(10), 4)).toThrow(
+      /base\.length \(10\) must be a multiple of dim \(4\)/,
+    );
   });
 
   it('assertFinite names the row and column of the first bad value', () => {
@@ -143,7 +150,13 @@ describe('round trips', () => {
     expect(all.count).toBe(n);
     expect(all.data).toBeInstanceOf(Float32Array);
     expect(all.data).toEqual(data);
-    for (const [s, e] of [[0, 1], [5, 17], [n - 1, n], [0, n], [10, 10]] as const) {
+    for (const [s, e] of [
+      [0, 1],
+      [5, 17],
+      [n - 1, n],
+      [0, n],
+      [10, 10],
+    ] as const) {
       const r = await readFvecs(f, { start: s, end: e });
       expect(r.count).toBe(e - s);
       expect(r.dim).toBe(dim);
@@ -247,7 +260,13 @@ describe('round trips', () => {
   it('inspectVectorFile reports the layout, scan checks every header', async () => {
     const f = tmp('inspect.fvecs');
     await writeFvecs(f, { dim: 4, data: floats(40) });
-    expect(await inspectVectorFile(f, 'fvecs')).toEqual({ type: 'fvecs', dim: 4, count: 10, bytes: 200, recordBytes: 20 });
+    expect(await inspectVectorFile(f, 'fvecs')).toEqual({
+      type: 'fvecs',
+      dim: 4,
+      count: 10,
+      bytes: 200,
+      recordBytes: 20,
+    });
     expect(inspectVectorFileSync(f, 'fvecs', { scan: true }).count).toBe(10);
     const buf = fs.readFileSync(f);
     buf.writeInt32LE(3, 6 * 20);
@@ -366,17 +385,27 @@ describe('argument errors', () => {
 
   it('writers validate type, dim and length', async () => {
     const f = tmp('w.fvecs');
-    await expect(writeFvecs(f, { dim: 2, data: new Int32Array(4) as unknown as Float32Array })).rejects.toThrow(/data must be a Float32Array/);
-    await expect(writeIvecs(f, { dim: 2, data: new Float32Array(4) as unknown as Int32Array })).rejects.toThrow(TypeError);
-    await expect(writeFvecs(f, { dim: 0, data: new Float32Array(4) })).rejects.toThrow(/dim must be an integer in 1\.\.65536, got 0/);
+    await expect(writeFvecs(f, { dim: 2, data: new Int32Array(4) as unknown as Float32Array })).rejects.toThrow(
+      /data must be a Float32Array/,
+    );
+    await expect(writeIvecs(f, { dim: 2, data: new Float32Array(4) as unknown as Int32Array })).rejects.toThrow(
+      TypeError,
+    );
+    await expect(writeFvecs(f, { dim: 0, data: new Float32Array(4) })).rejects.toThrow(
+      /dim must be an integer in 1\.\.65536, got 0/,
+    );
     await expect(writeFvecs(f, { dim: MAX_DIM + 1, data: new Float32Array(4) })).rejects.toThrow(RangeError);
     await expect(writeFvecs(f, { dim: 1.5, data: new Float32Array(4) })).rejects.toThrow(RangeError);
-    await expect(writeFvecs(f, { dim: 3, data: new Float32Array(4) })).rejects.toThrow(/data\.length \(4\) must be a multiple of dim \(3\)/);
+    await expect(writeFvecs(f, { dim: 3, data: new Float32Array(4) })).rejects.toThrow(
+      /data\.length \(4\) must be a multiple of dim \(3\)/,
+    );
     await expect(writeFvecs(f, { dim: 3, data: new Float32Array(0) })).rejects.toThrow(RangeError);
     await expect(writeFvecs(f, null as unknown as { dim: number; data: Float32Array })).rejects.toThrow(TypeError);
     expect(() => writeIvecsSync(f, { dim: -1, data: new Int32Array(4) })).toThrow(RangeError);
     expect(fs.existsSync(f)).toBe(false);
-    await expect(writeFvecs(path.join(dir, 'no', 'such', 'dir.fvecs'), { dim: 1, data: new Float32Array(1) })).rejects.toThrow(/ENOENT/);
+    await expect(
+      writeFvecs(path.join(dir, 'no', 'such', 'dir.fvecs'), { dim: 1, data: new Float32Array(1) }),
+    ).rejects.toThrow(/ENOENT/);
   });
 });
 

@@ -38,7 +38,6 @@ afterAll(() => {
   native.setSimdLevel(initialLevel);
 });
 
-
 const EDGE_DIMS = [1, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129, 960, 1024, 4096];
 /** The edge dimensions plus 60 random ones in 1..1100 (fixed seed). */
 const DIMS = (() => {
@@ -130,9 +129,13 @@ describe('kernel levels', () => {
       expect(() => k.quantize(level, a, 0, 1, a, 15, new Uint8Array(8)), level).toThrow(RangeError);
       expect(() => k.popcountAnd(level, new BigUint64Array(2), new BigUint64Array(2)), level).toThrow(RangeError);
       expect(() => k.bitplaneIp(level, new BigUint64Array(4), 2, new BigUint64Array(2)), level).toThrow(RangeError);
-      expect(() => k.fastscan(level, new Uint8Array(32), new Uint8Array(32), 1, new Uint16Array(32)), level).toThrow(RangeError);
+      expect(() => k.fastscan(level, new Uint8Array(32), new Uint8Array(32), 1, new Uint16Array(32)), level).toThrow(
+        RangeError,
+      );
       expect(() => k.dotTile16(level, a, 1, 8, new Float32Array(128), new Float32Array(16)), level).toThrow(RangeError);
-      expect(() => k.dotTile16F16(level, a, 1, 8, new Uint16Array(128), new Float32Array(16)), level).toThrow(RangeError);
+      expect(() => k.dotTile16F16(level, a, 1, 8, new Uint16Array(128), new Float32Array(16)), level).toThrow(
+        RangeError,
+      );
     }
     // The level in use is unchanged by the failed calls.
     expect(native.simdLevel()).toBe(initialLevel);
@@ -224,7 +227,10 @@ describe('float kernels equal scalar', () => {
             expectClose(got[p * 16 + j], want[p * 16 + j], abs, `${level} dotTile16 dim=${dim} np=${np} p=${p} j=${j}`);
           }
         }
-        expect(got.subarray(np * 16).every((v) => v === 123), 'no write past the output').toBe(true);
+        expect(
+          got.subarray(np * 16).every((v) => v === 123),
+          'no write past the output',
+        ).toBe(true);
       }
     }
   });
@@ -247,7 +253,10 @@ describe('float kernels equal scalar', () => {
           for (let t = 0; t < dim; t++) abs += Math.abs(xs[p * dim + t]) * 2;
           expectClose(got[i], want[i], abs, `${level} dotTile16F16 dim=${dim} np=${np} i=${i}`);
         }
-        expect(got.subarray(np * 16).every((v) => v === 123), 'no write past the output').toBe(true);
+        expect(
+          got.subarray(np * 16).every((v) => v === 123),
+          'no write past the output',
+        ).toBe(true);
       }
     }
   });
@@ -255,7 +264,14 @@ describe('float kernels equal scalar', () => {
 
 describe('integer kernels equal scalar exactly', () => {
   /** The scalar quantizer, step by step in float32 arithmetic. */
-  function quantizeTs(x: Float32Array, lo: number, invDelta: number, offsets: Float32Array, maxval: number, out: Uint8Array): number {
+  function quantizeTs(
+    x: Float32Array,
+    lo: number,
+    invDelta: number,
+    offsets: Float32Array,
+    maxval: number,
+    out: Uint8Array,
+  ): number {
     const f = Math.fround;
     const l = f(lo);
     const inv = f(invDelta);
@@ -287,7 +303,10 @@ describe('integer kernels equal scalar exactly', () => {
         const sumGot = k.quantize(level, x, lo, invDelta, offsets, maxval, got.subarray(0, d));
         expect(sumGot, `${level} sum d=${d} B=${bits}`).toBe(sumWant);
         expect(Buffer.from(got.subarray(0, d)).equals(Buffer.from(want)), `${level} codes d=${d} B=${bits}`).toBe(true);
-        expect(got.subarray(d).every((v) => v === 0xab), `${level} wrote past the end d=${d}`).toBe(true);
+        expect(
+          got.subarray(d).every((v) => v === 0xab),
+          `${level} wrote past the end d=${d}`,
+        ).toBe(true);
         if (level === 'scalar') {
           const ts = new Uint8Array(d);
           expect(quantizeTs(x, lo, invDelta, offsets, maxval, ts)).toBe(sumWant);
@@ -368,8 +387,13 @@ describe('integer kernels equal scalar exactly', () => {
             for (let b = 0; b < 4; b++) if (v & (1 << b)) s += qu[4 * m + b]!;
             want[(m >> 1) * 32 + (m & 1) * 16 + v] = s;
           }
-        expect(Array.from(got.subarray(0, npairs * 32)), `${level} npairs=${npairs} ${pattern}`).toEqual(Array.from(want));
-        expect(got.subarray(npairs * 32).every((v) => v === 0xab), `${level} wrote past the LUTs`).toBe(true);
+        expect(Array.from(got.subarray(0, npairs * 32)), `${level} npairs=${npairs} ${pattern}`).toEqual(
+          Array.from(want),
+        );
+        expect(
+          got.subarray(npairs * 32).every((v) => v === 0xab),
+          `${level} wrote past the LUTs`,
+        ).toBe(true);
       }
     }
   });

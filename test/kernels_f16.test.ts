@@ -21,16 +21,42 @@ function halfToNumber(h: number): number {
 
 describe('half-precision centroid tiles', () => {
   it('float_to_half rounds to the nearest half (ties to even), incl. subnormals and overflow', () => {
-    const xs = Float32Array.from([0, -0, 1, -2.5, 65504, 65520, 1e6, -1e6, 6.1e-5, 5.96e-8, 2.98e-8, 1e-9, 0.1, 1 / 3, 2049, 2051, Infinity, NaN]);
+    const xs = Float32Array.from([
+      0,
+      -0,
+      1,
+      -2.5,
+      65504,
+      65520,
+      1e6,
+      -1e6,
+      6.1e-5,
+      5.96e-8,
+      2.98e-8,
+      1e-9,
+      0.1,
+      1 / 3,
+      2049,
+      2051,
+      Infinity,
+      NaN,
+    ]);
     const out = new Uint16Array(xs.length);
     kernels.floatToHalf(xs, out);
     for (let i = 0; i < xs.length; i++) {
       const x = xs[i]!;
       const got = halfToNumber(out[i]!);
-      if (Number.isNaN(x)) { expect(Number.isNaN(got)).toBe(true); continue; }
-      if (Math.abs(x) >= 65520) { expect(got).toBe(Math.sign(x) * Infinity); continue; }
+      if (Number.isNaN(x)) {
+        expect(Number.isNaN(got)).toBe(true);
+        continue;
+      }
+      if (Math.abs(x) >= 65520) {
+        expect(got).toBe(Math.sign(x) * Infinity);
+        continue;
+      }
       // No other half is closer to x than the one chosen.
-      const up = halfToNumber(out[i]! + 1), down = halfToNumber(Math.max(0, out[i]! - 1) | (out[i]! & 0x8000));
+      const up = halfToNumber(out[i]! + 1),
+        down = halfToNumber(Math.max(0, out[i]! - 1) | (out[i]! & 0x8000));
       expect(Math.abs(got - x)).toBeLessThanOrEqual(Math.abs(up - x));
       if ((out[i]! & 0x7fff) > 0) expect(Math.abs(got - x)).toBeLessThanOrEqual(Math.abs(down - x));
     }
@@ -48,15 +74,17 @@ describe('half-precision centroid tiles', () => {
         kernels.floatToHalf(Float32Array.from({ length: dim * 16 }, rnd), ct);
         const want = new Float32Array(np * 16);
         kernels.dotTile16F16('scalar', xs, np, dim, ct, want);
-        for (let p = 0; p < np; p++) for (let j = 0; j < 16; j++) {
-          let s = 0;
-          for (let t = 0; t < dim; t++) s += xs[p * dim + t]! * halfToNumber(ct[t * 16 + j]!);
-          expect(Math.abs(want[p * 16 + j]! - s)).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(s)));
-        }
+        for (let p = 0; p < np; p++)
+          for (let j = 0; j < 16; j++) {
+            let s = 0;
+            for (let t = 0; t < dim; t++) s += xs[p * dim + t]! * halfToNumber(ct[t * 16 + j]!);
+            expect(Math.abs(want[p * 16 + j]! - s)).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(s)));
+          }
         for (const level of levels()) {
           const got = new Float32Array(np * 16);
           kernels.dotTile16F16(level, xs, np, dim, ct, got);
-          for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[i]!)));
+          for (let i = 0; i < got.length; i++)
+            expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[i]!)));
         }
       }
     }

@@ -61,15 +61,18 @@ describe('addon loading errors', () => {
     expect((err.cause as { code?: string }).code).toBe('ERR_DLOPEN_FAILED');
   });
 
-  it.each([64, 4096, 0.5, 0.97])('a copy of the real addon truncated to %s (bytes or fraction) fails cleanly, no SIGBUS', (cut) => {
-    const real = readFileSync(currentAddonFile());
-    const n = cut < 1 ? Math.floor(real.length * cut) : cut;
-    const { dir, file } = fakePackage(`truncated-${n}`, real.subarray(0, n));
-    const err = loadError(dir);
-    expect(err.code).toBe('EADDONLOAD');
-    expect(err.message).toContain(file);
-    expect(err.message).toContain(platformText);
-  });
+  it.each([64, 4096, 0.5, 0.97])(
+    'a copy of the real addon truncated to %s (bytes or fraction) fails cleanly, no SIGBUS',
+    (cut) => {
+      const real = readFileSync(currentAddonFile());
+      const n = cut < 1 ? Math.floor(real.length * cut) : cut;
+      const { dir, file } = fakePackage(`truncated-${n}`, real.subarray(0, n));
+      const err = loadError(dir);
+      expect(err.code).toBe('EADDONLOAD');
+      expect(err.message).toContain(file);
+      expect(err.message).toContain(platformText);
+    },
+  );
 
   it('a build for another CPU architecture (ELF e_machine patched) names the file and the platform', () => {
     const real = Buffer.from(readFileSync(currentAddonFile()));

@@ -7,13 +7,31 @@
 import { describe, it, expect } from 'vitest';
 import { IvfRabitqIndex } from '../src/index.js';
 import type { Metric } from '../src/index.js';
-import { rng, gaussian, clustered, row, concat, exact, type Rows, bruteTopK, rowIds, recallOf, approx } from './helpers.js';
+import {
+  rng,
+  gaussian,
+  clustered,
+  row,
+  concat,
+  exact,
+  type Rows,
+  bruteTopK,
+  rowIds,
+  recallOf,
+  approx,
+} from './helpers.js';
 
 describe('cosine and inner product against brute force', () => {
   it.each([
-    [48, 'cosine'], [128, 'cosine'], [48, 'ip'], [128, 'ip'],
+    [48, 'cosine'],
+    [128, 'cosine'],
+    [48, 'ip'],
+    [128, 'ip'],
   ] as [number, Metric][])('dim %i, %s: recall@10 >= 0.99 at full probe with exact distances', async (dim, metric) => {
-    const n = 2500, nc = 25, nq = 60, k = 10;
+    const n = 2500,
+      nc = 25,
+      nq = 60,
+      k = 10;
     const data = clustered(n, dim, 20, 41);
     const index = await IvfRabitqIndex.build(data, { dim, numClusters: nc, metric, seed: 9 });
     const rows: Rows = new Map();
@@ -42,7 +60,8 @@ describe('cosine and inner product against brute force', () => {
     const est = await index.searchBatch(queries, { k, nprobe: nc, rerank: false });
     for (let q = 0; q < nq; q++)
       for (let j = 1; j < k; j++) {
-        const a = est.distances[q * k + j - 1]!, b = est.distances[q * k + j]!;
+        const a = est.distances[q * k + j - 1]!,
+          b = est.distances[q * k + j]!;
         if (metric === 'ip') expect(a).toBeGreaterThanOrEqual(b);
         else expect(a).toBeLessThanOrEqual(b);
       }
@@ -52,7 +71,8 @@ describe('cosine and inner product against brute force', () => {
       const scaled = queries.map((v) => v * 1000);
       const s = await index.searchBatch(scaled, { k, nprobe: nc });
       expect(s.ids).toEqual(got.ids);
-      for (let i = 0; i < s.distances.length; i++) expect(approx(s.distances[i]!, got.distances[i]!, 1e-4, 1e-6)).toBe(true);
+      for (let i = 0; i < s.distances.length; i++)
+        expect(approx(s.distances[i]!, got.distances[i]!, 1e-4, 1e-6)).toBe(true);
     }
   });
 
@@ -105,7 +125,10 @@ describe('inner product probes clusters by <q, c>', () => {
     // Vectors scaled by 0.3..1.8: the largest inner products belong to long
     // vectors, in clusters far from the query in L2 terms. Probing by L2
     // distance found none of them at nprobe 40 of 200.
-    const dim = 32, n = 12000, nq = 40, k = 10;
+    const dim = 32,
+      n = 12000,
+      nq = 40,
+      k = 10;
     const r = rng(5);
     const centres = Array.from({ length: 30 }, () => Float32Array.from({ length: dim }, () => gaussian(r) * 2));
     const data = new Float32Array(n * dim);

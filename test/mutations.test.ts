@@ -7,12 +7,28 @@ import { describe, it, expect } from 'vitest';
 import path from 'node:path';
 import { IvfRabitqIndex } from '../src/index.js';
 import type { IdArray, SearchOptions } from '../src/index.js';
-import { rng, clustered, row, concat, sample, type Rows, bruteTopK, rowIds, recallOf, searchRows, snapshot, fileMapped, tempFolders } from './helpers.js';
+import {
+  rng,
+  clustered,
+  row,
+  concat,
+  sample,
+  type Rows,
+  bruteTopK,
+  rowIds,
+  recallOf,
+  searchRows,
+  snapshot,
+  fileMapped,
+  tempFolders,
+} from './helpers.js';
 
 const tmpDir = tempFolders('mutations');
 
 describe('add, remove, has, size and compact', () => {
-  const dim = 32, n = 2000, nc = 20;
+  const dim = 32,
+    n = 2000,
+    nc = 20;
   const data = clustered(n, dim, 16, 71);
   const build = () => IvfRabitqIndex.build(data, { dim, numClusters: nc, seed: 4 });
   const queries = clustered(40, dim, 16, 72);
@@ -69,9 +85,17 @@ describe('add, remove, has, size and compact', () => {
       expect(single.ids[j * 3]).toBe(900_001 + j);
     }
     // Explicit ids below the largest are fine too.
-    await index.add(row(added, dim, 0).map((v) => v + 0.5), Uint32Array.of(1));
+    await index.add(
+      row(added, dim, 0).map((v) => v + 0.5),
+      Uint32Array.of(1),
+    );
     expect(index.has(1)).toBe(true);
-    expect(index.search(row(added, dim, 0).map((v) => v + 0.5), { k: 1, nprobe: 1 }).ids[0]).toBe(1);
+    expect(
+      index.search(
+        row(added, dim, 0).map((v) => v + 0.5),
+        { k: 1, nprobe: 1 },
+      ).ids[0],
+    ).toBe(1);
   });
 
   it('a rejected add (duplicate or existing id, bad rows) leaves the index unchanged', async () => {
@@ -142,7 +166,9 @@ describe('add, remove, has, size and compact', () => {
     await index.remove(sample(r, 2300, 200).filter((i) => i % 3 === 0));
     const size = index.size;
     const sets = (res: { ids: IdArray }, k: number) =>
-      Array.from({ length: res.ids.length / k }, (_, q) => rowIds(res.ids, q, k).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+      Array.from({ length: res.ids.length / k }, (_, q) =>
+        rowIds(res.ids, q, k).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+      );
     const before = await index.searchBatch(queries, { k: 10, nprobe: nc });
     const m0 = index.memoryUsage();
     await index.compact();
@@ -198,7 +224,10 @@ describe('add, remove, has, size and compact', () => {
       } else {
         const ids = Uint32Array.from({ length: 150 }, (_, j) => 50_000 + round * 1000 + j);
         await index.add(fresh, ids);
-        ids.forEach((id, j) => { rows.set(BigInt(id), row(fresh, dim, j)); everUsed.add(BigInt(id)); });
+        ids.forEach((id, j) => {
+          rows.set(BigInt(id), row(fresh, dim, j));
+          everUsed.add(BigInt(id));
+        });
         nextId = BigInt(50_000 + round * 1000 + 150);
       }
       const live = [...rows.keys()];

@@ -24,8 +24,18 @@ function detached(n: number): Float32Array {
 }
 
 const buildParams = (over: Partial<NativeBuildParams> = {}): NativeBuildParams => ({
-  dim: DIM, numClusters: 4, kmeansIterations: 2, trainPointsPerCluster: 64, seed: 1,
-  rotation: 'fht', threads: 1, metric: 'l2', storeVectors: true, bits: 1, ids: undefined, ...over,
+  dim: DIM,
+  numClusters: 4,
+  kmeansIterations: 2,
+  trainPointsPerCluster: 64,
+  seed: 1,
+  rotation: 'fht',
+  threads: 1,
+  metric: 'l2',
+  storeVectors: true,
+  bits: 1,
+  ids: undefined,
+  ...over,
 });
 
 const batchParams: NativeSearchParams = { k: K, nprobe: 4, rerank: true, epsilon: 1.9, bitplane: false, threads: 1 };
@@ -81,7 +91,15 @@ describe('native binding argument checks', () => {
     const nq = 3;
     const queries = floats(nq * DIM, 3);
     const batch = (...a: unknown[]) => raw(index.searchBatch).call(index, ...a);
-    const ok = [queries, batchParams, new Int32Array(nq * K), new Float32Array(nq * K), new Float64Array(6 + 6 * nq), 0, null];
+    const ok = [
+      queries,
+      batchParams,
+      new Int32Array(nq * K),
+      new Float32Array(nq * K),
+      new Float64Array(6 + 6 * nq),
+      0,
+      null,
+    ];
     const withArg = (i: number, v: unknown) => ok.map((x, j) => (j === i ? v : x));
     await expect(batch(...ok)).resolves.toBeUndefined();
     expect(() => batch(...withArg(0, new Float64Array(nq * DIM)))).toThrow(TypeError);
@@ -143,11 +161,15 @@ describe('native binding argument checks', () => {
     expect(() => raw(native.loadIndex)('x.rbq', 'yes', false)).toThrow(TypeError);
     const knn = raw(native.exactKnn);
     const q = floats(2 * DIM, 4);
-    expect(() => knn(new Float64Array(N * DIM), q, DIM, K, 1, new Int32Array(2 * K), new Float32Array(2 * K))).toThrow(TypeError);
+    expect(() => knn(new Float64Array(N * DIM), q, DIM, K, 1, new Int32Array(2 * K), new Float32Array(2 * K))).toThrow(
+      TypeError,
+    );
     expect(() => knn(base, q, DIM, K, 1, new Int32Array(2 * K - 1), new Float32Array(2 * K))).toThrow(TypeError);
     expect(() => knn(base, q, DIM, K, 1, new Int32Array(2 * K), new Float32Array(2 * K - 1))).toThrow(TypeError);
     expect(() => knn(base, q, DIM, K, 1, new Uint32Array(2 * K), new Float32Array(2 * K))).toThrow(TypeError);
-    expect(() => knn(base, q.subarray(1), DIM, K, 1, new Int32Array(2 * K), new Float32Array(2 * K))).toThrow(TypeError);
+    expect(() => knn(base, q.subarray(1), DIM, K, 1, new Int32Array(2 * K), new Float32Array(2 * K))).toThrow(
+      TypeError,
+    );
     expect(() => raw(native.setSimdLevel)(3)).toThrow(TypeError);
   });
 
@@ -160,8 +182,12 @@ describe('native binding argument checks', () => {
     const k = loadTestingAddon().kernels as unknown as Record<string, Raw>;
     expect(() => k.l2sq!('scalar', new Float32Array(8), new Float32Array(7))).toThrow(TypeError);
     expect(() => k.l2sq!('scalar', new Float32Array(8), new Float64Array(8))).toThrow(TypeError);
-    expect(() => k.fastscan!('scalar', new Uint8Array(64), new Uint8Array(64), 2, new Uint16Array(31))).toThrow(TypeError);
-    expect(() => k.dotTile16!('scalar', new Float32Array(15), 2, 8, new Float32Array(128), new Float32Array(32))).toThrow(TypeError);
+    expect(() => k.fastscan!('scalar', new Uint8Array(64), new Uint8Array(64), 2, new Uint16Array(31))).toThrow(
+      TypeError,
+    );
+    expect(() =>
+      k.dotTile16!('scalar', new Float32Array(15), 2, 8, new Float32Array(128), new Float32Array(32)),
+    ).toThrow(TypeError);
     expect(() => k.floatToHalf!(new Float32Array(4), new Uint16Array(3))).toThrow(TypeError);
   });
 });
@@ -171,8 +197,11 @@ describe('one error mapper for sync and async calls', () => {
     await expect(native.indexFromBuffer(new Uint8Array(64))).rejects.toMatchObject({ code: 'EBADINDEX' });
   });
   it('core range errors are RangeError on both paths', async () => {
-    const ids = new Int32Array(K), dists = new Float32Array(K);
+    const ids = new Int32Array(K),
+      dists = new Float32Array(K);
     expect(() => index.search(query, K, 0, true, 1.9, false, ids, dists, null, 0, null)).toThrow(RangeError);
-    await expect(index.searchBatch(query, { ...batchParams, nprobe: 0 }, ids, dists, null, 0, null)).rejects.toThrow(RangeError);
+    await expect(index.searchBatch(query, { ...batchParams, nprobe: 0 }, ids, dists, null, 0, null)).rejects.toThrow(
+      RangeError,
+    );
   });
 });

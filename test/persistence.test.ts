@@ -10,26 +10,49 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { IvfRabitqIndex, IndexFileError } from '../src/index.js';
 import type { Metric, SearchOptions } from '../src/index.js';
-import { rng, type AnyIndex, ROOT, clustered, row, concat, sample, type Rows, bruteTopK, rowIds, recallOf, searchRows, tempFolders } from './helpers.js';
+import {
+  rng,
+  type AnyIndex,
+  ROOT,
+  clustered,
+  row,
+  concat,
+  sample,
+  type Rows,
+  bruteTopK,
+  rowIds,
+  recallOf,
+  searchRows,
+  tempFolders,
+} from './helpers.js';
 
 const tmpDir = tempFolders('persistence');
 
 describe('save / load / toBuffer / fromBuffer round trips', () => {
   const combos: [Metric, 'u32' | 'u64'][] = [
-    ['l2', 'u32'], ['l2', 'u64'], ['cosine', 'u32'], ['cosine', 'u64'], ['ip', 'u32'], ['ip', 'u64'],
+    ['l2', 'u32'],
+    ['l2', 'u64'],
+    ['cosine', 'u32'],
+    ['cosine', 'u64'],
+    ['ip', 'u32'],
+    ['ip', 'u64'],
   ];
   it.each(combos)('%s with %s ids, after adds and removes', async (metric, idw) => {
-    const dim = 40, n = 1200, nc = 16;
+    const dim = 40,
+      n = 1200,
+      nc = 16;
     const dir = tmpDir(`rt-${metric}-${idw}`);
     const data = clustered(n, dim, 12, 11);
-    const ids = idw === 'u32'
-      ? Uint32Array.from({ length: n }, (_, i) => i * 3 + 1)
-      : BigUint64Array.from({ length: n }, (_, i) => BigInt(i) * 10n ** 12n + 7n);
+    const ids =
+      idw === 'u32'
+        ? Uint32Array.from({ length: n }, (_, i) => i * 3 + 1)
+        : BigUint64Array.from({ length: n }, (_, i) => BigInt(i) * 10n ** 12n + 7n);
     const index = (await IvfRabitqIndex.build(data, { dim, numClusters: nc, metric, ids, seed: 3 })) as AnyIndex;
     const extra = clustered(200, dim, 12, 12);
-    const extraIds = idw === 'u32'
-      ? Uint32Array.from({ length: 150 }, (_, i) => 10_000_000 + i)
-      : BigUint64Array.from({ length: 150 }, (_, i) => 2n ** 40n + BigInt(i));
+    const extraIds =
+      idw === 'u32'
+        ? Uint32Array.from({ length: 150 }, (_, i) => 10_000_000 + i)
+        : BigUint64Array.from({ length: 150 }, (_, i) => 2n ** 40n + BigInt(i));
     await index.add(extra.subarray(0, 150 * dim), extraIds);
     await index.add(extra.subarray(150 * dim)); // default ids
     const r = rng(5);
@@ -52,7 +75,11 @@ describe('save / load / toBuffer / fromBuffer round trips', () => {
     const optsList: SearchOptions[] = [
       { k: 10, nprobe: 4 },
       { k: 7, nprobe: nc, rerank: false },
-      { k: 5, nprobe: 2, filter: idw === 'u32' ? Uint32Array.from(allowed as number[]) : BigUint64Array.from(allowed as bigint[]) },
+      {
+        k: 5,
+        nprobe: 2,
+        filter: idw === 'u32' ? Uint32Array.from(allowed as number[]) : BigUint64Array.from(allowed as bigint[]),
+      },
     ];
     const want = await Promise.all(optsList.map((o) => index.searchBatch(queries, o)));
     const scratchBuf = Buffer.from(buf);
@@ -64,8 +91,15 @@ describe('save / load / toBuffer / fromBuffer round trips', () => {
     };
     scratchBuf.fill(0); // fromBuffer copied the bytes: the index must not care
     for (const [how, ix] of Object.entries(loaded)) {
-      expect({ how, size: ix.size, dim: ix.dim, metric: ix.metric, idType: ix.idType, nc: ix.numClusters, sv: ix.storeVectors })
-        .toEqual({ how, size: index.size, dim, metric, idType: idw, nc, sv: true });
+      expect({
+        how,
+        size: ix.size,
+        dim: ix.dim,
+        metric: ix.metric,
+        idType: ix.idType,
+        nc: ix.numClusters,
+        sv: ix.storeVectors,
+      }).toEqual({ how, size: index.size, dim, metric, idType: idw, nc, sv: true });
       for (let o = 0; o < optsList.length; o++) {
         const got = await ix.searchBatch(queries, optsList[o]!);
         expect(got.ids).toBeInstanceOf(idw === 'u32' ? Int32Array : BigInt64Array);
@@ -77,13 +111,17 @@ describe('save / load / toBuffer / fromBuffer round trips', () => {
         expect(single.distances).toEqual(want[o]!.distances.subarray(0, 8 * optsList[o]!.k));
       }
       for (const id of removed.slice(0, 20)) expect(ix.has(id)).toBe(false);
-      for (const id of Array.from(ids as ArrayLike<number | bigint>).filter((v) => !removed.includes(v)).slice(0, 20)) expect(ix.has(id)).toBe(true);
+      for (const id of Array.from(ids as ArrayLike<number | bigint>)
+        .filter((v) => !removed.includes(v))
+        .slice(0, 20))
+        expect(ix.has(id)).toBe(true);
       expect(ix.has(extraIds[149]!)).toBe(!removed.includes(extraIds[149]!));
       await ix.verify();
     }
     // No removed id in any result.
     const removedSet = new Set(removed.map((v) => BigInt(v)));
-    for (const w of want) for (const id of Array.from(w.ids as ArrayLike<number | bigint>)) expect(removedSet.has(BigInt(id))).toBe(false);
+    for (const w of want)
+      for (const id of Array.from(w.ids as ArrayLike<number | bigint>)) expect(removedSet.has(BigInt(id))).toBe(false);
 
     // An mmap-loaded index saved again is the same file, byte for byte; so is fromBuffer's toBuffer.
     const file2 = path.join(dir, 'resaved.rbq');
@@ -119,7 +157,11 @@ describe('save / load / toBuffer / fromBuffer round trips', () => {
     expect(await index.remove(Array.from({ length: 100 }, (_, i) => i))).toBe(100);
     const file = path.join(tmpDir('empty'), 'empty.rbq');
     await index.save(file);
-    for (const ix of [await IvfRabitqIndex.load(file, { idType: 'u32' }), await IvfRabitqIndex.load(file, { mmap: true, verify: true, idType: 'u32' }), await IvfRabitqIndex.fromBuffer(await index.toBuffer(), { idType: 'u32' })]) {
+    for (const ix of [
+      await IvfRabitqIndex.load(file, { idType: 'u32' }),
+      await IvfRabitqIndex.load(file, { mmap: true, verify: true, idType: 'u32' }),
+      await IvfRabitqIndex.fromBuffer(await index.toBuffer(), { idType: 'u32' }),
+    ]) {
       expect(ix.size).toBe(0);
       const r = ix.search(row(data, dim, 0), { k: 3, nprobe: 5 });
       expect(Array.from(r.ids)).toEqual([-1, -1, -1]);
@@ -165,7 +207,10 @@ describe('storeVectors: false', () => {
     // Estimates alone rank well when the residuals (vector - centroid) are
     // small against the gaps between neighbours: a fine partition of tight
     // blobs (on coarser ones 1-bit estimates give a recall of 0.4 to 0.7).
-    const dim = 128, n = 3000, nc = 200, k = 10;
+    const dim = 128,
+      n = 3000,
+      nc = 200,
+      k = 10;
     const data = clustered(n, dim, 100, 101);
     const queries = clustered(50, dim, 100, 102);
     const lean = await IvfRabitqIndex.build(data, { dim, numClusters: nc, seed: 8, storeVectors: false });
@@ -183,7 +228,8 @@ describe('storeVectors: false', () => {
     const rows: Rows = new Map();
     for (let i = 0; i < n; i++) rows.set(BigInt(i), row(data, dim, i));
     let recall = 0;
-    for (let q = 0; q < 50; q++) recall += recallOf(rowIds(est.ids, q, k), bruteTopK(rows, row(queries, dim, q), k, 'l2'));
+    for (let q = 0; q < 50; q++)
+      recall += recallOf(rowIds(est.ids, q, k), bruteTopK(rows, row(queries, dim, q), k, 'l2'));
     expect(recall / 50).toBeGreaterThanOrEqual(0.8);
 
     // Mutations work without vectors too.
@@ -195,7 +241,11 @@ describe('storeVectors: false', () => {
     await full.save(file + '.full');
     expect(fs.statSync(file).size).toBeLessThan(fs.statSync(file + '.full').size - n * dim * 4 + 4096);
     const after = await lean.searchBatch(queries, { k, nprobe: 5 });
-    for (const loaded of [await IvfRabitqIndex.load(file), await IvfRabitqIndex.load(file, { mmap: true }), await IvfRabitqIndex.fromBuffer(await lean.toBuffer())]) {
+    for (const loaded of [
+      await IvfRabitqIndex.load(file),
+      await IvfRabitqIndex.load(file, { mmap: true }),
+      await IvfRabitqIndex.fromBuffer(await lean.toBuffer()),
+    ]) {
       expect(loaded.storeVectors).toBe(false);
       expect(loaded.memoryUsage().vectors).toBe(0);
       expect(loaded.size).toBe(n + 2);
@@ -216,7 +266,12 @@ describe('file errors', () => {
   let small: IvfRabitqIndex;
   const getSmall = async () => (small ??= await IvfRabitqIndex.build(data, { dim, numClusters: 6 }));
 
-  async function expectFileError(p: Promise<unknown>, code: 'EIO' | 'EBADINDEX', file: string, what: string): Promise<IndexFileError> {
+  async function expectFileError(
+    p: Promise<unknown>,
+    code: 'EIO' | 'EBADINDEX',
+    file: string,
+    what: string,
+  ): Promise<IndexFileError> {
     let err: unknown;
     try {
       await p;
@@ -257,9 +312,19 @@ describe('file errors', () => {
     await expectFileError(IvfRabitqIndex.fromBuffer(magicThenRandom), 'EBADINDEX', 'buffer', 'magic then random');
     await expectFileError(IvfRabitqIndex.fromBuffer(new Uint8Array(0)), 'EBADINDEX', 'buffer', 'empty');
     for (const len of [1, 8, 31, 32, 100, 400, Math.floor(good.length / 2), good.length - 64, good.length - 1]) {
-      await expectFileError(IvfRabitqIndex.fromBuffer(good.subarray(0, len)), 'EBADINDEX', 'buffer', `truncated to ${len}`);
+      await expectFileError(
+        IvfRabitqIndex.fromBuffer(good.subarray(0, len)),
+        'EBADINDEX',
+        'buffer',
+        `truncated to ${len}`,
+      );
     }
-    await expectFileError(IvfRabitqIndex.fromBuffer(Buffer.concat([good, Buffer.alloc(64)])), 'EBADINDEX', 'buffer', 'trailing bytes');
+    await expectFileError(
+      IvfRabitqIndex.fromBuffer(Buffer.concat([good, Buffer.alloc(64)])),
+      'EBADINDEX',
+      'buffer',
+      'trailing bytes',
+    );
     // Every byte of the header region, then positions spread over the body.
     const positions = new Set<number>();
     for (let i = 0; i < 512; i++) positions.add(i);
@@ -336,14 +401,21 @@ describe('file errors', () => {
     const old = Buffer.from('the previous index, which must survive\n'.repeat(10));
     fs.writeFileSync(target, old);
     const script = path.join(srcDir, 'save.cjs');
-    fs.writeFileSync(script, `
+    fs.writeFileSync(
+      script,
+      `
       const addon = require(${JSON.stringify(path.join(ROOT, 'node_modules', 'node-gyp-build'))})(${JSON.stringify(ROOT)});
       addon.loadIndex(process.argv[2], false, false)
         .then((ix) => ix.save(process.argv[3]))
         .then(() => { process.stdout.write('saved'); }, (e) => { process.stdout.write('failed: ' + e.message); process.exitCode = 3; });
-    `);
+    `,
+    );
     // ulimit -f counts 512-byte blocks in sh: a 64 KiB limit on any file the child writes.
-    const res = spawnSync('sh', ['-c', `ulimit -f 128 && exec "${process.execPath}" "$0" "$1" "$2"`, script, src, target], { encoding: 'utf8' });
+    const res = spawnSync(
+      'sh',
+      ['-c', `ulimit -f 128 && exec "${process.execPath}" "$0" "$1" "$2"`, script, src, target],
+      { encoding: 'utf8' },
+    );
     expect(res.stdout).toMatch(/^failed: .*cannot save/);
     expect(res.status).toBe(3);
     expect(Buffer.compare(fs.readFileSync(target), old)).toBe(0);

@@ -17,7 +17,6 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const DIST_INDEX = path.join(ROOT, 'dist', 'src', 'index.js');
 
-
 let tmp = '';
 
 beforeAll(() => {
@@ -39,7 +38,13 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
     const vectors = new Float32Array(n * dim);
     for (let i = 0; i < vectors.length; i++) vectors[i] = r() * 10;
     // Version A: the build. Version B: 2,000 removed and 1,000 added.
-    const a = await IvfRabitqIndex.build(vectors, { dim, numClusters: 256, kmeansIterations: 4, trainPointsPerCluster: 64, seed: 1 });
+    const a = await IvfRabitqIndex.build(vectors, {
+      dim,
+      numClusters: 256,
+      kmeansIterations: 4,
+      trainPointsPerCluster: 64,
+      seed: 1,
+    });
     const fileA = path.join(tmp, 'a.rbq');
     const fileB = path.join(tmp, 'b.rbq');
     await a.save(fileA);
@@ -57,7 +62,8 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
     const qA = vectors.subarray(5 * dim, 6 * dim);
     const qB = added.subarray(500 * dim, 501 * dim);
     const identify = (idx: IvfRabitqIndex): string => {
-      const inA = idx.has(5), inB = idx.has(200_500);
+      const inA = idx.has(5),
+        inB = idx.has(200_500);
       const topA = idx.search(qA, { k: 1, nprobe: 8 }).ids[0];
       const topB = idx.search(qB, { k: 1, nprobe: 8 }).ids[0];
       if (idx.size === n && inA && !inB && topA === 5 && topB !== 200_500) return 'A';
@@ -69,7 +75,7 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
 
     const target = path.join(tmp, 'target.rbq');
     copyFileSync(fileB, target);
-    let current = 'B';  // the target's version before the next round
+    let current = 'B'; // the target's version before the next round
     const saver = path.join(FIXTURES, 'reliability-saver.mjs');
     const version = (i: number): string => (i % 2 === 0 ? 'A' : 'B');
     const saveMs: number[] = [];
@@ -82,7 +88,9 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
       let out = '';
       let err = '';
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+      const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+        child.on('exit', (_code, signal) => resolve(signal)),
+      );
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`saver did not start: ${err}`)), 15_000);
         child.stdout.on('data', (d: Buffer) => {
@@ -105,7 +113,8 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
       expect(signal, `round ${round}: the saver ended by itself: ${err}`).toBe('SIGKILL');
 
       // What the child had announced when it died.
-      let lastBegin = -1, lastEnd = -1;
+      let lastBegin = -1,
+        lastEnd = -1;
       for (const line of out.split('\n')) {
         const [word, num, ms] = line.split(' ');
         if (word === 'begin') lastBegin = Number(num);
@@ -143,11 +152,18 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
       let phase = 'between saves';
       if (midSave && fresh.length === 1) {
         const t = readFileSync(path.join(tmp, fresh[0]!));
-        phase = t.equals(bytes.A) || t.equals(bytes.B) ? 'temp file complete, before rename (fsync)' : 'writing the temp file';
+        phase =
+          t.equals(bytes.A) || t.equals(bytes.B)
+            ? 'temp file complete, before rename (fsync)'
+            : 'writing the temp file';
       } else if (midSave) {
         const before = lastBegin > 0 ? version(lastBegin - 1) : previous;
-        phase = before === version(lastBegin) ? 'no temp file (before create or after rename)'
-          : which === version(lastBegin) ? 'after the rename (folder fsync)' : 'before the temp file was created';
+        phase =
+          before === version(lastBegin)
+            ? 'no temp file (before create or after rename)'
+            : which === version(lastBegin)
+              ? 'after the rename (folder fsync)'
+              : 'before the temp file was created';
       }
       phases[phase] = (phases[phase] ?? 0) + 1;
     }
@@ -164,7 +180,10 @@ describe('crash safety: SIGKILL during repeated saves of a 200k-vector index', (
         temps.complete++;
       } else {
         temps.unfinished++;
-        await expect(IvfRabitqIndex.load(path.join(tmp, f))).rejects.toMatchObject({ name: 'IndexFileError', code: 'EBADINDEX' });
+        await expect(IvfRabitqIndex.load(path.join(tmp, f))).rejects.toMatchObject({
+          name: 'IndexFileError',
+          code: 'EBADINDEX',
+        });
       }
     }
 
@@ -195,10 +214,14 @@ describe('corruption: 2,500 damaged variants of saved indexes', () => {
   it('every variant (of a 1-bit and a 5-bit index) is rejected with IndexFileError (EBADINDEX) by load, load(mmap + verify) and fromBuffer; mmap without verify defers only bulk-section damage to verify()', () => {
     const workdir = path.join(tmp, 'corrupt');
     const t0 = performance.now();
-    const run = spawnSync(process.execPath, [path.join(FIXTURES, 'reliability-corrupt.mjs'), workdir, '1', '2000', '500', '500'], {
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    const run = spawnSync(
+      process.execPath,
+      [path.join(FIXTURES, 'reliability-corrupt.mjs'), workdir, '1', '2000', '500', '500'],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
     const wall = performance.now() - t0;
     // A crash in the loader shows up here as a signal (SIGSEGV, SIGABRT, SIGBUS).
     expect(run.signal, run.stderr).toBeNull();
@@ -208,7 +231,8 @@ describe('corruption: 2,500 damaged variants of saved indexes', () => {
     expect(report.configs[0].variants).toBeGreaterThanOrEqual(2000);
     expect(report.configs[2].sections).toEqual(expect.arrayContaining(['EXCD', 'EXFT']));
     expect(report.configs[2].variants).toBeGreaterThanOrEqual(400);
-    for (const family of ['flip', 'truncate', 'header', 'table', 'meta', 'values']) expect(report.families[family]).toBeGreaterThan(50);
+    for (const family of ['flip', 'truncate', 'header', 'table', 'meta', 'values'])
+      expect(report.families[family]).toBeGreaterThan(50);
     for (const mode of ['read', 'mmapVerify', 'buffer']) {
       expect(report.modes[mode], mode).toEqual({ rejected: report.variants, loaded: 0, wrongError: 0 });
     }

@@ -98,7 +98,9 @@ describe('search endpoints', () => {
   it('accepts little-endian float32 bodies with k and nprobe in the query string', async () => {
     const res = await post(`${server.url}/search?k=4&nprobe=2`, binary(row(5)), 'application/octet-stream');
     expect(res.status).toBe(200);
-    expect(((await res.json()) as { ids: number[] }).ids).toEqual(Array.from(index.search(row(5), { k: 4, nprobe: 2 }).ids));
+    expect(((await res.json()) as { ids: number[] }).ids).toEqual(
+      Array.from(index.search(row(5), { k: 4, nprobe: 2 }).ids),
+    );
     const three = new Float32Array(3 * DIM);
     three.set(queries.subarray(0, 3 * DIM));
     const rb = await post(`${server.url}/search/batch?k=2&nprobe=16`, binary(three), 'application/octet-stream');
@@ -186,7 +188,8 @@ describe('search endpoints', () => {
     try {
       await other.ready;
       const before = await (await fetch(`${server.url}/metrics`)).text();
-      const count = (t: string) => Number(/rabitq_http_requests_total\{route="\/healthz",status="200"\} (\d+)/.exec(t)?.[1] ?? 0);
+      const count = (t: string) =>
+        Number(/rabitq_http_requests_total\{route="\/healthz",status="200"\} (\d+)/.exec(t)?.[1] ?? 0);
       for (let i = 0; i < 3; i++) expect((await fetch(`${other.url}/healthz`)).status).toBe(200);
       expect(count(await (await fetch(`${other.url}/metrics`)).text())).toBe(3);
       expect(count(await (await fetch(`${server.url}/metrics`)).text())).toBe(count(before));
@@ -201,11 +204,29 @@ describe('bad input gets a 400 naming the field', () => {
   const nanBin = row(0);
   nanBin[3] = NaN;
   const cases: [string, string, unknown, string, RegExp][] = [
-    ['wrong dimension', '/search', { vector: [1, 2, 3] }, 'application/json', /^vector must have 16 elements .* got 3$/],
+    [
+      'wrong dimension',
+      '/search',
+      { vector: [1, 2, 3] },
+      'application/json',
+      /^vector must have 16 elements .* got 3$/,
+    ],
     ['NaN literal', '/search', '{"vector":[1,NaN,2]}', 'application/json', /^vector must contain only finite numbers/],
-    ['null element (JSON.stringify of NaN)', '/search', { vector: [1, null, 2] }, 'application/json', /^vector\[1\] must be number$/],
+    [
+      'null element (JSON.stringify of NaN)',
+      '/search',
+      { vector: [1, null, 2] },
+      'application/json',
+      /^vector\[1\] must be number$/,
+    ],
     ['string element', '/search', { vector: [1, '2'] }, 'application/json', /^vector\[1\] must be number$/],
-    ['beyond float32', '/search', `{"vector":[1e39${',0'.repeat(DIM - 1)}]}`, 'application/json', /^vector\[0\] must be a finite float32 number/],
+    [
+      'beyond float32',
+      '/search',
+      `{"vector":[1e39${',0'.repeat(DIM - 1)}]}`,
+      'application/json',
+      /^vector\[0\] must be a finite float32 number/,
+    ],
     ['missing vector', '/search', { k: 3 }, 'application/json', /^vector is required$/],
     ['vector not an array', '/search', { vector: 'abc' }, 'application/json', /^vector must be array$/],
     ['empty vector', '/search', { vector: [] }, 'application/json', /^vector must NOT have fewer than 1 items$/],
@@ -216,25 +237,70 @@ describe('bad input gets a 400 naming the field', () => {
     ['nprobe = 0', '/search', { vector: good(), nprobe: 0 }, 'application/json', /^nprobe must be >= 1$/],
     ['unknown field', '/search', { vector: good(), kk: 3 }, 'application/json', /^unknown field "kk"$/],
     ['not JSON', '/search', '{"vector": [1, 2', 'application/json', /^the body is not valid JSON/],
-    ['batch row of the wrong dimension', '/search/batch', { vectors: [good(), [1, 2]] }, 'application/json', /^vectors\[1\] must have 16 elements/],
-    ['batch element not a number', '/search/batch', { vectors: [good(), [1, true]] }, 'application/json', /^vectors\[1\]\[1\] must be number$/],
+    [
+      'batch row of the wrong dimension',
+      '/search/batch',
+      { vectors: [good(), [1, 2]] },
+      'application/json',
+      /^vectors\[1\] must have 16 elements/,
+    ],
+    [
+      'batch element not a number',
+      '/search/batch',
+      { vectors: [good(), [1, true]] },
+      'application/json',
+      /^vectors\[1\]\[1\] must be number$/,
+    ],
     ['batch missing vectors', '/search/batch', { vector: good() }, 'application/json', /^vectors is required$/],
     ['batch empty', '/search/batch', { vectors: [] }, 'application/json', /^vectors must NOT have fewer than 1 items$/],
     ['JSON null', '/search', 'null', 'application/json', /^body must be object$/],
     ['JSON array', '/search/batch', '[[1, 2]]', 'application/json', /^body must be object$/],
     ['empty JSON body', '/search', '', 'application/json', /^the body is not valid JSON/],
     ['text body', '/search', 'hello', 'text/plain', /^vector is required: send a JSON body/],
-    ['binary of the wrong length', '/search?k=3', new Uint8Array(10), 'application/octet-stream', /^body: a binary body must be exactly 64 bytes/],
-    ['binary NaN', '/search', binary(nanBin), 'application/octet-stream', /^body\[3\] must be a finite number, got NaN$/],
-    ['binary bad k', '/search?k=abc', binary(row(0)), 'application/octet-stream', /^k must be an integer in 1\.\.1024, got "abc"$/],
-    ['binary k too large', '/search/batch?k=2000', binary(row(0)), 'application/octet-stream', /^k must be an integer in 1\.\.1024/],
-    ['binary batch of a partial row', '/search/batch', new Uint8Array(100), 'application/octet-stream', /^body: a binary body must be a positive multiple of 64 bytes/],
+    [
+      'binary of the wrong length',
+      '/search?k=3',
+      new Uint8Array(10),
+      'application/octet-stream',
+      /^body: a binary body must be exactly 64 bytes/,
+    ],
+    [
+      'binary NaN',
+      '/search',
+      binary(nanBin),
+      'application/octet-stream',
+      /^body\[3\] must be a finite number, got NaN$/,
+    ],
+    [
+      'binary bad k',
+      '/search?k=abc',
+      binary(row(0)),
+      'application/octet-stream',
+      /^k must be an integer in 1\.\.1024, got "abc"$/,
+    ],
+    [
+      'binary k too large',
+      '/search/batch?k=2000',
+      binary(row(0)),
+      'application/octet-stream',
+      /^k must be an integer in 1\.\.1024/,
+    ],
+    [
+      'binary batch of a partial row',
+      '/search/batch',
+      new Uint8Array(100),
+      'application/octet-stream',
+      /^body: a binary body must be a positive multiple of 64 bytes/,
+    ],
   ];
   for (const [name, url, body, type, re] of cases) {
     it(name, async () => {
       const res = await post(`${server.url}${url}`, body, type);
       const json = (await res.json()) as { message: string; statusCode: number };
-      expect({ status: res.status, message: json.message }).toEqual({ status: 400, message: expect.stringMatching(re) });
+      expect({ status: res.status, message: json.message }).toEqual({
+        status: 400,
+        message: expect.stringMatching(re),
+      });
     });
   }
 
@@ -269,7 +335,9 @@ describe('load, timeouts and readiness', () => {
     const s = await startServer({ index, port: 0, capacity: 1, maxDelayMs: 20, maxBatchSize: 64 });
     try {
       await s.ready;
-      const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => post(`${s.url}/search`, { vector: Array.from(row(i)) })));
+      const rs = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => post(`${s.url}/search`, { vector: Array.from(row(i)) })),
+      );
       const codes = rs.map((r) => r.status);
       expect(codes).toContain(200);
       expect(codes).toContain(503);
@@ -361,7 +429,8 @@ describe('rabitq serve (child process)', () => {
       };
       check();
     });
-    for (let i = 0; i < 200 && (await fetch(`${url}/healthz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && (await fetch(`${url}/healthz`)).status !== 200; i++)
+      await new Promise((r) => setTimeout(r, 50));
     return { child, url, exited, stderr: () => err };
   }
 
@@ -411,7 +480,19 @@ describe('rabitq serve (child process)', () => {
     expect(existsSync(cli), 'build dist first: npx tsc -p tsconfig.json').toBe(true);
     const child = spawn(
       process.execPath,
-      [cli, 'serve', path.join(tmp, 'small.fvecs'), '--port', '0', '--clusters', '8', '--max-delay-ms', '800', '--timeout-ms', '5000'],
+      [
+        cli,
+        'serve',
+        path.join(tmp, 'small.fvecs'),
+        '--port',
+        '0',
+        '--clusters',
+        '8',
+        '--max-delay-ms',
+        '800',
+        '--timeout-ms',
+        '5000',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let err = '';
@@ -429,7 +510,8 @@ describe('rabitq serve (child process)', () => {
           }
         });
       });
-      for (let i = 0; i < 200 && (await fetch(`${url}/healthz`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 200 && (await fetch(`${url}/healthz`)).status !== 200; i++)
+        await new Promise((r) => setTimeout(r, 50));
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
       const vec = Array.from(synthetic(1, DIM, 5));
       const inflight = Promise.all([0, 1, 2].map(() => post(`${url}/search`, { vector: vec, k: 3 })));
@@ -486,11 +568,13 @@ describe('rabitq serve (child process)', () => {
 
   it('--workers 2 runs two processes on one port; both answer; SIGTERM drains both and exits 0', async () => {
     const file = path.join(tmp, 'small.rbq');
-    if (!existsSync(file)) expect((await run(['build', path.join(tmp, 'small.fvecs'), '-o', file, '--clusters', '8'])).code).toBe(0);
+    if (!existsSync(file))
+      expect((await run(['build', path.join(tmp, 'small.fvecs'), '-o', file, '--clusters', '8'])).code).toBe(0);
     const { child, url, exited, stderr } = await spawnServe([file, '--port', '0', '--workers', '2', '--no-batch']);
     try {
       // the listening line comes from a worker; wait until both loaded
-      for (let i = 0; i < 200 && (stderr().match(/index ready/g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 200 && (stderr().match(/index ready/g) ?? []).length < 2; i++)
+        await new Promise((r) => setTimeout(r, 50));
       expect((stderr().match(/index ready/g) ?? []).length).toBe(2);
       // a new connection per request, so the primary spreads them over the workers
       const pids = new Set<number>();
@@ -513,7 +597,9 @@ describe('rabitq serve (child process)', () => {
     const bad = path.join(tmp, 'bad-workers.rbq');
     await writeFile(bad, 'not an index');
     const cli = path.join(ROOT, 'dist/src/cli/main.js');
-    const child = spawn(process.execPath, [cli, 'serve', bad, '--port', '0', '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, 'serve', bad, '--port', '0', '--workers', '2'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => (err += d));
@@ -530,7 +616,8 @@ describe('rabitq serve (child process)', () => {
 
   it('--workers 2: Ctrl-C (SIGINT to the whole process group) drains every worker and exits 0; a killed worker is restarted', async () => {
     const file = path.join(tmp, 'small.rbq');
-    if (!existsSync(file)) expect((await run(['build', path.join(tmp, 'small.fvecs'), '-o', file, '--clusters', '8'])).code).toBe(0);
+    if (!existsSync(file))
+      expect((await run(['build', path.join(tmp, 'small.fvecs'), '-o', file, '--clusters', '8'])).code).toBe(0);
     const cli = path.join(ROOT, 'dist/src/cli/main.js');
     // its own process group, like a shell job, so the group signal does not reach the test runner
     const child = spawn(process.execPath, [cli, 'serve', file, '--port', '0', '--workers', '2'], {
@@ -542,7 +629,8 @@ describe('rabitq serve (child process)', () => {
     child.stderr.on('data', (d: string) => (err += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     const ready = async (n: number) => {
-      for (let i = 0; i < 400 && (err.match(/index ready/g) ?? []).length < n; i++) await new Promise((r) => setTimeout(r, 25));
+      for (let i = 0; i < 400 && (err.match(/index ready/g) ?? []).length < n; i++)
+        await new Promise((r) => setTimeout(r, 25));
       expect((err.match(/index ready/g) ?? []).length, err).toBe(n);
     };
     try {

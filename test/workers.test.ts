@@ -20,10 +20,14 @@ beforeAll(() => {
     .map((f) => path.join(ROOT, 'src', f));
   const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
   if (!existsSync(DIST_INDEX) || statSync(DIST_INDEX).mtimeMs < newest) {
-    spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')], {
-      cwd: ROOT,
-      stdio: 'ignore',
-    });
+    spawnSync(
+      process.execPath,
+      [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')],
+      {
+        cwd: ROOT,
+        stdio: 'ignore',
+      },
+    );
   }
 }, 180_000);
 
