@@ -114,7 +114,8 @@
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except",
         "rabitq_kernels_avx2",
-        "rabitq_kernels_avx512"
+        "rabitq_kernels_avx512",
+        "rabitq_kernels_neon"
       ],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["<@(rabitq_common_cflags)"],

@@ -91,9 +91,11 @@ describe('multi-bit codes on the genuine siftsmall (10k x 128, 100 queries, 64 c
           // Every exact distance was first a multi-bit estimate.
           expect(r.stats!.exEstimated).toBeGreaterThanOrEqual(r.stats!.reranked);
         }
-        // search() counts the same way.
+        // search() counts the same way (the batch visits clusters in another
+        // order, so its thresholds tighten at other times: close, not equal).
         const one = index.search(queries.subarray(0, dim), { k, nprobe: NC, stats: true });
-        expect(one.stats!.exEstimated).toBe(r.perQueryStats![0]!.exEstimated);
+        const batchCount = r.perQueryStats![0]!.exEstimated;
+        expect(Math.abs(one.stats!.exEstimated - batchCount)).toBeLessThanOrEqual(Math.max(5, 0.1 * batchCount));
       }
     },
   );
