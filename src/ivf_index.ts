@@ -11,7 +11,13 @@
  * toBuffer start one at a time, in call order, so changes made without
  * awaiting each other still apply in the order they were called.
  */
-import { native, type NativeFilterArray, type NativeFilterKind, type NativeIndex } from './native.js';
+import {
+  native,
+  type NativeFilterArray,
+  type NativeFilterKind,
+  type NativeIndex,
+  type NativeMemoryUsage,
+} from './native.js';
 import { IndexFileError, assertFloat32Array, assertIntInRange, assertString, describeValue } from './errors.js';
 import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
 import { checkKAndNprobe, checkOptionsObject, checkQueries, type IdArray } from './query.js';
@@ -122,18 +128,7 @@ export interface BatchSearchResult<Ids extends IdArray = Int32Array> extends Sea
 }
 
 /** Bytes by part. `mapped`: how many of them live in a file mapping (load with mmap: true). */
-export interface MemoryUsage {
-  codes: number;
-  factors: number;
-  /** Extra bits of multi-bit codes and their factors (0 at bits 1). */
-  exCodes: number;
-  ids: number;
-  vectors: number;
-  centroids: number;
-  other: number;
-  total: number;
-  mapped: number;
-}
+export type MemoryUsage = NativeMemoryUsage;
 
 export interface LoadOptions {
   /**

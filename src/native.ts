@@ -23,6 +23,20 @@ import path from 'node:path';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { RabitqError } from './errors.js';
 
+/** Bytes by part. `mapped`: how many of them live in a file mapping (load with mmap: true). */
+export interface NativeMemoryUsage {
+  codes: number;
+  factors: number;
+  /** Extra bits of multi-bit codes and their factors (0 at bits 1). */
+  exCodes: number;
+  ids: number;
+  vectors: number;
+  centroids: number;
+  other: number;
+  total: number;
+  mapped: number;
+}
+
 export interface NativeInfo {
   dim: number;
   paddedDim: number;
@@ -33,17 +47,7 @@ export interface NativeInfo {
   storeVectors: boolean;
   bits: number;
   rotation: 'fht' | 'dense';
-  memory: {
-    codes: number;
-    factors: number;
-    exCodes: number;
-    ids: number;
-    vectors: number;
-    centroids: number;
-    other: number;
-    total: number;
-    mapped: number;
-  };
+  memory: NativeMemoryUsage;
   timings: { trainMs: number; assignMs: number; encodeMs: number };
 }
 

@@ -17,48 +17,17 @@ using rabitq_test::Rng;
 
 namespace {
 
-struct Data {
-  size_t n, nq, dim;
-  std::vector<float> base, queries;
-  std::vector<std::vector<int32_t>> truth;  // top k ids per query
-};
+using Data = rabitq_test::BlobData;
 
 // Gaussian blobs around random centres; queries drawn from the same blobs.
 Data clustered(size_t n, size_t nq, size_t dim, size_t blobs, size_t k, uint64_t seed) {
-  Rng rng(seed);
-  Data d{n, nq, dim, {}, {}, {}};
-  std::vector<float> centres(blobs * dim);
-  for (auto& c : centres) c = static_cast<float>(rng.normal() * 3.0);
-  auto draw = [&](std::vector<float>& out, size_t count) {
-    out.resize(count * dim);
-    for (size_t i = 0; i < count; ++i) {
-      const size_t b = rng.below(blobs);
-      for (size_t t = 0; t < dim; ++t) out[i * dim + t] = centres[b * dim + t] + static_cast<float>(rng.normal());
-    }
-  };
-  draw(d.base, n);
-  draw(d.queries, nq);
-  d.truth.resize(nq);
-  std::vector<std::pair<double, int32_t>> all(n);
-  for (size_t q = 0; q < nq; ++q) {
-    for (size_t i = 0; i < n; ++i) {
-      double s = 0;
-      for (size_t t = 0; t < dim; ++t) {
-        const double x = double(d.queries[q * dim + t]) - double(d.base[i * dim + t]);
-        s += x * x;
-      }
-      all[i] = {s, static_cast<int32_t>(i)};
-    }
-    std::partial_sort(all.begin(), all.begin() + k, all.end());
-    for (size_t i = 0; i < k; ++i) d.truth[q].push_back(all[i].second);
-  }
-  return d;
+  return rabitq_test::gaussian_blobs(n, nq, dim, blobs, 3.0, k, seed);
 }
 
-double recall(const std::vector<std::vector<int32_t>>& truth, const std::vector<int64_t>& ids, size_t k) {
+double recall(const std::vector<std::vector<int64_t>>& truth, const std::vector<int64_t>& ids, size_t k) {
   size_t hit = 0;
   for (size_t q = 0; q < truth.size(); ++q) {
-    std::set<int32_t> t(truth[q].begin(), truth[q].end());
+    std::set<int64_t> t(truth[q].begin(), truth[q].end());
     for (size_t i = 0; i < k; ++i) hit += t.count(ids[q * k + i]);
   }
   return double(hit) / double(truth.size() * k);

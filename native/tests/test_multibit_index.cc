@@ -17,44 +17,11 @@ using rabitq_test::Rng;
 
 namespace {
 
-struct Data {
-  size_t n, nq, dim;
-  std::vector<float> base, queries;
-  std::vector<std::set<int64_t>> truth;
-};
+using Data = rabitq_test::BlobData;
 
 // Gaussian blobs; the exact top 10 per query.
 Data blobs(size_t n, size_t nq, size_t dim, uint64_t seed) {
-  Rng rng(seed);
-  Data d{n, nq, dim, {}, {}, {}};
-  const size_t nb = 16;
-  std::vector<float> centres(nb * dim);
-  for (auto& c : centres) c = static_cast<float>(rng.normal() * 2.0);
-  auto draw = [&](std::vector<float>& out, size_t count) {
-    out.resize(count * dim);
-    for (size_t i = 0; i < count; ++i) {
-      const size_t b = rng.below(nb);
-      for (size_t t = 0; t < dim; ++t) out[i * dim + t] = centres[b * dim + t] + static_cast<float>(rng.normal());
-    }
-  };
-  draw(d.base, n);
-  draw(d.queries, nq);
-  std::vector<std::pair<double, int64_t>> all(n);
-  for (size_t q = 0; q < nq; ++q) {
-    for (size_t i = 0; i < n; ++i) {
-      double s = 0;
-      for (size_t t = 0; t < dim; ++t) {
-        const double x = double(d.queries[q * dim + t]) - double(d.base[i * dim + t]);
-        s += x * x;
-      }
-      all[i] = {s, static_cast<int64_t>(i)};
-    }
-    std::partial_sort(all.begin(), all.begin() + 10, all.end());
-    std::set<int64_t> t;
-    for (size_t i = 0; i < 10; ++i) t.insert(all[i].second);
-    d.truth.push_back(t);
-  }
-  return d;
+  return rabitq_test::gaussian_blobs(n, nq, dim, 16, 2.0, 10, seed);
 }
 
 struct Run {
@@ -74,7 +41,8 @@ Run run(const rabitq::IvfRabitqIndex& idx, const Data& d, bool rerank) {
     idx.search(d.queries.data() + q * d.dim, sp, r.ids.data() + q * 10, r.dists.data() + q * 10, &r.st);
   size_t hit = 0;
   for (size_t q = 0; q < d.nq; ++q)
-    for (size_t i = 0; i < 10; ++i) hit += d.truth[q].count(r.ids[q * 10 + i]);
+    for (size_t i = 0; i < 10; ++i)
+      hit += static_cast<size_t>(std::count(d.truth[q].begin(), d.truth[q].end(), r.ids[q * 10 + i]));
   r.recall = double(hit) / double(d.nq * 10);
   return r;
 }

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -88,5 +89,45 @@ class Rng {
  private:
   uint64_t s_;
 };
+
+// Vectors around `blobs` random centres (coordinates ~ N(0, scale^2)), unit
+// Gaussian noise, queries from the same blobs; truth[q] = the exact top k
+// ids by squared L2 (double precision), nearest first.
+struct BlobData {
+  size_t n, nq, dim;
+  std::vector<float> base, queries;
+  std::vector<std::vector<int64_t>> truth;
+};
+
+inline BlobData gaussian_blobs(size_t n, size_t nq, size_t dim, size_t blobs, double scale, size_t k, uint64_t seed) {
+  Rng rng(seed);
+  BlobData d{n, nq, dim, {}, {}, {}};
+  std::vector<float> centres(blobs * dim);
+  for (auto& c : centres) c = static_cast<float>(rng.normal() * scale);
+  auto draw = [&](std::vector<float>& out, size_t count) {
+    out.resize(count * dim);
+    for (size_t i = 0; i < count; ++i) {
+      const size_t b = rng.below(blobs);
+      for (size_t t = 0; t < dim; ++t) out[i * dim + t] = centres[b * dim + t] + static_cast<float>(rng.normal());
+    }
+  };
+  draw(d.base, n);
+  draw(d.queries, nq);
+  d.truth.resize(nq);
+  std::vector<std::pair<double, int64_t>> all(n);
+  for (size_t q = 0; q < nq; ++q) {
+    for (size_t i = 0; i < n; ++i) {
+      double s = 0;
+      for (size_t t = 0; t < dim; ++t) {
+        const double x = double(d.queries[q * dim + t]) - double(d.base[i * dim + t]);
+        s += x * x;
+      }
+      all[i] = {s, static_cast<int64_t>(i)};
+    }
+    std::partial_sort(all.begin(), all.begin() + static_cast<long>(k), all.end());
+    for (size_t i = 0; i < k; ++i) d.truth[q].push_back(all[i].second);
+  }
+  return d;
+}
 
 }  // namespace rabitq_test
