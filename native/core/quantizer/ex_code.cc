@@ -116,45 +116,64 @@ double best_scale(const double* a, size_t pd, uint32_t M, double amax, std::vect
   return best_t;
 }
 
-// <y, a>^2 / ||y||^2 at scale t.
-inline double objective(const double* a, size_t pd, uint32_t M, double t) {
-  double ip = 0, xx = 0;
+// floor(x) for 0 <= x < 2^31. std::floor is a libm call on the baseline
+// x86-64 target (no SSE4.1 roundsd), and it dominated multi-bit encoding;
+// truncation is one instruction and equal to floor for non-negative x.
+inline double floor_nonneg(double x) { return static_cast<double>(static_cast<int32_t>(x)); }
+
+// <y, a>^2 / ||y||^2 at each of the scales t[0..n) (n <= kMaxScales), in one
+// pass over a: the scales are the inner loop, so each has its own
+// accumulators (independent chains the compiler vectorises) while every
+// scale's sums still run over i in order, so each value is bit-identical to a
+// separate pass.
+constexpr int kMaxScales = 32;
+void objectives(const double* a, size_t pd, uint32_t M, const double* t, int n, double* out) {
+  double ip[kMaxScales] = {}, xx[kMaxScales] = {};
   const double top = static_cast<double>(M);
   for (size_t i = 0; i < pd; ++i) {
-    const double m = std::min(std::floor(t * a[i]), top) + 0.5;
-    ip += m * a[i];
-    xx += m * m;
+    const double ai = a[i];
+    for (int k = 0; k < n; ++k) {
+      const double m = std::min(floor_nonneg(t[k] * ai), top) + 0.5;
+      ip[k] += m * ai;
+      xx[k] += m * m;
+    }
   }
-  return ip * ip / xx;
+  for (int k = 0; k < n; ++k) out[k] = ip[k] * ip[k] / xx[k];
 }
 
 // Coarse grid over the exact search's window, then a finer one around the
-// best point.
+// best point. Scales are tried in the order t_const, coarse ascending, fine
+// ascending; a later scale wins only when strictly better.
 double searched_scale(const double* a, size_t pd, uint32_t M, double amax, double t_const) {
   const double top = static_cast<double>(M) + 1.0;
   const double lo = kWindowLo * top / amax, hi = kWindowHi * top / amax;
   constexpr int kCoarse = 24, kFine = 8;
-  double best_t = t_const, best = t_const > 0 ? objective(a, pd, M, t_const) : -1.0;
+  static_assert(kCoarse + 1 <= kMaxScales && kFine <= kMaxScales, "scale batch too small");
+  double t[kMaxScales], f[kMaxScales];
   const double step = (hi - lo) / (kCoarse - 1);
-  for (int k = 0; k < kCoarse; ++k) {
-    const double t = lo + step * k;
-    const double f = objective(a, pd, M, t);
-    if (f > best) {
-      best = f;
-      best_t = t;
+  int n = 0;
+  if (t_const > 0) t[n++] = t_const;
+  for (int k = 0; k < kCoarse; ++k) t[n++] = lo + step * k;
+  objectives(a, pd, M, t, n, f);
+  double best_t = t_const, best = -1.0;
+  for (int k = 0; k < n; ++k)
+    if (f[k] > best) {
+      best = f[k];
+      best_t = t[k];
     }
-  }
   const double center = best_t, fine = step / kFine;
+  n = 0;
   for (int k = -kFine / 2; k <= kFine / 2; ++k) {
     if (k == 0) continue;
-    const double t = center + fine * k;
-    if (t <= 0) continue;
-    const double f = objective(a, pd, M, t);
-    if (f > best) {
-      best = f;
-      best_t = t;
-    }
+    const double tk = center + fine * k;
+    if (tk > 0) t[n++] = tk;
   }
+  objectives(a, pd, M, t, n, f);
+  for (int k = 0; k < n; ++k)
+    if (f[k] > best) {
+      best = f[k];
+      best_t = t[k];
+    }
   return best_t;
 }
 
@@ -214,7 +233,7 @@ void ExEncoder::levels(const float* o, double norm, uint32_t* m, double* ip, dou
   double sip = 0, sxx = 0;
   for (size_t i = 0; i < pd_; ++i) {
     const double ai = std::fabs(static_cast<double>(o[i]));
-    const double v = std::floor(t * ai);
+    const double v = floor_nonneg(t * ai);
     const uint32_t mi = v >= M ? M : static_cast<uint32_t>(v);
     m[i] = mi;
     sip += (mi + 0.5) * ai;

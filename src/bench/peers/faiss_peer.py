@@ -12,6 +12,7 @@ Exit status: 0 when the run finished (a method that failed is reported with
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -50,6 +51,13 @@ except ImportError as e:  # pragma: no cover - environment problem
 
 
 METHODS = ("ivfflat", "ivfpq", "ivfrabitq", "ivfrabitq4", "hnsw")
+# ivfrabitqnr<N> (N = 1..9): multi-bit IVF-RaBitQ FastScan with nb_bits N and
+# no refine stage, i.e. no raw vectors kept: the peer of rabitq --no-vectors.
+NO_REFINE_RABITQ = re.compile(r"^ivfrabitqnr([1-9])$")
+
+
+def known_method(m):
+    return m in METHODS or NO_REFINE_RABITQ.match(m) is not None
 DEFAULT_NPROBE = "1,2,4,8,16,32,64,128,256,512"
 DEFAULT_EF = "16,32,64,128,256,512"
 REFINED = ("ivfpq", "ivfrabitq", "ivfrabitq4")
@@ -217,9 +225,9 @@ def parse_args(argv):
         usage_error("--qb must be in 1..8")
     a.kfactor_by_method = parse_kfactor(a.kfactor)
     a.method_list = [m.strip() for m in a.methods.split(",") if m.strip()]
-    bad = [m for m in a.method_list if m not in METHODS]
+    bad = [m for m in a.method_list if not known_method(m)]
     if bad or not a.method_list:
-        usage_error("unknown method(s) %s; known: %s" % (",".join(bad), ",".join(METHODS)))
+        usage_error("unknown method(s) %s; known: %s, ivfrabitqnr<1..9>" % (",".join(bad), ",".join(METHODS)))
     a.mode_list = [m.strip() for m in a.mode.split(",") if m.strip()]
     if not a.mode_list or any(m not in ("single", "batch") for m in a.mode_list):
         usage_error("--mode wants single and/or batch, got %r" % a.mode)
@@ -351,10 +359,11 @@ def build_method(name, a, xb, d, coarse, train_sample):
         ivf = faiss.IndexIVFPQFastScan(coarse, d, C, M, 4, faiss.METRIC_L2, 32)
         info = {"factory": "IVF%d,PQ%dx4fs,RFlat" % (C, M)}
         refine = True
-    elif name in ("ivfrabitq", "ivfrabitq4"):
+    elif name in ("ivfrabitq", "ivfrabitq4") or NO_REFINE_RABITQ.match(name):
         if not hasattr(faiss, "IndexIVFRaBitQFastScan"):
             raise RuntimeError("faiss %s has no IndexIVFRaBitQFastScan" % faiss.__version__)
-        nb = 1 if name == "ivfrabitq" else a.rabitq_multibits
+        no_refine = NO_REFINE_RABITQ.match(name)
+        nb = int(no_refine.group(1)) if no_refine else 1 if name == "ivfrabitq" else a.rabitq_multibits
         try:
             ivf = faiss.IndexIVFRaBitQFastScan(coarse, d, C, faiss.METRIC_L2, 32, True, nb)
         except TypeError:
@@ -365,9 +374,9 @@ def build_method(name, a, xb, d, coarse, train_sample):
         if ivf.rabitq.nb_bits != nb:
             raise RuntimeError("asked for %d-bit RaBitQ, index has nb_bits=%d" % (nb, ivf.rabitq.nb_bits))
         ivf.qb = a.qb
-        info = {"factory": "IVF%d,RaBitQfs%s,RFlat" % (C, "" if nb == 1 else str(nb)),
+        info = {"factory": "IVF%d,RaBitQfs%s%s" % (C, "" if nb == 1 else str(nb), "" if no_refine else ",RFlat"),
                 "nbits": nb, "qb": a.qb}
-        refine = True
+        refine = not no_refine
     else:
         raise ValueError(name)
 
