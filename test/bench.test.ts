@@ -784,4 +784,22 @@ describe('runBench (native rabitq library)', () => {
     expect(json.config.clusters).toBe(8);
     expect(json.summary).toHaveLength(2);
   });
+
+  it('--bits / --no-vectors: one index per bits value, multi-bit estimates counted, none re-ranked', async () => {
+    const c = capture();
+    const { report } = await runBench(
+      baseOptions(dataDir, { clusters: 8, nprobe: [8], bits: [1, 5], noVectors: true, runs: 1, out: null }),
+      c.io,
+    );
+    expect(report.methods.map((m) => m.method)).toEqual(['rabitq-b1-nv', 'rabitq-b5-nv']);
+    const [one, five] = report.methods.map((m) => m.points[0]!);
+    // no raw vectors: nothing is re-ranked; only the multi-bit index computes extended estimates
+    expect(one!.rerankedPerQuery).toBe(0);
+    expect(five!.rerankedPerQuery).toBe(0);
+    expect(five!.exEstimatedPerQuery!).toBeGreaterThan(0);
+    expect(five!.recall10!).toBeGreaterThan(one!.recall10!);
+    // the smaller index is the 1-bit one: codes of 5 bits per dimension cost more bytes
+    expect(report.methods[1]!.bytesPerVector!).toBeGreaterThan(report.methods[0]!.bytesPerVector!);
+    expect(c.out.join('\n')).toContain('rabitq 5-bit no raw vectors (single)');
+  });
 });

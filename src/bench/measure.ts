@@ -130,5 +130,6 @@ export function makePoint(
     clustersProbedPerQuery: perQuery(stats?.clustersProbed),
     codesScannedPerQuery: perQuery(stats?.codesScanned),
     rerankedPerQuery: perQuery(stats?.reranked),
+    ...(stats?.exEstimated !== undefined ? { exEstimatedPerQuery: perQuery(stats.exEstimated) } : {}),
   };
 }

@@ -28,6 +28,10 @@ export interface RabitqBenchOptions {
   /** Load the index from this file when it exists, else build it and save it there. */
   indexFile?: string;
   clusters?: number;
+  /** bits per dimension of the codes; undefined: the library's default */
+  bits?: number;
+  /** build without the raw vectors (results ranked by the multi-bit estimates) */
+  noVectors?: boolean;
   seed: number;
   threads: number;
   k: number;
@@ -55,6 +59,7 @@ function addStats(acc: SearchStatsLike, s: SearchStatsLike | undefined): void {
   acc.clustersProbed += s.clustersProbed;
   acc.codesScanned += s.codesScanned;
   acc.reranked += s.reranked;
+  if (s.exEstimated !== undefined) acc.exEstimated = (acc.exEstimated ?? 0) + s.exEstimated;
 }
 
 function copyIds(dst: Int32Array, offset: number, src: Int32Array, k: number): void {
@@ -99,8 +104,20 @@ async function resultPass(
   return { ids, stats: stats && haveStats ? acc : null };
 }
 
-export function rabitqLabel(mode: Mode, threads: number): string {
-  return mode === 'single' ? 'rabitq (single)' : `rabitq (batch, ${threads} thread${threads === 1 ? '' : 's'})`;
+/** What tells the rabitq variants of one run apart: bits and raw vectors kept or not. */
+export interface RabitqVariant {
+  bits?: number;
+  noVectors?: boolean;
+}
+
+/** Method id of a variant: plain 'rabitq' for the default index, else e.g. 'rabitq-b4' or 'rabitq-b7-nv'. */
+export function rabitqMethodId(v: RabitqVariant = {}): string {
+  return 'rabitq' + (v.bits !== undefined ? `-b${v.bits}` : '') + (v.noVectors ? '-nv' : '');
+}
+
+export function rabitqLabel(mode: Mode, threads: number, v: RabitqVariant = {}): string {
+  const what = 'rabitq' + (v.bits !== undefined ? ` ${v.bits}-bit` : '') + (v.noVectors ? ' no raw vectors' : '');
+  return mode === 'single' ? `${what} (single)` : `${what} (batch, ${threads} thread${threads === 1 ? '' : 's'})`;
 }
 
 export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBenchResult> {
@@ -123,6 +140,9 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
         `--index ${opts.indexFile} holds ${index.size} x ${index.dim} vectors, the base set has ${dataset.base.count} x ${dim}`,
       );
     }
+    if (opts.bits !== undefined && index.bits !== undefined && opts.bits !== index.bits) {
+      throw new InputError(`--index ${opts.indexFile} has ${index.bits}-bit codes, --bits says ${opts.bits}`);
+    }
     if (opts.clusters !== undefined && opts.clusters !== index.numClusters) {
       throw new InputError(
         `--index ${opts.indexFile} has ${index.numClusters} clusters, --clusters says ${opts.clusters}`,
@@ -135,6 +155,8 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
       metric: 'l2',
       seed: opts.seed,
       threads,
+      ...(opts.bits !== undefined ? { bits: opts.bits } : {}),
+      ...(opts.noVectors ? { storeVectors: false } : {}),
       onProgress: opts.onProgress,
     });
     if (opts.indexFile) await engine.saveIndex?.(index, opts.indexFile);
@@ -183,8 +205,8 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
       opts.onPoint?.(mode, point);
     }
     methods.push({
-      method: 'rabitq',
-      label: rabitqLabel(mode, threads),
+      method: rabitqMethodId(opts),
+      label: rabitqLabel(mode, threads, opts),
       peer: 'rabitq',
       mode,
       threads: mode === 'single' ? 1 : threads,

@@ -100,6 +100,7 @@ export function sweepTable(param: string, opts: { latency: boolean; stats: boole
   }
   if (opts.stats) {
     cols.push({ title: 'codes/q', width: 9, cell: (p) => fmtCount(p.codesScannedPerQuery) });
+    cols.push({ title: 'ex est/q', width: 9, cell: (p) => fmtCount(p.exEstimatedPerQuery ?? null) });
     cols.push({ title: 'rerank/q', width: 9, cell: (p) => fmtCount(p.rerankedPerQuery) });
   }
   const line = (cells: string[]) => '  ' + cells.map((c, i) => pad(c, cols[i]!.width)).join('  ');

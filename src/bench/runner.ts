@@ -13,7 +13,7 @@ import { affinityWarnings, gitCommit, machineInfo } from './machine.js';
 import { PeerUnavailable, type PeerContext } from './peer_context.js';
 import { buildProgressBar } from './progress.js';
 import { fileReaders } from './readers.js';
-import { benchRabitq, rabitqLabel } from './rabitq.js';
+import { benchRabitq, rabitqLabel, type RabitqVariant } from './rabitq.js';
 import {
   curveOf,
   fmtBytes,
@@ -40,6 +40,10 @@ export interface BenchOptions {
   query?: string;
   gt?: string;
   clusters?: number;
+  /** bits per dimension, one rabitq index per value (undefined: the library's default) */
+  bits?: number[];
+  /** build the rabitq indexes without raw vectors */
+  noVectors?: boolean;
   /** null/undefined: a default ladder up to the number of clusters */
   nprobe?: number[] | null;
   /** efSearch sweep for HNSW peers (default: a ladder from k to 512) */
@@ -142,58 +146,76 @@ export async function runBench(opts: BenchOptions, io: CliIo, engineArg?: Engine
   // ------------------------------------------------------------------ rabitq
   const bar = buildProgressBar(opts.progress);
   let table: ReturnType<typeof sweepTable> | null = null;
-  let rabitq;
-  try {
-    rabitq = await benchRabitq({
-      engine,
-      dataset,
-      ...(opts.indexFile ? { indexFile: opts.indexFile } : {}),
-      clusters: opts.clusters,
-      seed: opts.seed,
-      threads: opts.threads,
-      k: opts.k,
-      nprobe: opts.nprobe ?? null,
-      modes: opts.modes,
-      runs: opts.runs,
-      warmup: opts.warmup,
-      minRunMs,
-      onProgress: bar.onProgress,
-      onBuilt: (index, ms) => {
-        bar.stop();
-        const bs = index.buildStats();
-        const mem = index.memoryUsage() as unknown as Record<string, number>;
-        outLine('');
-        outLine(
-          Number.isNaN(ms)
-            ? `rabitq index: ${fmtInt(index.size)} vectors, ${index.numClusters} clusters, loaded from ${opts.indexFile}`
-            : `rabitq index: ${fmtInt(index.size)} vectors, ${index.numClusters} clusters, built in ` +
-                `${fmtSeconds(ms / 1000)} s (train ${fmtSeconds(bs.trainMs / 1000)} s, ` +
-                `assign ${fmtSeconds(bs.assignMs / 1000)} s, encode ${fmtSeconds(bs.encodeMs / 1000)} s; ` +
-                `${opts.threads} thread${opts.threads === 1 ? '' : 's'})`,
-        );
-        const parts = Object.entries(mem)
-          .filter(([key]) => key !== 'total')
-          .map(([key, v]) => `${key} ${fmtBytes(v / Math.max(1, index.size))}`)
-          .join(', ');
-        outLine(
-          `  memory ${fmtMiB(mem.total ?? 0)} = ${fmtBytes((mem.total ?? 0) / Math.max(1, index.size))} bytes/vector (${parts})`,
-        );
-      },
-      onModeStart: (mode) => {
-        outLine('');
-        outLine(`${rabitqLabel(mode, opts.threads)}, median of ${opts.runs} runs:`);
-        table = sweepTable('nprobe', { latency: mode === 'single', stats: true });
-        for (const l of table.header()) outLine(l);
-      },
-      onPoint: (_mode, point) => {
-        if (table) outLine(table.row(point));
-      },
-    });
-  } finally {
-    bar.stop();
+  const variants: RabitqVariant[] = (opts.bits ?? [undefined]).map((bits) => ({
+    ...(bits !== undefined ? { bits } : {}),
+    ...(opts.noVectors ? { noVectors: true } : {}),
+  }));
+  if (variants.length > 1 && opts.indexFile && !opts.indexFile.includes('{bits}')) {
+    throw new InputError('with several --bits, --index needs {bits} in its name (one file per bits value)');
   }
+  let rabitq: Awaited<ReturnType<typeof benchRabitq>> | undefined;
+  const rabitqMethods: MethodResult[] = [];
+  for (const variant of variants) {
+    const indexFile = opts.indexFile?.replaceAll('{bits}', String(variant.bits ?? 'default'));
+    let result;
+    try {
+      result = await benchRabitq({
+        ...variant,
+        engine,
+        dataset,
+        ...(indexFile ? { indexFile } : {}),
+        clusters: opts.clusters,
+        seed: opts.seed,
+        threads: opts.threads,
+        k: opts.k,
+        nprobe: opts.nprobe ?? null,
+        modes: opts.modes,
+        runs: opts.runs,
+        warmup: opts.warmup,
+        minRunMs,
+        onProgress: bar.onProgress,
+        onBuilt: (index, ms) => {
+          bar.stop();
+          const bs = index.buildStats();
+          const mem = index.memoryUsage() as unknown as Record<string, number>;
+          outLine('');
+          outLine(
+            Number.isNaN(ms)
+              ? `rabitq index: ${fmtInt(index.size)} vectors, ${index.numClusters} clusters, loaded from ${indexFile}`
+              : `rabitq index: ${fmtInt(index.size)} vectors, ${index.numClusters} clusters, built in ` +
+                  `${fmtSeconds(ms / 1000)} s (train ${fmtSeconds(bs.trainMs / 1000)} s, ` +
+                  `assign ${fmtSeconds(bs.assignMs / 1000)} s, encode ${fmtSeconds(bs.encodeMs / 1000)} s; ` +
+                  `${opts.threads} thread${opts.threads === 1 ? '' : 's'})`,
+          );
+          const parts = Object.entries(mem)
+            .filter(([key]) => key !== 'total')
+            .map(([key, v]) => `${key} ${fmtBytes(v / Math.max(1, index.size))}`)
+            .join(', ');
+          outLine(
+            `  memory ${fmtMiB(mem.total ?? 0)} = ${fmtBytes((mem.total ?? 0) / Math.max(1, index.size))} bytes/vector (${parts})`,
+          );
+        },
+        onModeStart: (mode) => {
+          outLine('');
+          outLine(`${rabitqLabel(mode, opts.threads, variant)}, median of ${opts.runs} runs:`);
+          table = sweepTable('nprobe', { latency: mode === 'single', stats: true });
+          for (const l of table.header()) outLine(l);
+        },
+        onPoint: (_mode, point) => {
+          if (table) outLine(table.row(point));
+        },
+      });
+    } finally {
+      bar.stop();
+    }
+    rabitqMethods.push(...result.methods);
+    // The variants share seed and clusters, so the first one's centroids and
+    // nprobe ladder serve the peers; the others' memory is released.
+    rabitq ??= result;
+  }
+  if (!rabitq) throw new InputError('no rabitq variant to measure');
   const peakRssBytesRabitq = peakRssBytes();
-  const methods: MethodResult[] = [...rabitq.methods];
+  const methods: MethodResult[] = [...rabitqMethods];
   const k = opts.k;
   const efSearch = opts.efSearch && opts.efSearch.length ? opts.efSearch : defaultEfSweep(k);
 

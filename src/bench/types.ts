@@ -22,6 +22,8 @@ export interface SearchStatsLike {
   clustersProbed: number;
   codesScanned: number;
   reranked: number;
+  /** multi-bit estimates computed (indexes with bits > 1) */
+  exEstimated?: number;
 }
 
 export interface BuildProgress {
@@ -36,6 +38,10 @@ export interface BuildOptionsLike {
   metric?: 'l2';
   seed?: number;
   threads?: number;
+  /** bits per dimension of the codes (1..9; the library's default when absent) */
+  bits?: number;
+  /** keep the raw vectors for exact re-ranking (the library's default: true) */
+  storeVectors?: boolean;
   onProgress?: (p: BuildProgress) => void;
 }
 
@@ -49,6 +55,8 @@ export interface IndexLike {
   readonly dim: number;
   readonly size: number;
   readonly numClusters: number;
+  /** bits per dimension of the codes (absent: a 1-bit engine) */
+  readonly bits?: number;
   search(query: Float32Array, opts: { k: number; nprobe: number; stats?: boolean }): SearchResultLike;
   searchBatch(
     queries: Float32Array,
@@ -100,6 +108,8 @@ export interface SweepPoint {
   clustersProbedPerQuery: number | null;
   codesScannedPerQuery: number | null;
   rerankedPerQuery: number | null;
+  /** multi-bit estimates per query (rabitq indexes with bits > 1) */
+  exEstimatedPerQuery?: number | null;
   error?: string;
 }
 

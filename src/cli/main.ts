@@ -50,7 +50,12 @@ Index and search:
   --clusters <n>        number of IVF clusters (default: the library's default)
   --index <file>        load the rabitq index from this file when it exists, else
                         build it and save it there (no build time is reported
-                        for a loaded index)
+                        for a loaded index); with several --bits, {bits} in the
+                        name is replaced by each value
+  --bits <list>         bits per dimension of the codes, 1..9, comma separated:
+                        one rabitq index per value (default: the library's, 1)
+  --no-vectors          build without the raw vectors (no exact re-rank; results
+                        ranked by the multi-bit estimates)
   --nprobe <list>       clusters probed, comma separated, ranges allowed
                         (e.g. 1,2,4,8-12,64; default: a ladder up to --clusters)
   --k <n>               neighbours per query (default 10); recall@100 is also
@@ -100,6 +105,8 @@ const BENCH_SPEC: Record<string, OptionSpec> = {
   mode: { type: 'string' },
   threads: { type: 'string' },
   seed: { type: 'string' },
+  bits: { type: 'string' },
+  'no-vectors': { type: 'boolean' },
   runs: { type: 'string' },
   warmup: { type: 'string' },
   'min-time': { type: 'string' },
@@ -169,6 +176,8 @@ export function benchOptionsFromArgs(argv: readonly string[]) {
     query: str('query'),
     gt: str('gt'),
     indexFile: str('index'),
+    ...(str('bits') !== undefined ? { bits: [...new Set(parseIntList('bits', str('bits')!, 1, 9))] } : {}),
+    ...(values['no-vectors'] === true ? { noVectors: true } : {}),
     nq: intOption(values, 'nq', 1),
     clusters,
     nprobe,
@@ -214,6 +223,8 @@ async function benchCommand(argv: readonly string[], io: CliIo): Promise<number>
       nq: o.nq,
       clusters: o.clusters,
       ...(o.indexFile ? { indexFile: o.indexFile } : {}),
+      ...(o.bits ? { bits: o.bits } : {}),
+      ...(o.noVectors ? { noVectors: true } : {}),
       nprobe: o.nprobe,
       efSearch: o.efSearch,
       k: o.k,

@@ -373,9 +373,11 @@ def build_method(name, a, xb, d, coarse, train_sample):
             ivf = faiss.IndexIVFRaBitQFastScan(coarse, d, C, faiss.METRIC_L2, 32)
         if ivf.rabitq.nb_bits != nb:
             raise RuntimeError("asked for %d-bit RaBitQ, index has nb_bits=%d" % (nb, ivf.rabitq.nb_bits))
-        ivf.qb = a.qb
+        # Without a refine stage the query quantization caps recall, so the
+        # no-refine peer gets 8-bit queries (Faiss' most accurate setting).
+        ivf.qb = 8 if no_refine else a.qb
         info = {"factory": "IVF%d,RaBitQfs%s%s" % (C, "" if nb == 1 else str(nb), "" if no_refine else ",RFlat"),
-                "nbits": nb, "qb": a.qb}
+                "nbits": nb, "qb": ivf.qb}
         refine = not no_refine
     else:
         raise ValueError(name)
