@@ -4,7 +4,7 @@ import { InputError } from './errors.js';
 import { computeRecalls, makePoint, needsK100Pass, timeBatch, timeSingle } from './measure.js';
 import { nowNs, roundSig } from './stats.js';
 import type { LoadedDataset } from './dataset.js';
-import type { BuildProgress, Engine, IndexLike, MethodResult, Mode, SearchStatsLike, SweepPoint } from './types.js';
+import type { BenchMetric, BuildProgress, Engine, IndexLike, MethodResult, Mode, SearchStatsLike, SweepPoint } from './types.js';
 
 /** Default nprobe sweep: a roughly geometric ladder up to numClusters. */
 export function defaultNprobeSweep(numClusters: number): number[] {
@@ -28,6 +28,8 @@ export interface RabitqBenchOptions {
   /** Load the index from this file when it exists, else build it and save it there. */
   indexFile?: string;
   clusters?: number;
+  /** default l2 */
+  metric?: BenchMetric;
   seed: number;
   threads: number;
   k: number;
@@ -123,6 +125,10 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
         `--index ${opts.indexFile} holds ${index.size} x ${index.dim} vectors, the base set has ${dataset.base.count} x ${dim}`,
       );
     }
+    const metric = opts.metric ?? 'l2';
+    if ((index.metric ?? 'l2') !== metric) {
+      throw new InputError(`--index ${opts.indexFile} was built with metric ${index.metric ?? 'l2'}, --metric says ${metric}`);
+    }
     if (opts.clusters !== undefined && opts.clusters !== index.numClusters) {
       throw new InputError(
         `--index ${opts.indexFile} has ${index.numClusters} clusters, --clusters says ${opts.clusters}`,
@@ -132,7 +138,7 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
     index = await engine.buildIndex(dataset.base.data, {
       dim,
       numClusters: opts.clusters,
-      metric: 'l2',
+      metric: opts.metric ?? 'l2',
       seed: opts.seed,
       threads,
       onProgress: opts.onProgress,

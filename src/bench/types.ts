@@ -30,10 +30,13 @@ export interface BuildProgress {
   total: number;
 }
 
+/** The metric of a benchmark: the index, the peers and the ground truth all use it. */
+export type BenchMetric = 'l2' | 'cosine' | 'ip';
+
 export interface BuildOptionsLike {
   dim: number;
   numClusters?: number;
-  metric?: 'l2';
+  metric?: BenchMetric;
   seed?: number;
   threads?: number;
   onProgress?: (p: BuildProgress) => void;
@@ -47,6 +50,8 @@ export interface SearchResultLike {
 
 export interface IndexLike {
   readonly dim: number;
+  /** the index's metric (absent in test doubles: l2) */
+  readonly metric?: BenchMetric;
   readonly size: number;
   readonly numClusters: number;
   search(query: Float32Array, opts: { k: number; nprobe: number; stats?: boolean }): SearchResultLike;
@@ -178,6 +183,8 @@ export interface DatasetInfo {
 }
 
 export interface BenchConfig {
+  /** absent in reports written before --metric existed: l2 */
+  metric?: BenchMetric;
   clusters: number | null;
   nprobe: number[];
   efSearch: number[];

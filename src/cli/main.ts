@@ -15,6 +15,7 @@ import { errorLine, isInputError } from '../bench/errors.js';
 import { processIo, type CliIo } from './io.js';
 import {
   UsageError,
+  choiceOption,
   intOption,
   parseChoiceList,
   parseCommandLine,
@@ -53,6 +54,12 @@ Dataset (texmex format):
   --nq <n>              use only the first n queries
 
 Index and search:
+  --metric <m>          l2 (default), cosine or ip. The index and every peer
+                        search in it (faiss: normalized vectors with inner
+                        product for cosine; hnswlib: its cosine / ip space);
+                        the ground truth must be in it too (checked on a
+                        sample of queries; make one with rabitq groundtruth
+                        --metric). The js peer is L2 only.
   --clusters <n>        number of IVF clusters (default: the library's default)
   --index <file>        load the rabitq index from this file when it exists, else
                         build it and save it there (no build time is reported
@@ -100,6 +107,7 @@ const BENCH_SPEC: Record<string, OptionSpec> = {
   gt: { type: 'string' },
   nq: { type: 'string' },
   clusters: { type: 'string' },
+  metric: { type: 'string' },
   index: { type: 'string' },
   nprobe: { type: 'string' },
   k: { type: 'string' },
@@ -177,6 +185,7 @@ export function benchOptionsFromArgs(argv: readonly string[]) {
     indexFile: str('index'),
     nq: intOption(values, 'nq', 1),
     clusters,
+    metric: choiceOption(values, 'metric', ['l2', 'cosine', 'ip'] as const, 'l2'),
     nprobe,
     efSearch: efRaw === undefined ? null : parseIntList('efsearch', efRaw, 1),
     k: intOption(values, 'k', 1, 100000, 10),
@@ -219,6 +228,7 @@ async function benchCommand(argv: readonly string[], io: CliIo): Promise<number>
       gt: o.gt,
       nq: o.nq,
       clusters: o.clusters,
+      metric: o.metric,
       ...(o.indexFile ? { indexFile: o.indexFile } : {}),
       nprobe: o.nprobe,
       efSearch: o.efSearch,
