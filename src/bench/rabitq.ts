@@ -4,7 +4,16 @@ import { InputError } from './errors.js';
 import { computeRecalls, makePoint, needsK100Pass, timeBatch, timeSingle } from './measure.js';
 import { nowNs, roundSig } from './stats.js';
 import type { LoadedDataset } from './dataset.js';
-import type { BenchMetric, BuildProgress, Engine, IndexLike, MethodResult, Mode, SearchStatsLike, SweepPoint } from './types.js';
+import type {
+  BenchMetric,
+  BuildProgress,
+  Engine,
+  IndexLike,
+  MethodResult,
+  Mode,
+  SearchStatsLike,
+  SweepPoint,
+} from './types.js';
 
 /** Default nprobe sweep: a roughly geometric ladder up to numClusters. */
 export function defaultNprobeSweep(numClusters: number): number[] {
@@ -127,7 +136,9 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
     }
     const metric = opts.metric ?? 'l2';
     if ((index.metric ?? 'l2') !== metric) {
-      throw new InputError(`--index ${opts.indexFile} was built with metric ${index.metric ?? 'l2'}, --metric says ${metric}`);
+      throw new InputError(
+        `--index ${opts.indexFile} was built with metric ${index.metric ?? 'l2'}, --metric says ${metric}`,
+      );
     }
     if (opts.clusters !== undefined && opts.clusters !== index.numClusters) {
       throw new InputError(

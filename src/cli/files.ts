@@ -57,7 +57,9 @@ export async function checkOutputPath(
       if (input.path === '-') continue;
       const inStat = await statOrNull(input.path);
       if (inStat !== null && inStat.dev === outStat.dev && inStat.ino === outStat.ino) {
-        throw new InputError(`${where} is the same file as ${input.what} ${input.path}; refusing to overwrite an input`);
+        throw new InputError(
+          `${where} is the same file as ${input.what} ${input.path}; refusing to overwrite an input`,
+        );
       }
     }
   }
@@ -236,7 +238,8 @@ export class AtomicVecsWriter {
       const at = r * (4 + 4 * dim);
       buf.writeInt32LE(dim, at);
       if (little) src.copy(buf, at + 4, r * 4 * dim, (r + 1) * 4 * dim);
-      else if (data instanceof Float32Array) for (let j = 0; j < dim; j++) buf.writeFloatLE(data[r * dim + j]!, at + 4 + 4 * j);
+      else if (data instanceof Float32Array)
+        for (let j = 0; j < dim; j++) buf.writeFloatLE(data[r * dim + j]!, at + 4 + 4 * j);
       else for (let j = 0; j < dim; j++) buf.writeInt32LE(data[r * dim + j]!, at + 4 + 4 * j);
     }
     let off = 0;

@@ -56,7 +56,11 @@ function normalizeRows(data: Float32Array, dim: number): Float32Array {
  * base x -> [x, sqrt(M^2 - |x|^2)] and query q -> [q, 0] make
  * |q' - x'|^2 = |q|^2 + M^2 - 2<q, x>, so L2 order is inner-product order.
  */
-function mipsAugment(base: Float32Array, queries: Float32Array, dim: number): { base: Float32Array; queries: Float32Array } {
+function mipsAugment(
+  base: Float32Array,
+  queries: Float32Array,
+  dim: number,
+): { base: Float32Array; queries: Float32Array } {
   const n = base.length / dim;
   const norms = new Float64Array(n);
   let maxSq = 0;
@@ -78,7 +82,14 @@ function mipsAugment(base: Float32Array, queries: Float32Array, dim: number): { 
 }
 
 /** Score to sort ascending (smaller is better) of base row `id` for `query`, in float64. */
-function score(metric: GtMetric, base: Float32Array, id: number, query: Float32Array, qOff: number, dim: number): number {
+function score(
+  metric: GtMetric,
+  base: Float32Array,
+  id: number,
+  query: Float32Array,
+  qOff: number,
+  dim: number,
+): number {
   let s = 0;
   if (metric === 'l2') {
     for (let j = 0; j < dim; j++) {
@@ -191,7 +202,9 @@ export async function groundtruthCommand(argv: readonly string[], io: CliIo): Pr
         if (progress && now - lastReport >= 2000 && done < nq) {
           lastReport = now;
           const eta = ((now - t0) / done) * (nq - done);
-          io.stderr(`groundtruth: ${done}/${nq} queries (${((100 * done) / nq).toFixed(0)}%), ~${(eta / 1000).toFixed(0)} s left\n`);
+          io.stderr(
+            `groundtruth: ${done}/${nq} queries (${((100 * done) / nq).toFixed(0)}%), ~${(eta / 1000).toFixed(0)} s left\n`,
+          );
         }
       },
     });

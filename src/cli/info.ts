@@ -82,7 +82,8 @@ function readHeader(file: string): Omit<IndexFileInfo, 'checksums' | 'buildTimin
     if (head.toString('latin1', 0, 8) !== MAGIC) throw new InputError(`index ${file}: not a rabitq index (bad magic)`);
     const version = head.readUInt32LE(8);
     const count = head.readUInt32LE(20);
-    if (count > MAX_SECTIONS) throw new InputError(`index ${file}: ${count} sections in the header (at most ${MAX_SECTIONS})`);
+    if (count > MAX_SECTIONS)
+      throw new InputError(`index ${file}: ${count} sections in the header (at most ${MAX_SECTIONS})`);
     const table = readExact(fd, FIXED_HEADER, count * ENTRY_BYTES, file);
     const sections: SectionInfo[] = [];
     for (let i = 0; i < count; i++) {
@@ -171,12 +172,19 @@ export function formatIndexInfo(i: IndexFileInfo): string {
         : `header and small sections verified; ${unchecked.join(', ')} not verified (use --verify)`
     }`,
     `  sections`,
-    ...i.sections.map((s) => `    ${s.tag.padEnd(5)} ${bytes(s.bytes).padStart(10)}  at ${String(s.offset).padStart(12)}  crc32c ${s.crc32c}`),
+    ...i.sections.map(
+      (s) =>
+        `    ${s.tag.padEnd(5)} ${bytes(s.bytes).padStart(10)}  at ${String(s.offset).padStart(12)}  crc32c ${s.crc32c}`,
+    ),
   ];
   return lines.join('\n') + '\n';
 }
 
-export async function indexInfoCommand(file: string, opts: { verify: boolean; json: boolean }, io: CliIo): Promise<number> {
+export async function indexInfoCommand(
+  file: string,
+  opts: { verify: boolean; json: boolean },
+  io: CliIo,
+): Promise<number> {
   const info = await indexFileInfo(file, opts.verify);
   io.stdout(opts.json ? JSON.stringify(info, null, 2) + '\n' : formatIndexInfo(info));
   return 0;

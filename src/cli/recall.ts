@@ -39,7 +39,8 @@ export async function recallCommand(argv: readonly string[], io: CliIo): Promise
   if (positionals.length < 2) throw new UsageError('needs two files: <results.ivecs> <groundtruth.ivecs>');
   const kGiven = intOption(values, 'k', 1, 100000);
   const [resultsPath, gtPath] = positionals as [string, string];
-  if (resultsPath === '-' && gtPath === '-') throw new UsageError('only one of the two files can be standard input (-)');
+  if (resultsPath === '-' && gtPath === '-')
+    throw new UsageError('only one of the two files can be standard input (-)');
   const results = await readIvecsInput({ path: resultsPath, what: 'results' });
   const gt = await readIvecsInput({ path: gtPath, what: 'ground truth' });
   const rName = resultsPath === '-' ? 'results (standard input)' : resultsPath;

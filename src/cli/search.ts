@@ -100,7 +100,10 @@ export async function searchCommand(argv: readonly string[], io: CliIo): Promise
     { path: indexFile, what: 'index' },
     { path: positionals[1]!, what: 'queries' },
   ];
-  const outputs = [{ path: out, what: '--out' }, ...(distOut !== undefined ? [{ path: distOut, what: '--distances' }] : [])];
+  const outputs = [
+    { path: out, what: '--out' },
+    ...(distOut !== undefined ? [{ path: distOut, what: '--distances' }] : []),
+  ];
   for (let i = 0; i < outputs.length; i++) await checkOutputPath(outputs[i]!, inputs, outputs.slice(0, i));
 
   const { IvfRabitqIndex } = await import('../ivf_index.js');
