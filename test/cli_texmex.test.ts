@@ -224,7 +224,7 @@ describe('build options: --metric, --bits, --no-vectors, --ids (64-bit) and sear
     for (let q = 0; q < 4; q++) expect(asIds[q * 3]).toBe(wide[q]);
   });
 
-  it('--ids with a negative id, a wrong row count or three columns is refused before the build', async () => {
+  it('--ids with a negative or repeated id, a wrong row count or three columns is refused before the build', async () => {
     const d = tmp('ids-bad');
     const vecs = path.join(d, 'v.fvecs');
     await writeFvecs(vecs, { dim: 4, data: Float32Array.from({ length: 40 }, (_, i) => i) });
@@ -232,9 +232,12 @@ describe('build options: --metric, --bits, --no-vectors, --ids (64-bit) and sear
     await writeIvecs(neg, { dim: 1, data: Int32Array.from({ length: 10 }, (_, i) => (i === 3 ? -2 : i)) });
     const short = path.join(d, 'short.ivecs');
     await writeIvecs(short, { dim: 1, data: Int32Array.from({ length: 9 }, (_, i) => i) });
+    const dup = path.join(d, 'dup.ivecs');
+    await writeIvecs(dup, { dim: 1, data: Int32Array.from({ length: 10 }, (_, i) => i % 7) });
     const three = path.join(d, 'three.ivecs');
     await writeIvecs(three, { dim: 3, data: new Int32Array(30) });
     const out = path.join(d, 'x.rbq');
+    await expectRefused(['build', vecs, '-o', out, '--ids', dup], /dup\.ivecs: id 0 appears twice, at rows 0 and 7/, d);
     await expectRefused(['build', vecs, '-o', out, '--ids', neg], /--ids .*neg\.ivecs: row 3 holds the id -2/, d);
     await expectRefused(
       ['build', vecs, '-o', out, '--ids', short],

@@ -73,6 +73,16 @@ export function buildOptionsFromArgs(argv: readonly string[]) {
   };
 }
 
+/** Duplicate ids are the caller's input error: named with both rows here, not after the load. */
+function checkUnique(name: string, ids: Uint32Array | BigUint64Array): void {
+  const firstRow = new Map<number | bigint, number>();
+  for (let r = 0; r < ids.length; r++) {
+    const seen = firstRow.get(ids[r]!);
+    if (seen !== undefined) throw new InputError(`${name}: id ${ids[r]} appears twice, at rows ${seen} and ${r}`);
+    firstRow.set(ids[r]!, r);
+  }
+}
+
 /**
  * The ids of --ids: an .ivecs of `count` rows, one column (32-bit ids, each
  * in 0..2^31-1) or two (a 64-bit id as low, high 32-bit halves).
@@ -84,7 +94,9 @@ async function readIds(file: string, count: number): Promise<Uint32Array | BigUi
   if (f.dim === 1) {
     const bad = f.data.findIndex((v) => v < 0);
     if (bad >= 0) throw new InputError(`${name}: row ${bad} holds the id ${f.data[bad]}; ids must be 0..2^31-1`);
-    return new Uint32Array(f.data.buffer, f.data.byteOffset, f.data.length);
+    const ids = new Uint32Array(f.data.buffer, f.data.byteOffset, f.data.length);
+    checkUnique(name, ids);
+    return ids;
   }
   if (f.dim === 2) {
     const wide = new BigUint64Array(count);
@@ -93,6 +105,7 @@ async function readIds(file: string, count: number): Promise<Uint32Array | BigUi
       if (id >= 2n ** 63n) throw new InputError(`${name}: row ${r} holds an id of 2^63 or more`);
       wide[r] = id;
     }
+    checkUnique(name, wide);
     return wide;
   }
   throw new InputError(`${name} has ${f.dim} columns: one id per row (1 column, or 2 for 64-bit ids) expected`);
