@@ -95,13 +95,19 @@ export interface VectorSource {
   close(): Promise<void>;
 }
 
-/** Reads a file whose layout the library checked; its errors become InputError (exit 2) naming the file. */
-async function asInputError<T>(what: string, fn: () => Promise<T>): Promise<T> {
+/** `err` as an InputError (exit 2) whose line names `what` (once: library messages often name the file already). */
+export function inputErrorNaming(what: string, file: string, err: unknown): InputError {
+  if (err instanceof InputError) return err;
+  const line = errorLine(err);
+  return new InputError(file !== '' && line.includes(file) ? line : `${what}: ${line}`);
+}
+
+/** Runs `fn` (reading `what`); its errors become InputError (exit 2) naming the file. */
+async function asInputError<T>(what: string, fn: () => Promise<T>, file = ''): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(`${what}: ${errorLine(err)}`);
+    throw inputErrorNaming(what, file, err);
   }
 }
 
@@ -169,20 +175,25 @@ export async function openVectorSource(input: NamedPath): Promise<VectorSource> 
   } else {
     throw new InputError(`${input.what} ${input.path}: expected a .fvecs or .bvecs file (or - for standard input)`);
   }
-  const info = await asInputError(label, () => inspectVectorFile(file, kind)).catch(async (err: unknown) => {
-    if (tempDir) await fs.promises.rm(tempDir, { recursive: true, force: true });
-    throw err;
-  });
+  const info = await asInputError(label, () => inspectVectorFile(file, kind), input.path === '-' ? '' : file).catch(
+    async (err: unknown) => {
+      if (tempDir) await fs.promises.rm(tempDir, { recursive: true, force: true });
+      throw err;
+    },
+  );
   return {
     name: input.path,
     kind,
     dim: info.dim,
     count: info.count,
     read: (start, end) =>
-      asInputError(label, async () =>
-        kind === 'bvecs'
-          ? (await readBvecs(file, { start, end, asFloat32: true })).data
-          : (await readFvecs(file, { start, end })).data,
+      asInputError(
+        label,
+        async () =>
+          kind === 'bvecs'
+            ? (await readBvecs(file, { start, end, asFloat32: true })).data
+            : (await readFvecs(file, { start, end })).data,
+        input.path === '-' ? '' : file,
       ),
     close: async () => {
       if (tempDir) await fs.promises.rm(tempDir, { recursive: true, force: true });
@@ -195,7 +206,7 @@ export async function readIvecsInput(input: NamedPath): Promise<{ dim: number; c
   if (input.path !== '-' && !/\.ivecs$/i.test(input.path)) {
     throw new InputError(`${input.what} ${input.path}: expected an .ivecs file (or - for standard input)`);
   }
-  if (input.path !== '-') return asInputError(input.path, () => readIvecs(input.path));
+  if (input.path !== '-') return asInputError(input.path, () => readIvecs(input.path), input.path);
   const label = `${input.what} (standard input)`;
   const t = await asInputError(label, stdinToTempFile);
   try {

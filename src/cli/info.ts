@@ -5,7 +5,8 @@
  */
 import * as fs from 'node:fs';
 import type { CliIo } from './io.js';
-import { InputError, errorLine } from '../bench/errors.js';
+import { inputErrorNaming } from './files.js';
+import { InputError } from '../bench/errors.js';
 
 /** Sizes and offsets of the container header (docs/FORMAT.md, "Header"). */
 const MAGIC = 'RABITQIX';
@@ -136,14 +137,13 @@ export async function indexFileInfo(file: string, verify: boolean): Promise<Inde
   try {
     await IvfRabitqIndex.load(file, { mmap: true, verify });
   } catch (err) {
-    throw new InputError(`index ${file}: ${errorLine(err)}`);
+    throw inputErrorNaming(`index ${file}`, file, err);
   }
   let header;
   try {
     header = readHeader(file);
   } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(`index ${file}: ${errorLine(err)}`);
+    throw inputErrorNaming(`index ${file}`, file, err);
   }
   return { ...header, checksums: verify ? 'all verified' : 'header and small sections verified', buildTimings: null };
 }

@@ -5,8 +5,8 @@
  * (and optionally the distances) as texmex files.
  */
 import type { CliIo } from './io.js';
-import { InputError, errorLine } from '../bench/errors.js';
-import { AtomicVecsWriter, checkOutputPath, openVectorSource, type VectorSource } from './files.js';
+import { InputError } from '../bench/errors.js';
+import { AtomicVecsWriter, checkOutputPath, inputErrorNaming, openVectorSource, type VectorSource } from './files.js';
 import { UsageError, intOption, parseCommandLine, stringOption, type OptionSpec } from './options.js';
 
 export const SEARCH_HELP = `Usage: rabitq search <index-file> <queries> --k <n> --nprobe <n> --out <results.ivecs> [options]
@@ -111,7 +111,7 @@ export async function searchCommand(argv: readonly string[], io: CliIo): Promise
   try {
     index = await IvfRabitqIndex.load(indexFile, { mmap: values.mmap === true });
   } catch (err) {
-    throw new InputError(`index ${indexFile}: ${errorLine(err)}`);
+    throw inputErrorNaming(`index ${indexFile}`, indexFile, err);
   }
   if (index.idType === 'u64' && !ids64) {
     throw new InputError(
