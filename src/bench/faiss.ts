@@ -160,6 +160,8 @@ export async function benchFaiss(ctx: PeerContext): Promise<{ methods: MethodRes
     paths.groundTruth,
     '--k',
     String(ctx.k),
+    '--metric',
+    ctx.metric,
     '--clusters',
     String(ctx.clusters),
     '--methods',

@@ -1,10 +1,12 @@
 /** What every benchmark peer is given. */
 import type { LoadedDataset } from './dataset.js';
-import type { Mode } from './types.js';
+import type { BenchMetric, Mode } from './types.js';
 
 export interface PeerContext {
   dataset: LoadedDataset;
   k: number;
+  /** the metric every peer searches in (cosine: normalized vectors) */
+  metric: BenchMetric;
   runs: number;
   warmup: number;
   /** minimum duration of one timed run, in ms */

@@ -4,7 +4,16 @@ import { InputError } from './errors.js';
 import { computeRecalls, makePoint, needsK100Pass, timeBatch, timeSingle } from './measure.js';
 import { nowNs, roundSig } from './stats.js';
 import type { LoadedDataset } from './dataset.js';
-import type { BuildProgress, Engine, IndexLike, MethodResult, Mode, SearchStatsLike, SweepPoint } from './types.js';
+import type {
+  BenchMetric,
+  BuildProgress,
+  Engine,
+  IndexLike,
+  MethodResult,
+  Mode,
+  SearchStatsLike,
+  SweepPoint,
+} from './types.js';
 
 /** Default nprobe sweep: a roughly geometric ladder up to numClusters. */
 export function defaultNprobeSweep(numClusters: number): number[] {
@@ -32,6 +41,8 @@ export interface RabitqBenchOptions {
   bits?: number;
   /** build without the raw vectors (results ranked by the multi-bit estimates) */
   noVectors?: boolean;
+  /** default l2 */
+  metric?: BenchMetric;
   seed: number;
   threads: number;
   k: number;
@@ -143,6 +154,12 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
     if (opts.bits !== undefined && index.bits !== undefined && opts.bits !== index.bits) {
       throw new InputError(`--index ${opts.indexFile} has ${index.bits}-bit codes, --bits says ${opts.bits}`);
     }
+    const metric = opts.metric ?? 'l2';
+    if ((index.metric ?? 'l2') !== metric) {
+      throw new InputError(
+        `--index ${opts.indexFile} was built with metric ${index.metric ?? 'l2'}, --metric says ${metric}`,
+      );
+    }
     if (opts.clusters !== undefined && opts.clusters !== index.numClusters) {
       throw new InputError(
         `--index ${opts.indexFile} has ${index.numClusters} clusters, --clusters says ${opts.clusters}`,
@@ -152,7 +169,7 @@ export async function benchRabitq(opts: RabitqBenchOptions): Promise<RabitqBench
     index = await engine.buildIndex(dataset.base.data, {
       dim,
       numClusters: opts.clusters,
-      metric: 'l2',
+      metric: opts.metric ?? 'l2',
       seed: opts.seed,
       threads,
       ...(opts.bits !== undefined ? { bits: opts.bits } : {}),

@@ -165,7 +165,7 @@ export function summaryMarkdown(report: BenchReport): string {
   lines.push('');
   lines.push(
     `Dataset \`${mdEscape(d.name)}\`: ${fmtInt(d.baseCount)} base vectors x ${d.dim} dims, ` +
-      `${fmtInt(d.queryCount)} queries, k = ${c.k}. ` +
+      `${fmtInt(d.queryCount)} queries, k = ${c.k}, metric ${c.metric ?? 'l2'}. ` +
       `${c.clusters ?? 'default'} clusters, ${c.threads} thread(s), median of ${c.runs} runs.`,
   );
   lines.push('');

@@ -12,6 +12,7 @@ import { DEFAULT_FAISS_METHODS, benchFaiss } from './faiss.js';
 import { affinityWarnings, gitCommit, machineInfo } from './machine.js';
 import { PeerUnavailable, type PeerContext } from './peer_context.js';
 import { buildProgressBar } from './progress.js';
+import { checkGroundTruthMetric } from './gt_check.js';
 import { fileReaders } from './readers.js';
 import { benchRabitq, rabitqLabel, type RabitqVariant } from './rabitq.js';
 import {
@@ -30,7 +31,7 @@ import { renderRecallQpsSvg } from './svg.js';
 import { nowNs, roundSig } from './stats.js';
 import { benchHnswlib, defaultEfSweep } from './peers/hnswlib.js';
 import { benchJsIvfFlat } from './peers/js_ivfflat.js';
-import type { BenchReport, Engine, MethodResult, Mode, PeerName, PeerStatus } from './types.js';
+import type { BenchMetric, BenchReport, Engine, MethodResult, Mode, PeerName, PeerStatus } from './types.js';
 
 export interface BenchOptions {
   data?: string;
@@ -44,6 +45,8 @@ export interface BenchOptions {
   bits?: number[];
   /** build the rabitq indexes without raw vectors */
   noVectors?: boolean;
+  /** l2 (default), cosine or ip: the index, the peers and the ground truth check use it */
+  metric?: BenchMetric;
   /** null/undefined: a default ladder up to the number of clusters */
   nprobe?: number[] | null;
   /** efSearch sweep for HNSW peers (default: a ladder from k to 512) */
@@ -110,6 +113,8 @@ export async function runBench(opts: BenchOptions, io: CliIo, engineArg?: Engine
   if (opts.clusters !== undefined && opts.clusters > dataset.base.count) {
     throw new InputError(`--clusters ${opts.clusters} exceeds the ${dataset.base.count} base vectors`);
   }
+  const metric = opts.metric ?? 'l2';
+  const gtCheck = checkGroundTruthMetric(dataset, metric);
   let engine = engineArg;
   if (!engine) {
     try {
@@ -140,7 +145,12 @@ export async function runBench(opts: BenchOptions, io: CliIo, engineArg?: Engine
     `dataset ${paths.name}: ${fmtInt(dataset.base.count)} base x ${dataset.dim} dims, ` +
       `${fmtInt(dataset.queries.count)} queries` +
       (dataset.queries.count < dataset.queryCountInFile ? ` (of ${fmtInt(dataset.queryCountInFile)})` : '') +
-      `, ground truth top-${gt.dim}; k = ${opts.k}`,
+      `, ground truth top-${gt.dim}; k = ${opts.k}; metric ${metric}`,
+  );
+  outLine(
+    `  ground truth: top-${gtCheck.k} of ${gtCheck.queries} sampled queries match exact ${metric} search for ` +
+      `${(gtCheck.agreement * 100).toFixed(0)}% of the ids` +
+      (gtCheck.l2Agreement !== null ? ` (l2: ${(gtCheck.l2Agreement * 100).toFixed(0)}%)` : ''),
   );
 
   // ------------------------------------------------------------------ rabitq
@@ -165,6 +175,7 @@ export async function runBench(opts: BenchOptions, io: CliIo, engineArg?: Engine
         dataset,
         ...(indexFile ? { indexFile } : {}),
         clusters: opts.clusters,
+        metric,
         seed: opts.seed,
         threads: opts.threads,
         k: opts.k,
@@ -227,6 +238,7 @@ export async function runBench(opts: BenchOptions, io: CliIo, engineArg?: Engine
       const ctx: PeerContext = {
         dataset,
         k,
+        metric,
         runs: opts.runs,
         warmup: opts.warmup,
         minRunMs,
@@ -318,6 +330,7 @@ export async function runBench(opts: BenchOptions, io: CliIo, engineArg?: Engine
       groundTruthColumns: gt.dim,
     },
     config: {
+      metric,
       clusters: rabitq.index.numClusters,
       nprobe: rabitq.nprobe,
       efSearch,

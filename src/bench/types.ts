@@ -32,10 +32,13 @@ export interface BuildProgress {
   total: number;
 }
 
+/** The metric of a benchmark: the index, the peers and the ground truth all use it. */
+export type BenchMetric = 'l2' | 'cosine' | 'ip';
+
 export interface BuildOptionsLike {
   dim: number;
   numClusters?: number;
-  metric?: 'l2';
+  metric?: BenchMetric;
   seed?: number;
   threads?: number;
   /** bits per dimension of the codes (1..9; the library's default when absent) */
@@ -53,6 +56,8 @@ export interface SearchResultLike {
 
 export interface IndexLike {
   readonly dim: number;
+  /** the index's metric (absent in test doubles: l2) */
+  readonly metric?: BenchMetric;
   readonly size: number;
   readonly numClusters: number;
   /** bits per dimension of the codes (absent: a 1-bit engine) */
@@ -188,6 +193,8 @@ export interface DatasetInfo {
 }
 
 export interface BenchConfig {
+  /** absent in reports written before --metric existed: l2 */
+  metric?: BenchMetric;
   clusters: number | null;
   nprobe: number[];
   efSearch: number[];

@@ -3,8 +3,9 @@
  * rabitq command-line interface.
  *
  *   rabitq bench [options]   recall / QPS benchmark (see `rabitq bench --help`)
- *   rabitq info              SIMD level, CPU and affinity
+ *   rabitq info [index]      SIMD level, CPU and affinity; or what an index file holds (src/cli/info.ts)
  *   rabitq build <vectors> -o <index>   build and save an index (src/cli/build.ts)
+ *   rabitq groundtruth / search / recall   the texmex workflow (src/cli/groundtruth.ts, search.ts, recall.ts)
  *   rabitq serve <file>      HTTP search server (see src/cli/serve.ts)
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { errorLine, isInputError } from '../bench/errors.js';
 import { processIo, type CliIo } from './io.js';
 import {
   UsageError,
+  choiceOption,
   intOption,
   parseChoiceList,
   parseCommandLine,
@@ -25,11 +27,16 @@ import {
 const MAIN_HELP = `Usage: rabitq <command> [options]
 
 Commands:
-  bench     recall / QPS benchmark of the IVF + RaBitQ index (and optional peers)
-  build     build an index from a vector file and save it
-  info      show the SIMD level, CPU and CPU affinity
-  serve     serve an index file (or one built from a vector file) over HTTP
-  help      show help for a command
+  groundtruth  exact k nearest neighbours of a query file, as .ivecs
+  build        build an index from a vector file and save it
+  search       search a query file in a saved index, results as .ivecs
+  recall       recall@k of result ids against the ground truth
+  info         what an index file holds; without a file: SIMD level, CPU, affinity
+  bench        recall / QPS benchmark of the IVF + RaBitQ index (and optional peers)
+  serve        serve an index file (or one built from a vector file) over HTTP
+  help         show help for a command
+
+Vector files are texmex .fvecs / .bvecs (ids: .ivecs); - reads standard input.
 
 Options:
   -h, --help     show this help
@@ -47,6 +54,12 @@ Dataset (texmex format):
   --nq <n>              use only the first n queries
 
 Index and search:
+  --metric <m>          l2 (default), cosine or ip. The index and every peer
+                        search in it (faiss: normalized vectors with inner
+                        product for cosine; hnswlib: its cosine / ip space);
+                        the ground truth must be in it too (checked on a
+                        sample of queries; make one with rabitq groundtruth
+                        --metric). The js peer is L2 only.
   --clusters <n>        number of IVF clusters (default: the library's default)
   --index <file>        load the rabitq index from this file when it exists, else
                         build it and save it there (no build time is reported
@@ -99,6 +112,7 @@ const BENCH_SPEC: Record<string, OptionSpec> = {
   gt: { type: 'string' },
   nq: { type: 'string' },
   clusters: { type: 'string' },
+  metric: { type: 'string' },
   index: { type: 'string' },
   nprobe: { type: 'string' },
   k: { type: 'string' },
@@ -180,6 +194,7 @@ export function benchOptionsFromArgs(argv: readonly string[]) {
     ...(values['no-vectors'] === true ? { noVectors: true } : {}),
     nq: intOption(values, 'nq', 1),
     clusters,
+    metric: choiceOption(values, 'metric', ['l2', 'cosine', 'ip'] as const, 'l2'),
     nprobe,
     efSearch: efRaw === undefined ? null : parseIntList('efsearch', efRaw, 1),
     k: intOption(values, 'k', 1, 100000, 10),
@@ -222,6 +237,7 @@ async function benchCommand(argv: readonly string[], io: CliIo): Promise<number>
       gt: o.gt,
       nq: o.nq,
       clusters: o.clusters,
+      metric: o.metric,
       ...(o.indexFile ? { indexFile: o.indexFile } : {}),
       ...(o.bits ? { bits: o.bits } : {}),
       ...(o.noVectors ? { noVectors: true } : {}),
@@ -248,12 +264,36 @@ async function benchCommand(argv: readonly string[], io: CliIo): Promise<number>
   return 0;
 }
 
+const INFO_HELP = `Usage: rabitq info [<index-file>] [--verify] [--json]
+
+Without a file: the SIMD level the native kernels use, the CPU and the CPU affinity.
+
+With an index file: what it holds, from its header and META section after
+the loader's checks: format version, dimension, vectors, clusters, metric,
+bits per dimension, id width, whether raw vectors are kept, the build
+parameters stored (rotation, seed), and each section's size and CRC-32C.
+
+  --verify    also check the CRC-32C of every section (reads the whole file);
+              without it the header and the small sections are checked and
+              the big arrays (codes, factors, ids, vectors) are not
+  --json      machine-readable output
+`;
+
 async function infoCommand(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values } = parseCommandLine(argv, { help: { type: 'boolean', short: 'h' } });
+  const { values, positionals } = parseCommandLine(
+    argv,
+    { help: { type: 'boolean', short: 'h' }, verify: { type: 'boolean' }, json: { type: 'boolean' } },
+    1,
+  );
   if (values.help) {
-    io.stdout('Usage: rabitq info\n\nShows the SIMD level the native kernels use, the CPU and the CPU affinity.\n');
+    io.stdout(INFO_HELP);
     return 0;
   }
+  if (positionals[0] !== undefined) {
+    const { indexInfoCommand } = await import('./info.js');
+    return indexInfoCommand(positionals[0], { verify: values.verify === true, json: values.json === true }, io);
+  }
+  if (values.verify !== undefined) throw new UsageError('--verify needs an index file');
   const { machineInfo } = await import('../bench/machine.js');
   let simd = 'unavailable';
   try {
@@ -265,6 +305,10 @@ async function infoCommand(argv: readonly string[], io: CliIo): Promise<number> 
     simd = `unavailable (${errorLine(err)})`;
   }
   const m = machineInfo(simd);
+  if (values.json === true) {
+    io.stdout(JSON.stringify({ version: packageVersion(), ...m }, null, 2) + '\n');
+    return 0;
+  }
   io.stdout(
     [
       `rabitq ${packageVersion()}`,
@@ -277,13 +321,26 @@ async function infoCommand(argv: readonly string[], io: CliIo): Promise<number> 
   return 0;
 }
 
+type Command = (argv: readonly string[], io: CliIo) => Promise<number>;
+
+/** Every command; each module is imported only when its command runs. */
+const COMMANDS: Record<string, Command> = {
+  bench: benchCommand,
+  info: infoCommand,
+  build: async (argv, io) => (await import('./build.js')).buildCommand(argv, io),
+  serve: async (argv, io) => (await import('./serve.js')).serveCommand(argv, io),
+  groundtruth: async (argv, io) => (await import('./groundtruth.js')).groundtruthCommand(argv, io),
+  search: async (argv, io) => (await import('./search.js')).searchCommand(argv, io),
+  recall: async (argv, io) => (await import('./recall.js')).recallCommand(argv, io),
+};
+
 /**
  * Run the CLI with `argv` (without the node and script paths). Returns the
  * exit code; never throws. Errors are reported on one line on stderr.
  */
 export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
-  const prog = cmd === 'bench' || cmd === 'info' || cmd === 'serve' || cmd === 'build' ? `rabitq ${cmd}` : 'rabitq';
+  const prog = cmd !== undefined && Object.hasOwn(COMMANDS, cmd) ? `rabitq ${cmd}` : 'rabitq';
   try {
     switch (cmd) {
       case undefined:
@@ -292,25 +349,16 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
         io.stdout(MAIN_HELP);
         return 0;
       case 'help':
-        if (rest[0] === 'bench') io.stdout(BENCH_HELP);
-        else if (rest[0] === 'serve') io.stdout((await import('./serve.js')).SERVE_HELP);
-        else if (rest[0] === 'build') io.stdout((await import('./build.js')).BUILD_HELP);
-        else if (rest[0] === undefined || rest[0] === 'info') io.stdout(MAIN_HELP);
+        if (rest[0] === undefined) io.stdout(MAIN_HELP);
+        else if (Object.hasOwn(COMMANDS, rest[0])) return await COMMANDS[rest[0]]!(['--help'], io);
         else throw new UsageError(`unknown command ${JSON.stringify(rest[0])}`);
         return 0;
       case '-V':
       case '--version':
         io.stdout(`${packageVersion()}\n`);
         return 0;
-      case 'bench':
-        return await benchCommand(rest, io);
-      case 'info':
-        return await infoCommand(rest, io);
-      case 'serve':
-        return await (await import('./serve.js')).serveCommand(rest, io);
-      case 'build':
-        return await (await import('./build.js')).buildCommand(rest, io);
       default:
+        if (Object.hasOwn(COMMANDS, cmd)) return await COMMANDS[cmd]!(rest, io);
         throw new UsageError(cmd.startsWith('-') ? `unknown option ${cmd}` : `unknown command ${JSON.stringify(cmd)}`);
     }
   } catch (err) {

@@ -168,6 +168,9 @@ def parse_args(argv):
     ap.add_argument("--query", required=True, help="query vectors, .fvecs or .bvecs")
     ap.add_argument("--gt", required=True, help="ground truth .ivecs (nearest first)")
     ap.add_argument("--k", type=int, default=10, help="neighbours asked for (search uses max(10, k))")
+    ap.add_argument("--metric", default="l2", choices=("l2", "cosine", "ip"),
+                    help="l2 (default); cosine: vectors and queries normalized, searched by inner "
+                         "product; ip: inner product (largest first)")
     ap.add_argument("--clusters", type=int, required=True, help="IVF lists (C)")
     ap.add_argument("--methods", default=",".join(METHODS),
                     help="comma list of " + ",".join(METHODS))
@@ -301,6 +304,13 @@ class Built:
         self.keep = []  # python references that faiss objects point to
 
 
+def metric_of(a):
+    """faiss metric of the fine search; cosine runs as inner product on normalized rows.
+    The coarse quantizer stays L2 (the assignment of rabitq's own IVF, whose
+    centroids it may share)."""
+    return faiss.METRIC_L2 if a.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+
 def make_coarse(a, xb, d, centroids):
     """One flat L2 coarse quantizer shared by every IVF method."""
     t0 = time.perf_counter()
@@ -331,7 +341,7 @@ def build_method(name, a, xb, d, coarse, train_sample):
     C = a.clusters
     t0 = time.perf_counter()
     if name == "hnsw":
-        index = faiss.IndexHNSWFlat(d, a.hnsw_m)
+        index = faiss.IndexHNSWFlat(d, a.hnsw_m, metric_of(a))
         index.hnsw.efConstruction = a.ef_construction
         info = {"factory": "HNSW%d,Flat" % a.hnsw_m, "efConstruction": a.ef_construction,
                 "M": a.hnsw_m}
@@ -349,14 +359,14 @@ def build_method(name, a, xb, d, coarse, train_sample):
         return b
 
     if name == "ivfflat":
-        ivf = faiss.IndexIVFFlat(coarse, d, C, faiss.METRIC_L2)
+        ivf = faiss.IndexIVFFlat(coarse, d, C, metric_of(a))
         info = {"factory": "IVF%d,Flat" % C}
         refine = False
     elif name == "ivfpq":
         if d % 2:
             raise ValueError("PQ{D/2}x4fs needs an even dimension (d=%d)" % d)
         M = d // 2
-        ivf = faiss.IndexIVFPQFastScan(coarse, d, C, M, 4, faiss.METRIC_L2, 32)
+        ivf = faiss.IndexIVFPQFastScan(coarse, d, C, M, 4, metric_of(a), 32)
         info = {"factory": "IVF%d,PQ%dx4fs,RFlat" % (C, M)}
         refine = True
     elif name in ("ivfrabitq", "ivfrabitq4") or NO_REFINE_RABITQ.match(name):
@@ -365,12 +375,12 @@ def build_method(name, a, xb, d, coarse, train_sample):
         no_refine = NO_REFINE_RABITQ.match(name)
         nb = int(no_refine.group(1)) if no_refine else 1 if name == "ivfrabitq" else a.rabitq_multibits
         try:
-            ivf = faiss.IndexIVFRaBitQFastScan(coarse, d, C, faiss.METRIC_L2, 32, True, nb)
+            ivf = faiss.IndexIVFRaBitQFastScan(coarse, d, C, metric_of(a), 32, True, nb)
         except TypeError:
             if nb != 1:
                 raise RuntimeError("faiss %s: IndexIVFRaBitQFastScan has no nb_bits argument "
                                    "(multi-bit RaBitQ FastScan unsupported)" % faiss.__version__)
-            ivf = faiss.IndexIVFRaBitQFastScan(coarse, d, C, faiss.METRIC_L2, 32)
+            ivf = faiss.IndexIVFRaBitQFastScan(coarse, d, C, metric_of(a), 32)
         if ivf.rabitq.nb_bits != nb:
             raise RuntimeError("asked for %d-bit RaBitQ, index has nb_bits=%d" % (nb, ivf.rabitq.nb_bits))
         # Without a refine stage the query quantization caps recall, so the
@@ -440,6 +450,10 @@ def main(argv):
     t0 = time.perf_counter()
     xb = np.ascontiguousarray(read_vectors(a.base, N))
     xq = np.ascontiguousarray(read_vectors(a.query, nq))
+    if a.metric == "cosine":
+        # cosine = inner product of unit vectors (zero rows stay zero)
+        faiss.normalize_L2(xb)
+        faiss.normalize_L2(xq)
     log("base %s x %d (%s), queries %d, %.1fs to load" % (N, d, a.base, nq, time.perf_counter() - t0))
 
     ks = max(10, a.k)  # k used in every search
@@ -449,7 +463,7 @@ def main(argv):
         log("--nbase %d < %d base rows: %s no longer matches; computing exact top-%d "
             "ground truth with IndexFlatL2 on the prefix" % (N, nfull, a.gt, kg))
         t0 = time.perf_counter()
-        flat = faiss.IndexFlatL2(d)
+        flat = faiss.IndexFlatL2(d) if a.metric == "l2" else faiss.IndexFlatIP(d)
         flat.add(xb)
         _, gt = flat.search(xq, min(kg, N))
         del flat
@@ -482,6 +496,7 @@ def main(argv):
         "compile_options": faiss.get_compile_options(),
         "simd_level": None,
         "threads": a.threads,
+        "metric": a.metric,
         "dataset": {"base": a.base, "query": a.query, "n": N, "dim": d, "nq": nq,
                     "gt": gt_source, "k": ks},
         "coarse": None,

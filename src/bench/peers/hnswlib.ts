@@ -73,7 +73,8 @@ export async function benchHnswlib(ctx: PeerContext): Promise<{ methods: MethodR
   const n = dataset.base.count;
   const m = ctx.hnswM;
   const t0 = nowNs();
-  const index = new mod.HierarchicalNSW('l2', dim);
+  // hnswlib's cosine space normalizes the vectors it stores and the queries.
+  const index = new mod.HierarchicalNSW(ctx.metric, dim);
   index.initIndex(n, m, EF_CONSTRUCTION, ctx.seed);
   const base = dataset.base.data;
   const logEvery = Math.max(1, Math.floor(n / 10));
@@ -136,7 +137,7 @@ export async function benchHnswlib(ctx: PeerContext): Promise<{ methods: MethodR
         status: 'ok',
         buildSeconds: roundSig(buildSeconds),
         bytesPerVector: roundSig(hnswBytesPerVector(dim, m)),
-        notes: `hnswlib-node ${version}, M=${m}, efConstruction=${EF_CONSTRUCTION}, built and searched on one thread; bytes/vector is an estimate from the graph layout; the k=100 recall pass uses efSearch >= 100`,
+        notes: `hnswlib-node ${version}, space ${ctx.metric}, M=${m}, efConstruction=${EF_CONSTRUCTION}, built and searched on one thread; bytes/vector is an estimate from the graph layout; the k=100 recall pass uses efSearch >= 100`,
         points,
       },
     ],

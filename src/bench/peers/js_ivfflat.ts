@@ -263,6 +263,7 @@ export async function benchJsIvfFlat(ctx: PeerContext): Promise<MethodResult[]> 
   const dim = dataset.dim;
   if (!ctx.modes.includes('single'))
     throw new PeerUnavailable('js IVF-Flat runs single queries only (add --mode single)');
+  if (ctx.metric !== 'l2') throw new PeerUnavailable(`js IVF-Flat searches by L2 only, not ${ctx.metric}`);
   const t0 = nowNs();
   const index = JsIvfFlat.build(dataset.base.data, dim, {
     centroids: ctx.centroids ?? undefined,
