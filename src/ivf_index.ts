@@ -203,6 +203,11 @@ function wrapFileError(file: string, e: unknown): unknown {
   return e;
 }
 
+/** A native error about the index's own contents (code 'EBADINDEX') as an IndexFileError; others unchanged. */
+function wrapIndexError(e: unknown): unknown {
+  return (e as { code?: unknown } | null)?.code === 'EBADINDEX' ? wrapFileError('index', e) : e;
+}
+
 export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   readonly #native: NativeIndex;
   readonly dim: number;
@@ -417,7 +422,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
       return await this.#serial(() => this.#native.toBuffer());
     } catch (e) {
       // After a mmap load the checksums are checked first, as by save().
-      throw (e as { code?: unknown }).code === 'EBADINDEX' ? wrapFileError('index', e) : e;
+      throw wrapIndexError(e);
     }
   }
 
@@ -461,7 +466,13 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     if (options.bits !== undefined && checkBits('options.bits', options.bits) !== this.bits) {
       throw new RangeError(`options.bits is ${options.bits} but this index has ${this.bits}-bit codes`);
     }
-    await this.#serial(() => this.#native.add(vectors, ids, threads));
+    try {
+      await this.#serial(() => this.#native.add(vectors, ids, threads));
+    } catch (e) {
+      // After a mmap load without verify, the first add / remove / has reads
+      // the id column and refuses a file that stores an id twice.
+      throw wrapIndexError(e);
+    }
   }
 
   /** Removes the vectors with these ids (absent ids are ignored); resolves with how many were removed. */
@@ -480,13 +491,25 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
       // Ids are below 2^63; larger ones are absent (and would wrap in the BigUint64Array).
       if (id < ID_LIMIT) wide[count++] = id;
     }
-    return this.#serial(() => this.#native.remove(wide.subarray(0, count)));
+    try {
+      return await this.#serial(() => this.#native.remove(wide.subarray(0, count)));
+    } catch (e) {
+      throw wrapIndexError(e);
+    }
   }
 
-  /** Whether a vector with this id is in the index. */
+  /**
+   * Whether a vector with this id is in the index. After a mmap load without
+   * verify, the first has / add / remove reads the id column and throws
+   * IndexFileError ('EBADINDEX') if the file stores an id twice.
+   */
   has(id: number | bigint): boolean {
     if (typeof id === 'number' ? !(Number.isInteger(id) && id >= 0) : typeof id !== 'bigint' || id < 0n) return false;
-    return this.#native.contains(BigInt(id));
+    try {
+      return this.#native.contains(BigInt(id));
+    } catch (e) {
+      throw wrapIndexError(e);
+    }
   }
 
   /**
@@ -500,7 +523,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
       await this.#serial(() => this.#native.compact());
     } catch (e) {
       // After a mmap load compact() first checks the checksums verify() would.
-      throw (e as { code?: unknown }).code === 'EBADINDEX' ? wrapFileError('index', e) : e;
+      throw wrapIndexError(e);
     }
   }
 

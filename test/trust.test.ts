@@ -1,0 +1,45 @@
+// Inputs a hostile or careless caller can hand the library (issue 14): forged
+// files, huge-but-finite values, FIFOs and NUL bytes in paths, shared and
+// transferred buffers, and close(). Each test failed before its fix.
+import { describe, it, expect } from 'vitest';
+import fs from 'node:fs';
+import path from 'node:path';
+import { IndexFileError, IvfRabitqIndex } from '../src/index.js';
+import { parseLayout, resealSection } from './fixtures/index-file.mjs';
+import { rng, tempFolders } from './helpers.js';
+
+const tmpDir = tempFolders('trust');
+
+function uniform(n: number, dim: number, seed: number, lo = -0.5, hi = 0.5): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n * dim }, () => lo + (hi - lo) * r());
+}
+
+describe('forged files: valid checksums, duplicate ids', () => {
+  it('load, fromBuffer and verify() refuse an id stored twice (EBADINDEX); a lazy mmap load refuses it on first use', async () => {
+    const dim = 8;
+    const index = await IvfRabitqIndex.build(uniform(60, dim, 1), { dim, numClusters: 3, seed: 2 });
+    const bytes = await index.toBuffer();
+    const ids = parseLayout(bytes).sections.find((s) => s.name === 'IDS ')!;
+    // Write id 7 over the slot that holds id 8, and make the checksums right again.
+    let at8 = -1;
+    for (let i = 0; i < ids.length / 4; i++) if (bytes.readUInt32LE(ids.offset + 4 * i) === 8) at8 = i;
+    expect(at8).toBeGreaterThanOrEqual(0);
+    bytes.writeUInt32LE(7, ids.offset + 4 * at8);
+    resealSection(bytes, ids);
+    const file = path.join(tmpDir('dup'), 'dup.rbq');
+    fs.writeFileSync(file, bytes);
+
+    const isDup = (e: unknown) =>
+      e instanceof IndexFileError && e.code === 'EBADINDEX' && /id 7 is stored twice/.test(e.message);
+    await expect(IvfRabitqIndex.fromBuffer(bytes)).rejects.toSatisfy(isDup);
+    await expect(IvfRabitqIndex.load(file)).rejects.toSatisfy(isDup);
+    await expect(IvfRabitqIndex.load(file, { mmap: true, verify: true })).rejects.toSatisfy(isDup);
+    // mmap without verify reads no big column at load: verify() and the first
+    // add / remove / has find the duplicate instead of removing one copy.
+    const lazy = await IvfRabitqIndex.load(file, { mmap: true });
+    await expect(lazy.verify()).rejects.toSatisfy(isDup);
+    await expect(lazy.remove([7])).rejects.toSatisfy(isDup);
+    expect(() => lazy.has(7)).toThrow(IndexFileError);
+  });
+});
