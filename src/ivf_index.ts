@@ -18,7 +18,7 @@ import {
   type NativeIndex,
   type NativeMemoryUsage,
 } from './native.js';
-import { IndexFileError, assertFloat32Array, assertIntInRange, assertString, describeValue } from './errors.js';
+import { IndexFileError, assertFloat32Array, assertIntInRange, assertPath, describeValue } from './errors.js';
 import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
 import { checkKAndNprobe, checkOptionsObject, checkQueries, type IdArray } from './query.js';
 
@@ -333,7 +333,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     path: string,
     options: LoadOptions & { idType?: T } = {},
   ): Promise<LoadedIndex<T>> {
-    assertString('path', path);
+    assertPath('path', path);
     checkOptionsObject('options', options);
     const idType = checkIdTypeOption(options.idType);
     const bits = options.bits === undefined ? undefined : checkBits('options.bits', options.bits);
@@ -408,7 +408,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * checksums left unchecked are checked first (IndexFileError 'EBADINDEX').
    */
   async save(path: string): Promise<void> {
-    assertString('path', path);
+    assertPath('path', path);
     try {
       await this.#serial(() => this.#native.save(path));
     } catch (e) {

@@ -4,7 +4,16 @@
 import { describe, it, expect } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
-import { IndexFileError, IvfRabitqIndex } from '../src/index.js';
+import { spawnSync } from 'node:child_process';
+import {
+  IndexFileError,
+  IvfRabitqIndex,
+  VectorFileError,
+  readFvecs,
+  readFvecsSync,
+  writeFvecs,
+  writeFvecsSync,
+} from '../src/index.js';
 import { parseLayout, resealSection } from './fixtures/index-file.mjs';
 import { rng, tempFolders } from './helpers.js';
 
@@ -41,5 +50,57 @@ describe('forged files: valid checksums, duplicate ids', () => {
     await expect(lazy.verify()).rejects.toSatisfy(isDup);
     await expect(lazy.remove([7])).rejects.toSatisfy(isDup);
     expect(() => lazy.has(7)).toThrow(IndexFileError);
+  });
+});
+
+describe('paths: FIFOs and NUL characters', () => {
+  it('load() of a FIFO rejects at once (not a regular file) instead of waiting for a writer', async () => {
+    const dir = tmpDir('fifo');
+    const fifo = path.join(dir, 'f');
+    const made = spawnSync('mkfifo', [fifo]);
+    if (made.status !== 0) return; // no mkfifo on this system
+    for (const mmap of [false, true]) {
+      const settled = await Promise.race([
+        IvfRabitqIndex.load(fifo, { mmap }).then(
+          () => 'loaded',
+          (e: unknown) => e,
+        ),
+        new Promise((r) => setTimeout(() => r('timeout'), 3000).unref()),
+      ]);
+      expect(settled).toBeInstanceOf(IndexFileError);
+      expect((settled as IndexFileError).message).toMatch(/not a regular file/);
+      expect((settled as IndexFileError).message).toContain(fifo);
+    }
+    for (const read of [readFvecs, (p: string) => Promise.resolve().then(() => readFvecsSync(p))]) {
+      const settled = await Promise.race([
+        read(fifo).then(
+          () => 'read',
+          (e: unknown) => e,
+        ),
+        new Promise((r) => setTimeout(() => r('timeout'), 3000).unref()),
+      ]);
+      expect(settled).toBeInstanceOf(VectorFileError);
+      expect((settled as VectorFileError).message).toMatch(/not a regular file/);
+    }
+  }, 20_000);
+
+  it('paths with a NUL character are a TypeError for save, load and the vector-file readers and writers', async () => {
+    const dim = 4;
+    const dir = tmpDir('nul');
+    const index = await IvfRabitqIndex.build(uniform(20, dim, 3), { dim, numClusters: 2 });
+    const good = path.join(dir, 'a.rbq');
+    await index.save(good);
+    await expect(index.save(`${good}\0.json`)).rejects.toThrow(TypeError);
+    await expect(IvfRabitqIndex.load(`${good}\0x`)).rejects.toThrow(TypeError);
+    await expect(IvfRabitqIndex.load(`${good}\0x`, { mmap: true })).rejects.toThrow(TypeError);
+    const fvecs = path.join(dir, 'v.fvecs');
+    await writeFvecs(fvecs, { dim, data: uniform(3, dim, 4) });
+    await expect(readFvecs(`${fvecs}\0x`)).rejects.toThrow(TypeError);
+    expect(() => readFvecsSync(`${fvecs}\0x`)).toThrow(TypeError);
+    await expect(writeFvecs(`${fvecs}\0x`, { dim, data: uniform(3, dim, 4) })).rejects.toThrow(TypeError);
+    expect(() => writeFvecsSync(`${fvecs}\0x`, { dim, data: uniform(3, dim, 4) })).toThrow(TypeError);
+    // The native layer refuses them too (it is reachable without the checks above).
+    const { native } = await import('../src/native.js');
+    await expect(native.loadIndex(`${good}\0x`, false, false)).rejects.toThrow(/NUL/);
   });
 });
