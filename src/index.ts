@@ -3,7 +3,7 @@
  */
 import { native, type SimdLevelName } from './native.js';
 
-export { IvfRabitqIndex } from './ivf_index.js';
+export { IvfRabitqIndex, MAX_DENSE_ROTATION_DIM } from './ivf_index.js';
 export type {
   BuildOptions,
   BuildProgress,

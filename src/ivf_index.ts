@@ -67,7 +67,12 @@ export interface BuildOptions {
   kmeansIterations?: number;
   /** k-means trains on at most this many points per cluster. Default 256. */
   trainPointsPerCluster?: number;
-  /** 'fht' (sign flips + fast Hadamard, default) or 'dense' (random orthogonal matrix). */
+  /**
+   * 'fht' (sign flips + fast Hadamard, default) or 'dense' (random orthogonal
+   * matrix). 'dense' needs dim <= MAX_DENSE_ROTATION_DIM (2048), else a
+   * RangeError: making the matrix is a single-threaded O(dim^3) QR (about 8 s
+   * at 2048, 90 s at 4096).
+   */
   rotation?: 'fht' | 'dense';
   /** Called from the JS thread with build progress; never blocks the workers. */
   onProgress?: (p: BuildProgress) => void;
@@ -164,6 +169,12 @@ function checkIdTypeOption(v: unknown): 'u32' | 'u64' | 'any' {
   }
   return v;
 }
+
+/**
+ * Largest dim of a build with rotation 'dense' (the native
+ * kMaxDenseRotationDim, native/core/rotation.h, which gives the timings).
+ */
+export const MAX_DENSE_ROTATION_DIM = 2048;
 
 /** Ids are below 2^63 (both widths). */
 const ID_LIMIT = 2n ** 63n;
@@ -301,6 +312,11 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const rotation = options.rotation ?? 'fht';
     if (rotation !== 'fht' && rotation !== 'dense') {
       throw new RangeError(`options.rotation must be 'fht' or 'dense', got ${describeValue(rotation)}`);
+    }
+    if (rotation === 'dense' && options.dim > MAX_DENSE_ROTATION_DIM) {
+      throw new RangeError(
+        `options.rotation 'dense' is limited to dim <= ${MAX_DENSE_ROTATION_DIM} (making it is O(dim^3)), got dim ${options.dim}: use rotation 'fht'`,
+      );
     }
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
       throw new TypeError(`options.onProgress must be a function, got ${describeValue(options.onProgress)}`);

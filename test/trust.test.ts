@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import {
   IndexFileError,
   IvfRabitqIndex,
+  MAX_DENSE_ROTATION_DIM,
   VectorFileError,
   readFvecs,
   readFvecsSync,
@@ -102,5 +103,36 @@ describe('paths: FIFOs and NUL characters', () => {
     // The native layer refuses them too (it is reachable without the checks above).
     const { native } = await import('../src/native.js');
     await expect(native.loadIndex(`${good}\0x`, false, false)).rejects.toThrow(/NUL/);
+  });
+});
+
+describe("rotation 'dense': a dimension limit", () => {
+  it('refuses dim above MAX_DENSE_ROTATION_DIM at once with a RangeError (TS and native), builds at the limit', async () => {
+    expect(MAX_DENSE_ROTATION_DIM).toBe(2048);
+    const dim = MAX_DENSE_ROTATION_DIM + 1;
+    const t0 = performance.now();
+    await expect(IvfRabitqIndex.build(uniform(2, dim, 5), { dim, rotation: 'dense', numClusters: 1 })).rejects.toThrow(
+      /rotation 'dense' is limited to dim <= 2048.*got dim 2049/,
+    );
+    const { native } = await import('../src/native.js');
+    const params = {
+      dim,
+      numClusters: 1,
+      kmeansIterations: 1,
+      trainPointsPerCluster: 1,
+      seed: 1,
+      rotation: 'dense' as const,
+      threads: 0,
+      metric: 'l2' as const,
+      storeVectors: true,
+      bits: 1,
+      ids: undefined,
+    };
+    await expect(native.buildIndex(uniform(2, dim, 5), params)).rejects.toThrow(RangeError);
+    // Refused before any work (before: about a minute of QR).
+    expect(performance.now() - t0).toBeLessThan(2000);
+    // fht has no such limit.
+    const fht = await IvfRabitqIndex.build(uniform(2, dim, 5), { dim, numClusters: 1 });
+    expect(fht.dim).toBe(dim);
   });
 });
