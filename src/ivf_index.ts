@@ -18,7 +18,7 @@ import {
   type NativeIndex,
   type NativeMemoryUsage,
 } from './native.js';
-import { IndexFileError, assertFloat32Array, assertIntInRange, assertPath, describeValue } from './errors.js';
+import { IndexFileError, assertFloat32Array, assertIntInRange, assertPath, describeValue, unshared } from './errors.js';
 import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
 import { checkKAndNprobe, checkOptionsObject, checkQueries, type IdArray } from './query.js';
 
@@ -262,8 +262,10 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   }
 
   /**
-   * Builds an index on the native thread pool. `vectors` is copied into the
-   * index; do not modify it until the Promise settles.
+   * Builds an index on the native thread pool. `vectors` and `options.ids`
+   * are copied when build() is called (memory: one more copy of the input
+   * until the build ends), so they may be changed, transferred or shrunk
+   * right away.
    */
   static async build(
     vectors: Float32Array,
@@ -322,7 +324,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
       throw new TypeError(`options.onProgress must be a function, got ${describeValue(options.onProgress)}`);
     }
     const nativeIndex = await native.buildIndex(
-      vectors,
+      unshared(vectors),
       {
         dim: options.dim,
         numClusters,
@@ -334,7 +336,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
         metric,
         storeVectors,
         bits,
-        ids,
+        ids: ids && unshared(ids),
       },
       options.onProgress,
     );
@@ -406,7 +408,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const bits = options.bits === undefined ? undefined : checkBits('options.bits', options.bits);
     let index: IvfRabitqIndex<IdArray>;
     try {
-      index = new IvfRabitqIndex<IdArray>(await native.indexFromBuffer(bytes));
+      index = new IvfRabitqIndex<IdArray>(await native.indexFromBuffer(unshared(bytes)));
     } catch (e) {
       throw wrapFileError('buffer', e);
     }
@@ -456,6 +458,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * appended to that cluster. `ids` as in BuildOptions.ids (default: the next
    * ids after the largest ever used). Everything is checked before anything
    * changes: on an error (bad row, duplicate or existing id) the index is as before.
+   * `vectors` and `ids` are copied when add() is called (memory: two more
+   * copies of them until the add ends); the caller may reuse them at once.
    */
   async add(
     vectors: Float32Array,
@@ -482,8 +486,12 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     if (options.bits !== undefined && checkBits('options.bits', options.bits) !== this.bits) {
       throw new RangeError(`options.bits is ${options.bits} but this index has ${this.bits}-bit codes`);
     }
+    // Copied now: the call may wait behind earlier changes, and the caller
+    // may change, transfer or shrink the arrays as soon as add() returns.
+    const rows = vectors.slice();
+    const ownIds = ids?.slice();
     try {
-      await this.#serial(() => this.#native.add(vectors, ids, threads));
+      await this.#serial(() => this.#native.add(rows, ownIds, threads));
     } catch (e) {
       // After a mmap load without verify, the first add / remove / has reads
       // the id column and refuses a file that stores an id twice.
@@ -569,13 +577,13 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     if (f !== undefined) {
       if (f instanceof Uint8Array) {
         filterKind = 1;
-        filter = f;
+        filter = unshared(f);
       } else if (f instanceof Uint32Array) {
         filterKind = 2;
-        filter = isAscending(f) ? f : f.slice().sort();
+        filter = isAscending(f) ? unshared(f) : f.slice().sort();
       } else if (f instanceof BigUint64Array) {
         filterKind = 3;
-        filter = isAscending(f) ? f : f.slice().sort();
+        filter = isAscending(f) ? unshared(f) : f.slice().sort();
       } else {
         throw new TypeError(
           `options.filter must be a Uint32Array or BigUint64Array of ids, or a Uint8Array bitset, got ${describeValue(f)}`,
@@ -597,7 +605,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const distances = new Float32Array(p.k);
     const stats = options.stats ? new Float64Array(STATS_FIELDS) : null;
     this.#native.search(
-      query,
+      unshared(query),
       p.k,
       p.nprobe,
       p.rerank,
@@ -614,7 +622,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
 
   /**
    * Many queries (row-major, nq x dim) on the native pool. Resolves with
-   * nq*k ids and distances. Do not modify `queries` until it settles.
+   * nq*k ids and distances. `queries` and the filter are copied when called.
    */
   async searchBatch(queries: Float32Array, options: BatchSearchOptions): Promise<BatchSearchResult<Ids>> {
     const p = this.#checkSearch(options);
@@ -625,7 +633,15 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const distances = new Float32Array(nq * p.k);
     const stats = options.stats ? new Float64Array(STATS_FIELDS * (1 + nq)) : null;
     const { filterKind, filter, ...params } = p;
-    await this.#native.searchBatch(queries, { ...params, threads }, ids, distances, stats, filterKind, filter);
+    await this.#native.searchBatch(
+      unshared(queries),
+      { ...params, threads },
+      ids,
+      distances,
+      stats,
+      filterKind,
+      filter,
+    );
     if (!stats) return { ids, distances };
     const perQueryStats: SearchStats[] = [];
     for (let q = 0; q < nq; q++) perQueryStats.push(statsFrom(stats, STATS_FIELDS * (1 + q)));
@@ -652,7 +668,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     checkQueries('query', query, this.dim, true);
     const estimates = new Float32Array(this.size);
     const bounds = new Float32Array(this.size);
-    this.#native.estimateAll(query, estimates, bounds, options.bitplane === true);
+    this.#native.estimateAll(unshared(query), estimates, bounds, options.bitplane === true);
     return { estimates, bounds };
   }
 

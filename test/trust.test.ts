@@ -1,7 +1,7 @@
 // Inputs a hostile or careless caller can hand the library (issue 14): forged
 // files, huge-but-finite values, FIFOs and NUL bytes in paths, shared and
 // transferred buffers, and close(). Each test failed before its fix.
-import { describe, it, expect } from 'vitest';
+import { beforeAll, describe, it, expect } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -10,13 +10,14 @@ import {
   IvfRabitqIndex,
   MAX_DENSE_ROTATION_DIM,
   VectorFileError,
+  exactKnn,
   readFvecs,
   readFvecsSync,
   writeFvecs,
   writeFvecsSync,
 } from '../src/index.js';
 import { parseLayout, resealSection } from './fixtures/index-file.mjs';
-import { rng, tempFolders } from './helpers.js';
+import { ROOT, ensureDist, rng, tempFolders } from './helpers.js';
 
 const tmpDir = tempFolders('trust');
 
@@ -134,5 +135,73 @@ describe("rotation 'dense': a dimension limit", () => {
     // fht has no such limit.
     const fht = await IvfRabitqIndex.build(uniform(2, dim, 5), { dim, numClusters: 1 });
     expect(fht.dim).toBe(dim);
+  });
+});
+
+describe('memory tricks: shared, transferred and shrunk buffers', () => {
+  beforeAll(() => ensureDist(path.join(ROOT, 'dist', 'src', 'index.js')), 180_000);
+
+  it('build, add, exactKnn and fromBuffer survive their input being transferred and collected, or shrunk to 0, while they run', () => {
+    // A child process: before the fix this was a SIGSEGV.
+    const child = spawnSync(
+      process.execPath,
+      ['--expose-gc', path.join(ROOT, 'test', 'fixtures', 'trust-buffers.mjs')],
+      {
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    );
+    expect(child.signal, child.stderr).toBeNull();
+    expect(child.status, child.stderr).toBe(0);
+    const out = JSON.parse(child.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    for (const kind of ['transfer', 'resize']) {
+      expect(out[`build/${kind}`]).toBe('ok');
+      expect(out[`build/${kind}/same`]).toBe(true); // the index of the untouched input
+      expect(out[`add/${kind}`]).toBe('ok'); // copied when add() was called
+      expect(out[`add/${kind}/size`]).toBe(22_000);
+      expect(out[`exactKnn/${kind}`]).toBe('ok');
+      expect(out[`exactKnn/${kind}/same`]).toBe(true);
+      expect(out[`fromBuffer/${kind}`]).toBe('ok');
+    }
+  }, 180_000);
+
+  it('arrays over a SharedArrayBuffer work everywhere and give the results of ordinary arrays', async () => {
+    const dim = 8;
+    const n = 300;
+    const shared = <T extends Float32Array | Uint8Array | Uint32Array>(a: T): T => {
+      const ctor = a.constructor as new (b: SharedArrayBuffer) => T;
+      const c = new ctor(new SharedArrayBuffer(a.byteLength));
+      c.set(a as never);
+      return c;
+    };
+    const data = uniform(n, dim, 11);
+    const opts = { dim, numClusters: 6, seed: 3 };
+    const plain = await IvfRabitqIndex.build(data, opts);
+    const index = await IvfRabitqIndex.build(shared(data), {
+      ...opts,
+      ids: shared(Uint32Array.from({ length: n }, (_, i) => i)),
+    });
+    expect((await index.toBuffer()).equals(await plain.toBuffer())).toBe(true);
+    const q = data.slice(5 * dim, 6 * dim);
+    const search = { k: 5, nprobe: 6 };
+    expect(index.search(shared(q), search).ids).toEqual(plain.search(q, search).ids);
+    const batch = uniform(4, dim, 12);
+    expect((await index.searchBatch(shared(batch), search)).ids).toEqual((await plain.searchBatch(batch, search)).ids);
+    const filter = Uint32Array.from([3, 5, 7, 200]);
+    expect(index.search(q, { ...search, filter: shared(filter) }).ids).toEqual(
+      plain.search(q, { ...search, filter }).ids,
+    );
+    const bitset = new Uint8Array(Math.ceil(n / 8)).fill(0x55);
+    expect(index.search(q, { ...search, filter: shared(bitset) }).ids).toEqual(
+      plain.search(q, { ...search, filter: bitset }).ids,
+    );
+    expect(index.estimateAll(shared(q)).estimates).toEqual(plain.estimateAll(q).estimates);
+    await index.add(shared(uniform(3, dim, 13)), shared(Uint32Array.from([1000, 1001, 1002])));
+    expect(index.has(1001)).toBe(true);
+    const bytes = await plain.toBuffer();
+    const copy = await IvfRabitqIndex.fromBuffer(shared(new Uint8Array(bytes)));
+    expect(copy.size).toBe(n);
+    const knn = await exactKnn(shared(data), shared(batch), { dim, k: 3 });
+    expect(knn.ids).toEqual((await exactKnn(data, batch, { dim, k: 3 })).ids);
   });
 });

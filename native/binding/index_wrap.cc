@@ -161,21 +161,32 @@ Napi::Value IndexWrap::Add(const Napi::CallbackInfo& info) {
   const size_t n = vectors.size / dim;
   const IdsIn ids = ids_in_arg(env, info[1], "ids", n);
   const size_t threads = uint32_arg(env, info[2], "threads");
-  const float* data = vectors.data;
-  auto run = [=] { idx->add(data, n, ids.ids32, ids.ids64, ThreadPool::global(), threads); };
-  if (ids.given) return TaskWorker::Start(env, "rabitq:add", run, nullptr, {info[0], info[1], info.This()});
-  return TaskWorker::Start(env, "rabitq:add", run, nullptr, {info[0], info.This()});
+  // Copies, not borrowed memory: the caller can transfer or shrink the
+  // buffers while the add runs (see BuildWorker::Start; the same cost, for
+  // the vectors being added).
+  auto data = std::make_shared<std::vector<float>>(vectors.data, vectors.data + vectors.size);
+  auto ids32 = std::make_shared<std::vector<uint32_t>>();
+  auto ids64 = std::make_shared<std::vector<uint64_t>>();
+  if (ids.ids32) ids32->assign(ids.ids32, ids.ids32 + n);
+  if (ids.ids64) ids64->assign(ids.ids64, ids.ids64 + n);
+  auto run = [=] {
+    idx->add(data->data(), n, ids.ids32 ? ids32->data() : nullptr, ids.ids64 ? ids64->data() : nullptr,
+             ThreadPool::global(), threads);
+  };
+  return TaskWorker::Start(env, "rabitq:add", run, nullptr, {info.This()});
 }
 
 // remove(ids: BigUint64Array): Promise<number>
 Napi::Value IndexWrap::Remove(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto idx = index_;
-  const Span<uint64_t> ids = array_arg<uint64_t>(env, info[0], "ids");
+  const Span<uint64_t> span = array_arg<uint64_t>(env, info[0], "ids");
+  // A copy (8 bytes per id), for the reason Add copies.
+  auto ids = std::make_shared<std::vector<uint64_t>>(span.data, span.data + span.size);
   auto removed = std::make_shared<size_t>(0);
   return TaskWorker::Start(
-      env, "rabitq:remove", [=] { *removed = idx->remove(ids.data, ids.size); },
-      [=](Napi::Env e) { return Napi::Number::New(e, static_cast<double>(*removed)); }, {info[0], info.This()});
+      env, "rabitq:remove", [=] { *removed = idx->remove(ids->data(), ids->size()); },
+      [=](Napi::Env e) { return Napi::Number::New(e, static_cast<double>(*removed)); }, {info.This()});
 }
 
 // contains(id: bigint): boolean
