@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import {
   IndexFileError,
   IvfRabitqIndex,
+  MAX_ABS_COMPONENT,
   MAX_DENSE_ROTATION_DIM,
   VectorFileError,
   exactKnn,
@@ -203,5 +204,68 @@ describe('memory tricks: shared, transferred and shrunk buffers', () => {
     expect(copy.size).toBe(n);
     const knn = await exactKnn(shared(data), shared(batch), { dim, k: 3 });
     expect(knn.ids).toEqual((await exactKnn(data, batch, { dim, k: 3 })).ids);
+  });
+});
+
+describe('huge but finite values', () => {
+  /** Squared L2 distance in float64. */
+  const dist2 = (q: Float32Array, data: Float32Array, i: number, dim: number) => {
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += (q[d]! - data[i * dim + d]!) ** 2;
+    return s;
+  };
+
+  it('a query of 1e7 against vectors in [-0.5, 0.5], every cluster probed, returns k neighbours as exact k-NN does (it returned ids -1, distance Infinity)', async () => {
+    const dim = 16;
+    const n = 2000;
+    const data = uniform(n, dim, 21);
+    for (const bits of [1, 4]) {
+      const index = await IvfRabitqIndex.build(data, { dim, bits, seed: 5 });
+      for (const value of [1e5, 1e6, 1e7, 1e10, 1e15, -1e15]) {
+        const q = new Float32Array(dim).fill(value);
+        const truth = await exactKnn(data, q, { dim, k: 3 });
+        for (const rerank of [true, false]) {
+          const got = index.search(q, { k: 3, nprobe: index.numClusters, rerank });
+          expect(Array.from(got.ids)).not.toContain(-1);
+          expect(new Set(got.ids).size).toBe(3);
+          if (!rerank) continue;
+          // float32 distances as exact k-NN computes them...
+          expect(Array.from(got.distances)).toEqual(Array.from(truth.distances));
+          // ...and, where float32 can still tell them apart, the same ids. At
+          // 1e7 and beyond every distance is the same float (its spacing there
+          // exceeds the spread of the data): any vector is then a nearest
+          // neighbour in float32, so the ids can only be checked in float64.
+          const worst = Math.max(...Array.from(truth.ids, (i) => dist2(q, data, i, dim)));
+          for (const id of got.ids) expect(dist2(q, data, id, dim)).toBeLessThanOrEqual(worst * (1 + 2 ** -20));
+          if (Math.abs(value) <= 1e5) expect(Array.from(got.ids)).toEqual(Array.from(truth.ids));
+        }
+      }
+    }
+  });
+
+  it('build, add, search and searchBatch refuse components above 1e15 (their squares overflow a float) with a RangeError naming row and column', async () => {
+    expect(MAX_ABS_COMPONENT).toBe(1e15);
+    const dim = 4;
+    const data = uniform(50, dim, 22);
+    data[7 * dim + 2] = -1e20;
+    await expect(IvfRabitqIndex.build(data, { dim, numClusters: 2 })).rejects.toThrow(
+      /vectors must hold numbers of magnitude at most 1e15.*found -1e\+20 at row 7, column 2/,
+    );
+    data[7 * dim + 2] = 1e15; // the limit itself is fine
+    const index = await IvfRabitqIndex.build(data, { dim, numClusters: 2 });
+    const more = uniform(3, dim, 23);
+    more[1 * dim + 3] = 3e38;
+    await expect(index.add(more)).rejects.toThrow(/at row 1, column 3/);
+    expect(index.size).toBe(50);
+    const q = new Float32Array(dim).fill(2e15);
+    expect(() => index.search(q, { k: 1, nprobe: 2 })).toThrow(
+      /query must hold numbers of magnitude at most 1e15.*column 0/,
+    );
+    const batch = new Float32Array(2 * dim);
+    batch[dim + 1] = -5e15;
+    await expect(index.searchBatch(batch, { k: 1, nprobe: 2 })).rejects.toThrow(/row 1, column 1/);
+    // The stored vector at the limit is found.
+    const at = data.slice(7 * dim, 8 * dim);
+    expect(index.search(at, { k: 1, nprobe: 2 }).ids[0]).toBe(7);
   });
 });
