@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "../core/huge_pages.h"
 #include "../core/ivf_index.h"
 #include "promise_worker.h"
 
@@ -32,7 +33,7 @@ class BuildWorker : public PromiseWorker {
 
   // Copies of the caller's vectors and ids, made on the JS thread before the
   // work is queued (see Start).
-  std::vector<float> vectors_;
+  HugeVector<float> vectors_;
   std::vector<uint32_t> ids32_;
   std::vector<uint64_t> ids64_;
   size_t n_ = 0;
