@@ -18,7 +18,15 @@ import {
   type NativeIndex,
   type NativeMemoryUsage,
 } from './native.js';
-import { IndexFileError, assertFloat32Array, assertIntInRange, assertPath, describeValue, unshared } from './errors.js';
+import {
+  IndexFileError,
+  RabitqError,
+  assertFloat32Array,
+  assertIntInRange,
+  assertPath,
+  describeValue,
+  unshared,
+} from './errors.js';
 import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
 import { checkKAndNprobe, checkOptionsObject, checkQueries, type IdArray } from './query.js';
 
@@ -207,7 +215,7 @@ function isAscending(a: Uint32Array | BigUint64Array): boolean {
 }
 
 function wrapFileError(file: string, e: unknown): unknown {
-  if (e instanceof Error && !(e instanceof IndexFileError) && !(e instanceof TypeError) && !(e instanceof RangeError)) {
+  if (e instanceof Error && !(e instanceof RabitqError) && !(e instanceof TypeError) && !(e instanceof RangeError)) {
     const code = (e as { code?: string }).code === 'EBADINDEX' ? 'EBADINDEX' : 'EIO';
     return new IndexFileError(code, file, e.message, { cause: e });
   }
@@ -233,6 +241,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   readonly bits: number;
   /** Settles when the last queued change / save has (see #serial). */
   #tail: Promise<unknown> = Promise.resolve();
+  /** Set by close(): every later call throws. */
+  #closed = false;
 
   private constructor(nativeIndex: NativeIndex) {
     this.#native = nativeIndex;
@@ -256,9 +266,37 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     return p;
   }
 
+  /** The native index, or a RabitqError 'ECLOSED' after close(). */
+  #open(): NativeIndex {
+    if (this.#closed) throw new RabitqError('ECLOSED', 'the index is closed (index.close() was called)');
+    return this.#native;
+  }
+
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Releases the index's memory and its file mapping (load with mmap) now
+   * instead of at garbage collection. Every later call on this index throws
+   * RabitqError with code 'ECLOSED' (closing again does nothing). Changes and
+   * saves already called (add, remove, compact, save, toBuffer) run first;
+   * the returned Promise settles when they have and the memory is released.
+   * Batch searches and verify() already running finish on the index and
+   * release it when the last of them settles. A batcher made by batcher()
+   * fails its later searches with the same error.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#tail;
+    this.#native.close();
+  }
+
   /** Vectors in the index now (changes with add and remove). */
   get size(): number {
-    return this.#native.size();
+    return this.#open().size();
   }
 
   /**
@@ -428,7 +466,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   async save(path: string): Promise<void> {
     assertPath('path', path);
     try {
-      await this.#serial(() => this.#native.save(path));
+      const nat = this.#open();
+      await this.#serial(() => nat.save(path));
     } catch (e) {
       throw wrapFileError(path, e);
     }
@@ -437,7 +476,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   /** The saved form, in memory (same bytes as save() writes). */
   async toBuffer(): Promise<Buffer> {
     try {
-      return await this.#serial(() => this.#native.toBuffer());
+      const nat = this.#open();
+      return await this.#serial(() => nat.toBuffer());
     } catch (e) {
       // After a mmap load the checksums are checked first, as by save().
       throw wrapIndexError(e);
@@ -447,7 +487,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   /** Checks the checksums a mmap load left unchecked; rejects with IndexFileError on a mismatch. */
   async verify(): Promise<void> {
     try {
-      await this.#native.verify();
+      await this.#open().verify();
     } catch (e) {
       throw wrapFileError('index', e);
     }
@@ -466,6 +506,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     ids?: Uint32Array | BigUint64Array,
     options: { threads?: number; bits?: number } = {},
   ): Promise<void> {
+    const nat = this.#open();
     assertFloat32Array('vectors', vectors);
     if (vectors.length === 0 || vectors.length % this.dim !== 0) {
       throw new RangeError(`vectors.length (${vectors.length}) must be a positive multiple of dim (${this.dim})`);
@@ -491,7 +532,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const rows = vectors.slice();
     const ownIds = ids?.slice();
     try {
-      await this.#serial(() => this.#native.add(rows, ownIds, threads));
+      await this.#serial(() => nat.add(rows, ownIds, threads));
     } catch (e) {
       // After a mmap load without verify, the first add / remove / has reads
       // the id column and refuses a file that stores an id twice.
@@ -501,6 +542,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
 
   /** Removes the vectors with these ids (absent ids are ignored); resolves with how many were removed. */
   async remove(ids: ArrayLike<number | bigint> | Uint32Array | BigUint64Array): Promise<number> {
+    const nat = this.#open();
     if (ids === null || typeof ids !== 'object' || typeof (ids as ArrayLike<unknown>).length !== 'number') {
       throw new TypeError(`ids must be an array or typed array of ids, got ${describeValue(ids)}`);
     }
@@ -516,7 +558,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
       if (id < ID_LIMIT) wide[count++] = id;
     }
     try {
-      return await this.#serial(() => this.#native.remove(wide.subarray(0, count)));
+      return await this.#serial(() => nat.remove(wide.subarray(0, count)));
     } catch (e) {
       throw wrapIndexError(e);
     }
@@ -528,9 +570,10 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * IndexFileError ('EBADINDEX') if the file stores an id twice.
    */
   has(id: number | bigint): boolean {
+    const nat = this.#open();
     if (typeof id === 'number' ? !(Number.isInteger(id) && id >= 0) : typeof id !== 'bigint' || id < 0n) return false;
     try {
-      return this.#native.contains(BigInt(id));
+      return nat.contains(BigInt(id));
     } catch (e) {
       throw wrapIndexError(e);
     }
@@ -544,7 +587,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    */
   async compact(): Promise<void> {
     try {
-      await this.#serial(() => this.#native.compact());
+      const nat = this.#open();
+      await this.#serial(() => nat.compact());
     } catch (e) {
       // After a mmap load compact() first checks the checksums verify() would.
       throw wrapIndexError(e);
@@ -604,7 +648,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const ids = this.#newIds(p.k);
     const distances = new Float32Array(p.k);
     const stats = options.stats ? new Float64Array(STATS_FIELDS) : null;
-    this.#native.search(
+    this.#open().search(
       unshared(query),
       p.k,
       p.nprobe,
@@ -633,7 +677,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const distances = new Float32Array(nq * p.k);
     const stats = options.stats ? new Float64Array(STATS_FIELDS * (1 + nq)) : null;
     const { filterKind, filter, ...params } = p;
-    await this.#native.searchBatch(
+    await this.#open().searchBatch(
       unshared(queries),
       { ...params, threads },
       ids,
@@ -653,6 +697,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * searches are grouped and run through searchBatch (see src/batcher.ts).
    */
   batcher(options: BatcherOptions = {}): Batcher<Ids> {
+    this.#open();
     return createBatcher<Ids>(this, options);
   }
 
@@ -668,23 +713,23 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     checkQueries('query', query, this.dim, true);
     const estimates = new Float32Array(this.size);
     const bounds = new Float32Array(this.size);
-    this.#native.estimateAll(unshared(query), estimates, bounds, options.bitplane === true);
+    this.#open().estimateAll(unshared(query), estimates, bounds, options.bitplane === true);
     return { estimates, bounds };
   }
 
   /** Bytes held by each part of the index. */
   memoryUsage(): MemoryUsage {
-    return this.#native.info().memory;
+    return this.#open().info().memory;
   }
 
   /** Wall time of the build phases, in milliseconds (encodeMs includes the multi-bit codes), and the bits. */
   buildStats(): { trainMs: number; assignMs: number; encodeMs: number; bits: number } {
-    const info = this.#native.info();
+    const info = this.#open().info();
     return { ...info.timings, bits: info.bits };
   }
 
   /** A copy of the k-means centroids (numClusters x dim). */
   centroids(): Float32Array {
-    return this.#native.centroids();
+    return this.#open().centroids();
   }
 }

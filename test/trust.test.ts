@@ -10,6 +10,7 @@ import {
   IvfRabitqIndex,
   MAX_ABS_COMPONENT,
   MAX_DENSE_ROTATION_DIM,
+  RabitqError,
   VectorFileError,
   exactKnn,
   readFvecs,
@@ -267,5 +268,65 @@ describe('huge but finite values', () => {
     // The stored vector at the limit is found.
     const at = data.slice(7 * dim, 8 * dim);
     expect(index.search(at, { k: 1, nprobe: 2 }).ids[0]).toBe(7);
+  });
+});
+
+describe('index.close()', () => {
+  const mapped = (file: string) => fs.readFileSync('/proc/self/maps', 'utf8').includes(file);
+
+  it('releases a mapped index at once; every later call throws RabitqError ECLOSED', async () => {
+    const dim = 8;
+    const data = uniform(500, dim, 31);
+    const built = await IvfRabitqIndex.build(data, { dim, numClusters: 5 });
+    const file = path.join(tmpDir('close'), 'c.rbq');
+    await built.save(file);
+    const index = await IvfRabitqIndex.load(file, { mmap: true });
+    expect(index.memoryUsage().mapped).toBeGreaterThan(0);
+    const hasMaps = fs.existsSync('/proc/self/maps');
+    if (hasMaps) expect(mapped(file)).toBe(true);
+    const q = data.slice(0, dim);
+    expect(index.search(q, { k: 1, nprobe: 5 }).ids[0]).toBe(0);
+    expect(index.closed).toBe(false);
+    await index.close();
+    expect(index.closed).toBe(true);
+    if (hasMaps) expect(mapped(file)).toBe(false); // unmapped now, not at some garbage collection
+    const closed = (e: unknown) => e instanceof RabitqError && e.code === 'ECLOSED';
+    expect(() => index.search(q, { k: 1, nprobe: 5 })).toThrow(RabitqError);
+    expect(() => index.size).toThrow(/closed/);
+    expect(() => index.has(0)).toThrow(/closed/);
+    expect(() => index.memoryUsage()).toThrow(/closed/);
+    expect(() => index.batcher()).toThrow(/closed/);
+    await expect(index.searchBatch(q, { k: 1, nprobe: 5 })).rejects.toSatisfy(closed);
+    await expect(index.add(q)).rejects.toSatisfy(closed);
+    await expect(index.remove([0])).rejects.toSatisfy(closed);
+    await expect(index.save(file)).rejects.toSatisfy(closed);
+    await expect(index.verify()).rejects.toSatisfy(closed);
+    await index.close(); // again: nothing
+    // The native object refuses too (reachable without the TypeScript checks).
+    const { native } = await import('../src/native.js');
+    const raw = await native.loadIndex(file, true, false);
+    raw.close();
+    expect(() => raw.size()).toThrow(/closed/);
+  });
+
+  it('close() while a batch search and queued changes are in flight: they finish correctly, then the index is released', async () => {
+    const dim = 16;
+    const data = uniform(3000, dim, 32);
+    const index = await IvfRabitqIndex.build(data, { dim, numClusters: 20 });
+    const queries = uniform(2000, dim, 33);
+    const expected = await index.searchBatch(queries, { k: 5, nprobe: 20 });
+    const batch = index.searchBatch(queries, { k: 5, nprobe: 20 });
+    const added = index.add(
+      uniform(10, dim, 34),
+      Uint32Array.from({ length: 10 }, (_, i) => 9000 + i),
+    );
+    const removed = index.remove([1, 2, 3]);
+    const closing = index.close();
+    expect(() => index.search(queries.subarray(0, dim), { k: 1, nprobe: 1 })).toThrow(/closed/);
+    const got = await batch;
+    expect(Array.from(got.ids)).toEqual(Array.from(expected.ids));
+    await added;
+    expect(await removed).toBe(3);
+    await closing;
   });
 });
