@@ -80,7 +80,9 @@ Napi::Value IndexWrap::Search(const Napi::CallbackInfo& info) {
 }
 
 // searchBatch(queries, {k,nprobe,rerank,epsilon,bitplane,threads}, idsOut, distsOut, statsOut|null, filterKind, filter)
-Napi::Value IndexWrap::SearchBatch(const Napi::CallbackInfo& info) { return BatchWorker::Start(info, live(info.Env())); }
+Napi::Value IndexWrap::SearchBatch(const Napi::CallbackInfo& info) {
+  return BatchWorker::Start(info, live(info.Env()));
+}
 
 // estimateAll(query, estOut, boundOut, bitplane): outputs indexed by id, at least size() entries.
 Napi::Value IndexWrap::EstimateAll(const Napi::CallbackInfo& info) {
@@ -94,8 +96,9 @@ Napi::Value IndexWrap::EstimateAll(const Napi::CallbackInfo& info) {
   const Span<float> est = array_arg<float>(env, info[1], "estimates", n);
   const Span<float> bounds = array_arg<float>(env, info[2], "bounds", n);
   const bool bitplane = bool_arg(env, info[3], "bitplane");
-  guarded(env,
-          [&] { live(env)->estimate_all(query.data, est.data, bounds.data, bitplane, std::min(est.size, bounds.size)); });
+  guarded(env, [&] {
+    live(env)->estimate_all(query.data, est.data, bounds.data, bitplane, std::min(est.size, bounds.size));
+  });
   return env.Undefined();
 }
 
