@@ -68,9 +68,31 @@ export function assertString(name: string, v: unknown, nonEmpty = true): asserts
   }
 }
 
+/**
+ * Throws TypeError unless `v` is a non-empty string without NUL characters.
+ * The system calls end a path at its first NUL, so 'a.rbq\0.json' would
+ * silently mean 'a.rbq' (Node's own fs refuses them the same way).
+ */
+export function assertPath(name: string, v: unknown): asserts v is string {
+  assertString(name, v);
+  const at = v.indexOf('\0');
+  if (at >= 0)
+    throw new TypeError(`${name} must not contain NUL characters, found one at index ${at} of ${describeValue(v)}`);
+}
+
 /** Throws TypeError unless `v` is a Float32Array. */
 export function assertFloat32Array(name: string, v: unknown): asserts v is Float32Array {
   if (!(v instanceof Float32Array)) throw new TypeError(`${name} must be a Float32Array, got ${describeValue(v)}`);
+}
+
+/**
+ * `a`, or a copy of it in ordinary memory when it lies in a SharedArrayBuffer.
+ * Some Node versions' N-API cannot hand the addon a shared array (the calls
+ * failed with 'Error: Invalid argument'); the copy is the price of taking
+ * them everywhere, paid only by callers that use shared memory.
+ */
+export function unshared<T extends Float32Array | Uint8Array | Uint32Array | BigUint64Array>(a: T): T {
+  return typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer ? (a.slice() as T) : a;
 }
 
 /** Throws TypeError unless `v` is an Int32Array. */

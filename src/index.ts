@@ -3,7 +3,8 @@
  */
 import { native, type SimdLevelName } from './native.js';
 
-export { IvfRabitqIndex } from './ivf_index.js';
+export { IvfRabitqIndex, MAX_DENSE_ROTATION_DIM } from './ivf_index.js';
+export { MAX_ABS_COMPONENT } from './query.js';
 export type {
   BuildOptions,
   BuildProgress,

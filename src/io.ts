@@ -17,7 +17,7 @@ import {
   assertFloat32Array,
   assertInt32Array,
   assertIntInRange,
-  assertString,
+  assertPath,
   assertUint8Array,
   describeValue,
 } from './errors.js';
@@ -256,10 +256,18 @@ function readError(file: string, pos: number, err: unknown): VectorFileError {
   return new VectorFileError(file, pos, `read failed (${e?.message ?? String(err)})`, { cause: err, sysCode: e?.code });
 }
 
+/**
+ * Open flags for the readers: O_NONBLOCK so that opening a FIFO (or a
+ * device that blocks on open) returns at once, to be refused by the
+ * regular-file check, instead of waiting forever for a writer. It changes
+ * nothing for regular files, whose reads never block.
+ */
+const READ_FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+
 function runSync<R>(file: string, plan: (size: number) => ReadPlan<R>): R {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    fd = fs.openSync(file, READ_FLAGS);
   } catch (err) {
     throw openError(file, err);
   }
@@ -291,7 +299,7 @@ function runSync<R>(file: string, plan: (size: number) => ReadPlan<R>): R {
 async function runAsync<R>(file: string, plan: (size: number) => ReadPlan<R>): Promise<R> {
   let fh: fs.promises.FileHandle;
   try {
-    fh = await fs.promises.open(file, 'r');
+    fh = await fs.promises.open(file, READ_FLAGS);
   } catch (err) {
     throw openError(file, err);
   }
@@ -332,14 +340,14 @@ function checkType(type: unknown): VectorFileType {
 
 /** Reads rows [start, end) of an .fvecs file. */
 export async function readFvecs(path: string, opts?: ReadOptions): Promise<VectorFile<Float32Array>> {
-  assertString('path', path);
+  assertPath('path', path);
   const range = checkRangeArgs(opts);
   return (await runAsync(path, (size) => readPlan(path, size, 'fvecs', range, 'f32'))) as VectorFile<Float32Array>;
 }
 
 /** Reads rows [start, end) of an .ivecs file. */
 export async function readIvecs(path: string, opts?: ReadOptions): Promise<VectorFile<Int32Array>> {
-  assertString('path', path);
+  assertPath('path', path);
   const range = checkRangeArgs(opts);
   return (await runAsync(path, (size) => readPlan(path, size, 'ivecs', range, 'i32'))) as VectorFile<Int32Array>;
 }
@@ -355,7 +363,7 @@ export function readBvecs(
 ): Promise<VectorFile<Uint8Array>>;
 export function readBvecs(path: string, opts?: BvecsReadOptions): Promise<VectorFile<Uint8Array | Float32Array>>;
 export async function readBvecs(path: string, opts?: BvecsReadOptions): Promise<VectorFile<Uint8Array | Float32Array>> {
-  assertString('path', path);
+  assertPath('path', path);
   const range = checkRangeArgs(opts);
   const out: OutKind = bvecsOut(opts);
   return (await runAsync(path, (size) => readPlan(path, size, 'bvecs', range, out))) as VectorFile<
@@ -372,14 +380,14 @@ function bvecsOut(opts: BvecsReadOptions | undefined): OutKind {
 
 /** Synchronous {@link readFvecs}. */
 export function readFvecsSync(path: string, opts?: ReadOptions): VectorFile<Float32Array> {
-  assertString('path', path);
+  assertPath('path', path);
   const range = checkRangeArgs(opts);
   return runSync(path, (size) => readPlan(path, size, 'fvecs', range, 'f32')) as VectorFile<Float32Array>;
 }
 
 /** Synchronous {@link readIvecs}. */
 export function readIvecsSync(path: string, opts?: ReadOptions): VectorFile<Int32Array> {
-  assertString('path', path);
+  assertPath('path', path);
   const range = checkRangeArgs(opts);
   return runSync(path, (size) => readPlan(path, size, 'ivecs', range, 'i32')) as VectorFile<Int32Array>;
 }
@@ -389,7 +397,7 @@ export function readBvecsSync(path: string, opts: BvecsReadOptions & { asFloat32
 export function readBvecsSync(path: string, opts?: BvecsReadOptions & { asFloat32?: false }): VectorFile<Uint8Array>;
 export function readBvecsSync(path: string, opts?: BvecsReadOptions): VectorFile<Uint8Array | Float32Array>;
 export function readBvecsSync(path: string, opts?: BvecsReadOptions): VectorFile<Uint8Array | Float32Array> {
-  assertString('path', path);
+  assertPath('path', path);
   const range = checkRangeArgs(opts);
   const out = bvecsOut(opts);
   return runSync(path, (size) => readPlan(path, size, 'bvecs', range, out)) as VectorFile<Uint8Array | Float32Array>;
@@ -405,14 +413,14 @@ export async function inspectVectorFile(
   type: VectorFileType,
   opts?: { scan?: boolean },
 ): Promise<VectorFileInfo> {
-  assertString('path', path);
+  assertPath('path', path);
   checkType(type);
   return runAsync(path, (size) => (opts?.scan ? scanPlan(path, size, type) : inspectPlan(path, size, type)));
 }
 
 /** Synchronous {@link inspectVectorFile}. */
 export function inspectVectorFileSync(path: string, type: VectorFileType, opts?: { scan?: boolean }): VectorFileInfo {
-  assertString('path', path);
+  assertPath('path', path);
   checkType(type);
   return runSync(path, (size) => (opts?.scan ? scanPlan(path, size, type) : inspectPlan(path, size, type)));
 }
@@ -454,7 +462,7 @@ function checkWriteArgs(
   input: unknown,
   type: VectorFileType,
 ): { dim: number; bytes: Uint8Array; rows: number; src: Float32Array | Int32Array | Uint8Array } {
-  assertString('path', path);
+  assertPath('path', path);
   if (typeof input !== 'object' || input === null) {
     throw new TypeError(`second argument must be an object { dim, data }, got ${describeValue(input)}`);
   }

@@ -18,7 +18,15 @@ import {
   type NativeIndex,
   type NativeMemoryUsage,
 } from './native.js';
-import { IndexFileError, assertFloat32Array, assertIntInRange, assertString, describeValue } from './errors.js';
+import {
+  IndexFileError,
+  RabitqError,
+  assertFloat32Array,
+  assertIntInRange,
+  assertPath,
+  describeValue,
+  unshared,
+} from './errors.js';
 import { createBatcher, type Batcher, type BatcherOptions } from './batcher.js';
 import { checkKAndNprobe, checkOptionsObject, checkQueries, type IdArray } from './query.js';
 
@@ -67,7 +75,12 @@ export interface BuildOptions {
   kmeansIterations?: number;
   /** k-means trains on at most this many points per cluster. Default 256. */
   trainPointsPerCluster?: number;
-  /** 'fht' (sign flips + fast Hadamard, default) or 'dense' (random orthogonal matrix). */
+  /**
+   * 'fht' (sign flips + fast Hadamard, default) or 'dense' (random orthogonal
+   * matrix). 'dense' needs dim <= MAX_DENSE_ROTATION_DIM (2048), else a
+   * RangeError: making the matrix is a single-threaded O(dim^3) QR (about 8 s
+   * at 2048, 90 s at 4096).
+   */
   rotation?: 'fht' | 'dense';
   /** Called from the JS thread with build progress; never blocks the workers. */
   onProgress?: (p: BuildProgress) => void;
@@ -165,6 +178,12 @@ function checkIdTypeOption(v: unknown): 'u32' | 'u64' | 'any' {
   return v;
 }
 
+/**
+ * Largest dim of a build with rotation 'dense' (the native
+ * kMaxDenseRotationDim, native/core/rotation.h, which gives the timings).
+ */
+export const MAX_DENSE_ROTATION_DIM = 2048;
+
 /** Ids are below 2^63 (both widths). */
 const ID_LIMIT = 2n ** 63n;
 
@@ -196,11 +215,16 @@ function isAscending(a: Uint32Array | BigUint64Array): boolean {
 }
 
 function wrapFileError(file: string, e: unknown): unknown {
-  if (e instanceof Error && !(e instanceof IndexFileError) && !(e instanceof TypeError) && !(e instanceof RangeError)) {
+  if (e instanceof Error && !(e instanceof RabitqError) && !(e instanceof TypeError) && !(e instanceof RangeError)) {
     const code = (e as { code?: string }).code === 'EBADINDEX' ? 'EBADINDEX' : 'EIO';
     return new IndexFileError(code, file, e.message, { cause: e });
   }
   return e;
+}
+
+/** A native error about the index's own contents (code 'EBADINDEX') as an IndexFileError; others unchanged. */
+function wrapIndexError(e: unknown): unknown {
+  return (e as { code?: unknown } | null)?.code === 'EBADINDEX' ? wrapFileError('index', e) : e;
 }
 
 export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
@@ -217,6 +241,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   readonly bits: number;
   /** Settles when the last queued change / save has (see #serial). */
   #tail: Promise<unknown> = Promise.resolve();
+  /** Set by close(): every later call throws. */
+  #closed = false;
 
   private constructor(nativeIndex: NativeIndex) {
     this.#native = nativeIndex;
@@ -240,14 +266,44 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     return p;
   }
 
-  /** Vectors in the index now (changes with add and remove). */
-  get size(): number {
-    return this.#native.size();
+  /** The native index, or a RabitqError 'ECLOSED' after close(). */
+  #open(): NativeIndex {
+    if (this.#closed) throw new RabitqError('ECLOSED', 'the index is closed (index.close() was called)');
+    return this.#native;
+  }
+
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /**
-   * Builds an index on the native thread pool. `vectors` is copied into the
-   * index; do not modify it until the Promise settles.
+   * Releases the index's memory and its file mapping (load with mmap) now
+   * instead of at garbage collection. Every later call on this index throws
+   * RabitqError with code 'ECLOSED' (closing again does nothing). Changes and
+   * saves already called (add, remove, compact, save, toBuffer) run first;
+   * the returned Promise settles when they have and the memory is released.
+   * Batch searches and verify() already running finish on the index and
+   * release it when the last of them settles. A batcher made by batcher()
+   * fails its later searches with the same error.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#tail;
+    this.#native.close();
+  }
+
+  /** Vectors in the index now (changes with add and remove). */
+  get size(): number {
+    return this.#open().size();
+  }
+
+  /**
+   * Builds an index on the native thread pool. `vectors` and `options.ids`
+   * are copied when build() is called (memory: one more copy of the input
+   * until the build ends), so they may be changed, transferred or shrunk
+   * right away.
    */
   static async build(
     vectors: Float32Array,
@@ -297,11 +353,16 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     if (rotation !== 'fht' && rotation !== 'dense') {
       throw new RangeError(`options.rotation must be 'fht' or 'dense', got ${describeValue(rotation)}`);
     }
+    if (rotation === 'dense' && options.dim > MAX_DENSE_ROTATION_DIM) {
+      throw new RangeError(
+        `options.rotation 'dense' is limited to dim <= ${MAX_DENSE_ROTATION_DIM} (making it is O(dim^3)), got dim ${options.dim}: use rotation 'fht'`,
+      );
+    }
     if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
       throw new TypeError(`options.onProgress must be a function, got ${describeValue(options.onProgress)}`);
     }
     const nativeIndex = await native.buildIndex(
-      vectors,
+      unshared(vectors),
       {
         dim: options.dim,
         numClusters,
@@ -313,7 +374,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
         metric,
         storeVectors,
         bits,
-        ids,
+        ids: ids && unshared(ids),
       },
       options.onProgress,
     );
@@ -328,7 +389,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     path: string,
     options: LoadOptions & { idType?: T } = {},
   ): Promise<LoadedIndex<T>> {
-    assertString('path', path);
+    assertPath('path', path);
     checkOptionsObject('options', options);
     const idType = checkIdTypeOption(options.idType);
     const bits = options.bits === undefined ? undefined : checkBits('options.bits', options.bits);
@@ -385,7 +446,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const bits = options.bits === undefined ? undefined : checkBits('options.bits', options.bits);
     let index: IvfRabitqIndex<IdArray>;
     try {
-      index = new IvfRabitqIndex<IdArray>(await native.indexFromBuffer(bytes));
+      index = new IvfRabitqIndex<IdArray>(await native.indexFromBuffer(unshared(bytes)));
     } catch (e) {
       throw wrapFileError('buffer', e);
     }
@@ -403,9 +464,10 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * checksums left unchecked are checked first (IndexFileError 'EBADINDEX').
    */
   async save(path: string): Promise<void> {
-    assertString('path', path);
+    assertPath('path', path);
     try {
-      await this.#serial(() => this.#native.save(path));
+      const nat = this.#open();
+      await this.#serial(() => nat.save(path));
     } catch (e) {
       throw wrapFileError(path, e);
     }
@@ -414,17 +476,18 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   /** The saved form, in memory (same bytes as save() writes). */
   async toBuffer(): Promise<Buffer> {
     try {
-      return await this.#serial(() => this.#native.toBuffer());
+      const nat = this.#open();
+      return await this.#serial(() => nat.toBuffer());
     } catch (e) {
       // After a mmap load the checksums are checked first, as by save().
-      throw (e as { code?: unknown }).code === 'EBADINDEX' ? wrapFileError('index', e) : e;
+      throw wrapIndexError(e);
     }
   }
 
   /** Checks the checksums a mmap load left unchecked; rejects with IndexFileError on a mismatch. */
   async verify(): Promise<void> {
     try {
-      await this.#native.verify();
+      await this.#open().verify();
     } catch (e) {
       throw wrapFileError('index', e);
     }
@@ -435,12 +498,15 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * appended to that cluster. `ids` as in BuildOptions.ids (default: the next
    * ids after the largest ever used). Everything is checked before anything
    * changes: on an error (bad row, duplicate or existing id) the index is as before.
+   * `vectors` and `ids` are copied when add() is called (memory: two more
+   * copies of them until the add ends); the caller may reuse them at once.
    */
   async add(
     vectors: Float32Array,
     ids?: Uint32Array | BigUint64Array,
     options: { threads?: number; bits?: number } = {},
   ): Promise<void> {
+    const nat = this.#open();
     assertFloat32Array('vectors', vectors);
     if (vectors.length === 0 || vectors.length % this.dim !== 0) {
       throw new RangeError(`vectors.length (${vectors.length}) must be a positive multiple of dim (${this.dim})`);
@@ -461,11 +527,22 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     if (options.bits !== undefined && checkBits('options.bits', options.bits) !== this.bits) {
       throw new RangeError(`options.bits is ${options.bits} but this index has ${this.bits}-bit codes`);
     }
-    await this.#serial(() => this.#native.add(vectors, ids, threads));
+    // Copied now: the call may wait behind earlier changes, and the caller
+    // may change, transfer or shrink the arrays as soon as add() returns.
+    const rows = vectors.slice();
+    const ownIds = ids?.slice();
+    try {
+      await this.#serial(() => nat.add(rows, ownIds, threads));
+    } catch (e) {
+      // After a mmap load without verify, the first add / remove / has reads
+      // the id column and refuses a file that stores an id twice.
+      throw wrapIndexError(e);
+    }
   }
 
   /** Removes the vectors with these ids (absent ids are ignored); resolves with how many were removed. */
   async remove(ids: ArrayLike<number | bigint> | Uint32Array | BigUint64Array): Promise<number> {
+    const nat = this.#open();
     if (ids === null || typeof ids !== 'object' || typeof (ids as ArrayLike<unknown>).length !== 'number') {
       throw new TypeError(`ids must be an array or typed array of ids, got ${describeValue(ids)}`);
     }
@@ -480,13 +557,26 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
       // Ids are below 2^63; larger ones are absent (and would wrap in the BigUint64Array).
       if (id < ID_LIMIT) wide[count++] = id;
     }
-    return this.#serial(() => this.#native.remove(wide.subarray(0, count)));
+    try {
+      return await this.#serial(() => nat.remove(wide.subarray(0, count)));
+    } catch (e) {
+      throw wrapIndexError(e);
+    }
   }
 
-  /** Whether a vector with this id is in the index. */
+  /**
+   * Whether a vector with this id is in the index. After a mmap load without
+   * verify, the first has / add / remove reads the id column and throws
+   * IndexFileError ('EBADINDEX') if the file stores an id twice.
+   */
   has(id: number | bigint): boolean {
+    const nat = this.#open();
     if (typeof id === 'number' ? !(Number.isInteger(id) && id >= 0) : typeof id !== 'bigint' || id < 0n) return false;
-    return this.#native.contains(BigInt(id));
+    try {
+      return nat.contains(BigInt(id));
+    } catch (e) {
+      throw wrapIndexError(e);
+    }
   }
 
   /**
@@ -497,10 +587,11 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    */
   async compact(): Promise<void> {
     try {
-      await this.#serial(() => this.#native.compact());
+      const nat = this.#open();
+      await this.#serial(() => nat.compact());
     } catch (e) {
       // After a mmap load compact() first checks the checksums verify() would.
-      throw (e as { code?: unknown }).code === 'EBADINDEX' ? wrapFileError('index', e) : e;
+      throw wrapIndexError(e);
     }
   }
 
@@ -530,13 +621,13 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     if (f !== undefined) {
       if (f instanceof Uint8Array) {
         filterKind = 1;
-        filter = f;
+        filter = unshared(f);
       } else if (f instanceof Uint32Array) {
         filterKind = 2;
-        filter = isAscending(f) ? f : f.slice().sort();
+        filter = isAscending(f) ? unshared(f) : f.slice().sort();
       } else if (f instanceof BigUint64Array) {
         filterKind = 3;
-        filter = isAscending(f) ? f : f.slice().sort();
+        filter = isAscending(f) ? unshared(f) : f.slice().sort();
       } else {
         throw new TypeError(
           `options.filter must be a Uint32Array or BigUint64Array of ids, or a Uint8Array bitset, got ${describeValue(f)}`,
@@ -557,8 +648,8 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const ids = this.#newIds(p.k);
     const distances = new Float32Array(p.k);
     const stats = options.stats ? new Float64Array(STATS_FIELDS) : null;
-    this.#native.search(
-      query,
+    this.#open().search(
+      unshared(query),
       p.k,
       p.nprobe,
       p.rerank,
@@ -575,7 +666,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
 
   /**
    * Many queries (row-major, nq x dim) on the native pool. Resolves with
-   * nq*k ids and distances. Do not modify `queries` until it settles.
+   * nq*k ids and distances. `queries` and the filter are copied when called.
    */
   async searchBatch(queries: Float32Array, options: BatchSearchOptions): Promise<BatchSearchResult<Ids>> {
     const p = this.#checkSearch(options);
@@ -586,7 +677,15 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     const distances = new Float32Array(nq * p.k);
     const stats = options.stats ? new Float64Array(STATS_FIELDS * (1 + nq)) : null;
     const { filterKind, filter, ...params } = p;
-    await this.#native.searchBatch(queries, { ...params, threads }, ids, distances, stats, filterKind, filter);
+    await this.#open().searchBatch(
+      unshared(queries),
+      { ...params, threads },
+      ids,
+      distances,
+      stats,
+      filterKind,
+      filter,
+    );
     if (!stats) return { ids, distances };
     const perQueryStats: SearchStats[] = [];
     for (let q = 0; q < nq; q++) perQueryStats.push(statsFrom(stats, STATS_FIELDS * (1 + q)));
@@ -598,6 +697,7 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
    * searches are grouped and run through searchBatch (see src/batcher.ts).
    */
   batcher(options: BatcherOptions = {}): Batcher<Ids> {
+    this.#open();
     return createBatcher<Ids>(this, options);
   }
 
@@ -613,23 +713,23 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
     checkQueries('query', query, this.dim, true);
     const estimates = new Float32Array(this.size);
     const bounds = new Float32Array(this.size);
-    this.#native.estimateAll(query, estimates, bounds, options.bitplane === true);
+    this.#open().estimateAll(unshared(query), estimates, bounds, options.bitplane === true);
     return { estimates, bounds };
   }
 
   /** Bytes held by each part of the index. */
   memoryUsage(): MemoryUsage {
-    return this.#native.info().memory;
+    return this.#open().info().memory;
   }
 
   /** Wall time of the build phases, in milliseconds (encodeMs includes the multi-bit codes), and the bits. */
   buildStats(): { trainMs: number; assignMs: number; encodeMs: number; bits: number } {
-    const info = this.#native.info();
+    const info = this.#open().info();
     return { ...info.timings, bits: info.bits };
   }
 
   /** A copy of the k-means centroids (numClusters x dim). */
   centroids(): Float32Array {
-    return this.#native.centroids();
+    return this.#open().centroids();
   }
 }

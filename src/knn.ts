@@ -1,6 +1,6 @@
 /** Exact k-NN (brute force on the SIMD kernels and the native pool): the ground truth. */
 import { native } from './native.js';
-import { assertFloat32Array, assertIntInRange, describeValue } from './errors.js';
+import { assertFloat32Array, assertIntInRange, describeValue, unshared } from './errors.js';
 
 export interface KnnResult {
   ids: Int32Array;
@@ -22,7 +22,8 @@ function checkFinite(name: string, a: Float32Array, dim: number): void {
 /**
  * The k nearest base rows (squared L2) of every query row, sorted by distance
  * then id; slots beyond the base size are id -1 / Infinity. Runs on the
- * native pool; do not modify the inputs until the Promise settles.
+ * native pool on copies of the inputs made when called (memory: one more
+ * copy of base while it runs), so they may be reused at once.
  */
 export async function exactKnn(
   base: Float32Array,
@@ -47,6 +48,6 @@ export async function exactKnn(
   const nq = queries.length / dim;
   const ids = new Int32Array(nq * k);
   const distances = new Float32Array(nq * k);
-  await native.exactKnn(base, queries, dim, k, threads, ids, distances);
+  await native.exactKnn(unshared(base), unshared(queries), dim, k, threads, ids, distances);
   return { ids, distances };
 }

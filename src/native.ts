@@ -99,6 +99,8 @@ export interface NativeIndex {
   /** Vectors in the index now (cheap: no memory accounting). */
   size(): number;
   centroids(): Float32Array;
+  /** Drops this object's share of the index (calls in flight keep theirs); later calls throw code 'ECLOSED'. */
+  close(): void;
 }
 
 export interface NativeBuildParams {

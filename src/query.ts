@@ -27,8 +27,17 @@ export function checkKAndNprobe(options: unknown, numClusters: number | undefine
 }
 
 /**
- * Checks query rows: a Float32Array of exactly `dim` finite numbers
- * (`single`) or a positive multiple of `dim`. Returns the number of rows.
+ * Largest magnitude of a vector's or a query's component: with |x| <= 1e15
+ * every squared distance over up to 65,536 dimensions fits a float (the
+ * native MetricSpace kMaxAbsComponent). build and add refuse larger values
+ * natively, with the same message.
+ */
+export const MAX_ABS_COMPONENT = 1e15;
+
+/**
+ * Checks query rows: a Float32Array of exactly `dim` finite numbers of
+ * magnitude <= MAX_ABS_COMPONENT (`single`) or a positive multiple of `dim`.
+ * Returns the number of rows.
  */
 export function checkQueries(name: string, q: unknown, dim: number, single: boolean): number {
   assertFloat32Array(name, q);
@@ -41,10 +50,14 @@ export function checkQueries(name: string, q: unknown, dim: number, single: bool
   }
   for (let i = 0; i < q.length; i++) {
     const x = q[i]!;
-    if (x - x !== 0) {
+    // x - x is NaN exactly when x is NaN or infinite; one comparison covers both.
+    if (!(x - x === 0 && x <= MAX_ABS_COMPONENT && x >= -MAX_ABS_COMPONENT)) {
       const row = Math.floor(i / dim);
+      const at = `${single ? '' : `row ${row}, `}column ${i - row * dim}`;
       throw new RangeError(
-        `${name} must contain only finite numbers, found ${x} at ${single ? '' : `row ${row}, `}column ${i - row * dim}`,
+        x - x !== 0
+          ? `${name} must contain only finite numbers, found ${x} at ${at}`
+          : `${name} must hold numbers of magnitude at most 1e15 (squared distances must fit a float), found ${x} at ${at}`,
       );
     }
   }

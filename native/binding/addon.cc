@@ -84,12 +84,34 @@ Napi::Value Addon::ExactKnn(const Napi::CallbackInfo& info) {
                               std::to_string(queries.size) + ") must be multiples of dim (" + std::to_string(dim) +
                               ")");
   const size_t n = base.size / dim, nq = queries.size / dim;
-  const Span<int32_t> ids = array_arg<int32_t>(env, info[5], "ids", nq * k);
-  const Span<float> dists = array_arg<float>(env, info[6], "dists", nq * k);
+  // Checked now for the message; written in the completion (checked again there).
+  array_arg<int32_t>(env, info[5], "ids", nq * k);
+  array_arg<float>(env, info[6], "dists", nq * k);
+  // The inputs are copied (the caller could transfer or shrink them while the
+  // search runs, see BuildWorker::Start): one more copy of base for the
+  // length of the call. Results go to private buffers and are copied out on
+  // the JS thread, where the output arrays are checked again.
+  auto base_copy = std::make_shared<std::vector<float>>(base.data, base.data + base.size);
+  auto query_copy = std::make_shared<std::vector<float>>(queries.data, queries.data + queries.size);
+  auto ids_out = std::make_shared<std::vector<int32_t>>(nq * k);
+  auto dists_out = std::make_shared<std::vector<float>>(nq * k);
+  Napi::Reference<Napi::Value> ids_ref = Napi::Persistent(info[5]);
+  Napi::Reference<Napi::Value> dists_ref = Napi::Persistent(info[6]);
+  auto refs = std::make_shared<std::pair<Napi::Reference<Napi::Value>, Napi::Reference<Napi::Value>>>(
+      std::move(ids_ref), std::move(dists_ref));
   return TaskWorker::Start(
       env, "rabitq:exactKnn",
-      [=] { exact_knn(base.data, n, queries.data, nq, dim, k, ids.data, dists.data, ThreadPool::global(), threads); },
-      nullptr, {info[0], info[1], info[5], info[6]});
+      [=] {
+        exact_knn(base_copy->data(), n, query_copy->data(), nq, dim, k, ids_out->data(), dists_out->data(),
+                  ThreadPool::global(), threads);
+      },
+      [=](Napi::Env e) -> Napi::Value {
+        const Span<int32_t> ids_now = array_arg<int32_t>(e, refs->first.Value(), "ids", nq * k);
+        const Span<float> dists_now = array_arg<float>(e, refs->second.Value(), "dists", nq * k);
+        std::copy(ids_out->begin(), ids_out->end(), ids_now.data);
+        std::copy(dists_out->begin(), dists_out->end(), dists_now.data);
+        return e.Undefined();
+      });
 }
 
 // buildIndex(vectors, params, onProgress|undefined): Promise<NativeIvfRabitqIndex>
@@ -115,11 +137,13 @@ Napi::Value Addon::LoadIndex(const Napi::CallbackInfo& info) {
 Napi::Value Addon::IndexFromBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Span<uint8_t> bytes = array_arg<uint8_t>(env, info[0], "bytes");
+  // The copy is made here, on the JS thread: the caller could transfer or
+  // shrink the buffer before a worker got to it (see BuildWorker::Start).
+  std::shared_ptr<persist::Blob> blob = guarded(env, [&] { return persist::Blob::copy_of(bytes.data, bytes.size); });
   auto made = std::make_shared<std::unique_ptr<IvfRabitqIndex>>();
   return TaskWorker::Start(
-      env, "rabitq:fromBuffer",
-      [=] { *made = IvfRabitqIndex::load(persist::Blob::copy_of(bytes.data, bytes.size), "buffer", false); },
-      [=](Napi::Env e) { return Of(e).NewIndex(e, std::move(*made)); }, {info[0]});
+      env, "rabitq:fromBuffer", [=] { *made = IvfRabitqIndex::load(blob, "buffer", false); },
+      [=](Napi::Env e) { return Of(e).NewIndex(e, std::move(*made)); });
 }
 
 }  // namespace rabitq::binding

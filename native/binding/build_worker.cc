@@ -49,11 +49,22 @@ Napi::Value BuildWorker::Start(const Napi::CallbackInfo& info) {
     throw_wrong_type(env, "onProgress", "a function or undefined", on_progress);
 
   std::unique_ptr<BuildWorker> w(new BuildWorker(env));
-  w->data_ = vectors.data;
+  // Copied here, on the JS thread, not borrowed: a reference keeps the
+  // typed array alive but not its memory, which the caller can transfer
+  // (postMessage, structuredClone), let be collected, or shrink (a resizable
+  // ArrayBuffer) while the build runs; reading it then crashed the process.
+  // The cost is a second copy of the input (4 * n * dim bytes) for the length
+  // of the build, next to the index it makes (which holds another copy when
+  // storeVectors is set), and one copy on the JS thread. On huge pages when
+  // large (huge_pages.h): the time then goes to the copy, not to 4 KiB page
+  // faults, which made it several times slower.
+  w->vectors_.assign(vectors.data, vectors.data + vectors.size);
+  if (ids.ids32) w->ids32_.assign(ids.ids32, ids.ids32 + n);
+  if (ids.ids64) w->ids64_.assign(ids.ids64, ids.ids64 + n);
+  p.ids32 = ids.ids32 ? w->ids32_.data() : nullptr;
+  p.ids64 = ids.ids64 ? w->ids64_.data() : nullptr;
   w->n_ = n;
   w->params_ = p;
-  w->Pin(info[0]);
-  if (ids.given) w->Pin(ids_value);
   if (has_progress) {
     w->progress_ = ProgressFunction::New(env, on_progress.As<Napi::Function>(), "rabitq:buildProgress", 0, 1);
     w->has_progress_ = true;
@@ -85,7 +96,11 @@ void BuildWorker::CallProgress(Napi::Env env, Napi::Function callback, std::null
   }
 }
 
-void BuildWorker::Run() { index_ = IvfRabitqIndex::build(data_, n_, params_, ThreadPool::global()); }
+void BuildWorker::Run() {
+  index_ = IvfRabitqIndex::build(vectors_.data(), n_, params_, ThreadPool::global());
+  // The index holds what it needs: give the copy back before the Promise settles.
+  HugeVector<float>().swap(vectors_);
+}
 
 void BuildWorker::Finish() {
   // The build has returned: no progress call can come any more.

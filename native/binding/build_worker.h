@@ -4,7 +4,9 @@
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
+#include "../core/huge_pages.h"
 #include "../core/ivf_index.h"
 #include "promise_worker.h"
 
@@ -29,7 +31,11 @@ class BuildWorker : public PromiseWorker {
   Napi::Value Result(Napi::Env env) override;
   void Finish() override;
 
-  const float* data_ = nullptr;
+  // Copies of the caller's vectors and ids, made on the JS thread before the
+  // work is queued (see Start).
+  HugeVector<float> vectors_;
+  std::vector<uint32_t> ids32_;
+  std::vector<uint64_t> ids64_;
   size_t n_ = 0;
   BuildParams params_;
   std::unique_ptr<IvfRabitqIndex> index_;

@@ -28,6 +28,7 @@ Napi::Function IndexWrap::Define(Napi::Env env) {
                          InstanceMethod("save", &IndexWrap::Save),
                          InstanceMethod("toBuffer", &IndexWrap::ToBuffer),
                          InstanceMethod("verify", &IndexWrap::Verify),
+                         InstanceMethod("close", &IndexWrap::Close),
                      });
 }
 
@@ -45,7 +46,7 @@ IndexWrap::IndexWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<IndexWra
 // Positional arguments: this is the latency-critical path.
 Napi::Value IndexWrap::Search(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const size_t dim = index_->dim();
+  const size_t dim = live(env)->dim();
   const Span<float> query = array_arg<float>(env, info[0], "query", dim);
   if (query.size != dim)
     throw_type_error(env, "query must be a Float32Array of dim (" + std::to_string(dim) + ") elements, got " +
@@ -61,15 +62,16 @@ Napi::Value IndexWrap::Search(const Napi::CallbackInfo& info) {
   double* stats = optional_array_arg<double>(env, info[8], "stats", kStatsFields).data;
   Filter filter;
   if (to_filter(filter_arg(info, 9, 10), &filter)) sp.filter = &filter;
+  const std::shared_ptr<IvfRabitqIndex> index = live(env);
   guarded(env, [&] {
     SearchStats st;
     if (out.i64) {
-      index_->search(query.data, sp, out.i64, dists, stats ? &st : nullptr);
+      index->search(query.data, sp, out.i64, dists, stats ? &st : nullptr);
     } else {
       // Per thread (each worker_threads Worker has its own): no allocation per call.
       thread_local std::vector<int64_t> ids64;
       if (ids64.size() < sp.k) ids64.resize(sp.k);
-      index_->search(query.data, sp, ids64.data(), dists, stats ? &st : nullptr);
+      index->search(query.data, sp, ids64.data(), dists, stats ? &st : nullptr);
       for (size_t i = 0; i < sp.k; ++i) out.i32[i] = static_cast<int32_t>(ids64[i]);
     }
     if (stats) write_stats(st, stats);
@@ -78,33 +80,37 @@ Napi::Value IndexWrap::Search(const Napi::CallbackInfo& info) {
 }
 
 // searchBatch(queries, {k,nprobe,rerank,epsilon,bitplane,threads}, idsOut, distsOut, statsOut|null, filterKind, filter)
-Napi::Value IndexWrap::SearchBatch(const Napi::CallbackInfo& info) { return BatchWorker::Start(info, index_); }
+Napi::Value IndexWrap::SearchBatch(const Napi::CallbackInfo& info) {
+  return BatchWorker::Start(info, live(info.Env()));
+}
 
 // estimateAll(query, estOut, boundOut, bitplane): outputs indexed by id, at least size() entries.
 Napi::Value IndexWrap::EstimateAll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const size_t dim = index_->dim();
+  const size_t dim = live(env)->dim();
   const Span<float> query = array_arg<float>(env, info[0], "query", dim);
   if (query.size != dim)
     throw_type_error(env, "query must be a Float32Array of dim (" + std::to_string(dim) + ") elements, got " +
                               std::to_string(query.size));
-  const size_t n = index_->size();
+  const size_t n = live(env)->size();
   const Span<float> est = array_arg<float>(env, info[1], "estimates", n);
   const Span<float> bounds = array_arg<float>(env, info[2], "bounds", n);
   const bool bitplane = bool_arg(env, info[3], "bitplane");
-  guarded(env,
-          [&] { index_->estimate_all(query.data, est.data, bounds.data, bitplane, std::min(est.size, bounds.size)); });
+  guarded(env, [&] {
+    live(env)->estimate_all(query.data, est.data, bounds.data, bitplane, std::min(est.size, bounds.size));
+  });
   return env.Undefined();
 }
 
 Napi::Value IndexWrap::Size(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(index_->size()));
+  return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env())->size()));
 }
 
 Napi::Value IndexWrap::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&] {
-    const IvfRabitqIndex& index = *index_;
+    const std::shared_ptr<IvfRabitqIndex> held = live(env);
+    const IvfRabitqIndex& index = *held;
     auto o = Napi::Object::New(env);
     o.Set("dim", static_cast<double>(index.dim()));
     o.Set("paddedDim", static_cast<double>(index.padded_dim()));
@@ -139,7 +145,8 @@ Napi::Value IndexWrap::Info(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value IndexWrap::Centroids(const Napi::CallbackInfo& info) {
-  const auto& c = index_->centroids();
+  const std::shared_ptr<IvfRabitqIndex> index = live(info.Env());
+  const auto& c = index->centroids();
   auto arr = Napi::Float32Array::New(info.Env(), c.size());
   std::copy(c.begin(), c.end(), arr.Data());
   return arr;
@@ -148,7 +155,7 @@ Napi::Value IndexWrap::Centroids(const Napi::CallbackInfo& info) {
 // add(vectors, ids: Uint32Array|BigUint64Array|undefined, threads): Promise<void>
 Napi::Value IndexWrap::Add(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto idx = index_;
+  auto idx = live(info.Env());
   const Span<float> vectors = array_arg<float>(env, info[0], "vectors");
   const size_t dim = idx->dim();
   // TypeScript checked the lengths when add() was called, but the call runs
@@ -161,21 +168,32 @@ Napi::Value IndexWrap::Add(const Napi::CallbackInfo& info) {
   const size_t n = vectors.size / dim;
   const IdsIn ids = ids_in_arg(env, info[1], "ids", n);
   const size_t threads = uint32_arg(env, info[2], "threads");
-  const float* data = vectors.data;
-  auto run = [=] { idx->add(data, n, ids.ids32, ids.ids64, ThreadPool::global(), threads); };
-  if (ids.given) return TaskWorker::Start(env, "rabitq:add", run, nullptr, {info[0], info[1], info.This()});
-  return TaskWorker::Start(env, "rabitq:add", run, nullptr, {info[0], info.This()});
+  // Copies, not borrowed memory: the caller can transfer or shrink the
+  // buffers while the add runs (see BuildWorker::Start; the same cost, for
+  // the vectors being added).
+  auto data = std::make_shared<std::vector<float>>(vectors.data, vectors.data + vectors.size);
+  auto ids32 = std::make_shared<std::vector<uint32_t>>();
+  auto ids64 = std::make_shared<std::vector<uint64_t>>();
+  if (ids.ids32) ids32->assign(ids.ids32, ids.ids32 + n);
+  if (ids.ids64) ids64->assign(ids.ids64, ids.ids64 + n);
+  auto run = [=] {
+    idx->add(data->data(), n, ids.ids32 ? ids32->data() : nullptr, ids.ids64 ? ids64->data() : nullptr,
+             ThreadPool::global(), threads);
+  };
+  return TaskWorker::Start(env, "rabitq:add", run, nullptr, {info.This()});
 }
 
 // remove(ids: BigUint64Array): Promise<number>
 Napi::Value IndexWrap::Remove(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto idx = index_;
-  const Span<uint64_t> ids = array_arg<uint64_t>(env, info[0], "ids");
+  auto idx = live(info.Env());
+  const Span<uint64_t> span = array_arg<uint64_t>(env, info[0], "ids");
+  // A copy (8 bytes per id), for the reason Add copies.
+  auto ids = std::make_shared<std::vector<uint64_t>>(span.data, span.data + span.size);
   auto removed = std::make_shared<size_t>(0);
   return TaskWorker::Start(
-      env, "rabitq:remove", [=] { *removed = idx->remove(ids.data, ids.size); },
-      [=](Napi::Env e) { return Napi::Number::New(e, static_cast<double>(*removed)); }, {info[0], info.This()});
+      env, "rabitq:remove", [=] { *removed = idx->remove(ids->data(), ids->size()); },
+      [=](Napi::Env e) { return Napi::Number::New(e, static_cast<double>(*removed)); }, {info.This()});
 }
 
 // contains(id: bigint): boolean
@@ -186,25 +204,26 @@ Napi::Value IndexWrap::Contains(const Napi::CallbackInfo& info) {
   if (t != napi_bigint) throw_wrong_type(env, "id", "a bigint", info[0]);
   bool lossless = false;
   const uint64_t id = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
-  const bool found = lossless && guarded(env, [&] { return index_->contains(id); });
+  const std::shared_ptr<IvfRabitqIndex> index = live(env);
+  const bool found = lossless && guarded(env, [&] { return index->contains(id); });
   return Napi::Boolean::New(env, found);
 }
 
 Napi::Value IndexWrap::Compact(const Napi::CallbackInfo& info) {
-  auto idx = index_;
+  auto idx = live(info.Env());
   return TaskWorker::Start(info.Env(), "rabitq:compact", [=] { idx->compact(); }, nullptr, {info.This()});
 }
 
 // save(path): Promise<void>
 Napi::Value IndexWrap::Save(const Napi::CallbackInfo& info) {
-  auto idx = index_;
+  auto idx = live(info.Env());
   const std::string path = string_arg(info.Env(), info[0], "path");
   return TaskWorker::Start(info.Env(), "rabitq:save", [=] { idx->save(path); }, nullptr, {info.This()});
 }
 
 // toBuffer(): Promise<Buffer>
 Napi::Value IndexWrap::ToBuffer(const Napi::CallbackInfo& info) {
-  auto idx = index_;
+  auto idx = live(info.Env());
   auto bytes = std::make_shared<std::vector<uint8_t>>();
   return TaskWorker::Start(
       info.Env(), "rabitq:toBuffer", [=] { *bytes = idx->to_bytes(); },
@@ -221,8 +240,30 @@ Napi::Value IndexWrap::ToBuffer(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value IndexWrap::Verify(const Napi::CallbackInfo& info) {
-  auto idx = index_;
+  auto idx = live(info.Env());
   return TaskWorker::Start(info.Env(), "rabitq:verify", [=] { idx->verify(); }, nullptr, {info.This()});
+}
+
+}  // namespace rabitq::binding
+
+namespace rabitq::binding {
+
+std::shared_ptr<IvfRabitqIndex> IndexWrap::live(Napi::Env env) const {
+  if (!index_) {
+    Napi::Error err = Napi::Error::New(env, "the index is closed (index.close() was called)");
+    err.Set("code", Napi::String::New(env, "ECLOSED"));
+    throw err;
+  }
+  return index_;
+}
+
+// close(): drops this wrapper's share of the index. Calls in flight hold
+// their own share (every async method captures one), so they finish on the
+// index; its memory and file mapping go when the last of them settles, at
+// once when none is running. Later calls throw ECLOSED.
+Napi::Value IndexWrap::Close(const Napi::CallbackInfo& info) {
+  index_.reset();
+  return info.Env().Undefined();
 }
 
 }  // namespace rabitq::binding

@@ -31,9 +31,14 @@ class IndexWrap : public Napi::ObjectWrap<IndexWrap> {
   Napi::Value Save(const Napi::CallbackInfo& info);
   Napi::Value ToBuffer(const Napi::CallbackInfo& info);
   Napi::Value Verify(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  // The index, or a JS Error with code 'ECLOSED' after close().
+  std::shared_ptr<IvfRabitqIndex> live(Napi::Env env) const;
 
   // Shared with every async call in flight, so a call outlives a wrapper
-  // that is collected (or an environment that is torn down) meanwhile.
+  // that is collected (or an environment that is torn down, or closed)
+  // meanwhile. Null after close().
   std::shared_ptr<IvfRabitqIndex> index_;
 };
 

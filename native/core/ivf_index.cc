@@ -34,7 +34,7 @@ void IvfRabitqIndex::init_geometry(size_t dim, Metric metric, bool ids64, bool h
 
 std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::build(const float* data, size_t n, const BuildParams& p,
                                                       ThreadPool& pool) {
-  const size_t nc = checked_build_shape(p.dim, n, p.metric, p.num_clusters);
+  const size_t nc = checked_build_shape(p.dim, n, p.metric, p.num_clusters, p.rotation);
   RABITQ_THROW_IF_NOT(p.bits >= kMinBits && p.bits <= kMaxBits, kRange,
                       "bits must be an integer in " + std::to_string(kMinBits) + ".." + std::to_string(kMaxBits) +
                           ", got " + std::to_string(p.bits));

@@ -93,6 +93,8 @@ void IvfRabitqIndex::verify() const {
     c = container_;
   }
   if (c) c->verify_all();
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  check_stored_ids_distinct(store_, "index");
 }
 
 std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Blob> blob, const std::string& name,
@@ -193,6 +195,10 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
   if (!store.has_ex_codes() && (container->has(kExCodes) || container->has(kExFactors)))
     throw bad("holds multi-bit sections although the header says its codes have 1 bit");
   ix.store_.adopt_file(counts, columns, blob);
+  // A lazy (mmap) load leaves the id column unread like the other big
+  // columns: verify() checks it, and so does the id map when add / remove /
+  // has first need it (IdMap::ensure).
+  if (!lazy) check_stored_ids_distinct(ix.store_, name);
   if (lazy) ix.container_ = container;
   return idx;
 }

@@ -1,6 +1,7 @@
 #include "metric.h"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "common.h"
@@ -35,6 +36,14 @@ void MetricSpace::check_rows(const float* data, size_t n, const char* what) cons
         throw Error(ErrorKind::kRange, std::string(what) + " must contain only finite numbers, found " +
                                            std::to_string(x[i]) + " at row " + std::to_string(r) + ", column " +
                                            std::to_string(i));
+      }
+      if (std::fabs(x[i]) > kMaxAbsComponent) {
+        char value[32];
+        std::snprintf(value, sizeof value, "%g", double(x[i]));
+        throw Error(ErrorKind::kRange, std::string(what) +
+                                           " must hold numbers of magnitude at most 1e15 (squared distances must fit "
+                                           "a float), found " +
+                                           value + " at row " + std::to_string(r) + ", column " + std::to_string(i));
       }
       norm2 += double(x[i]) * x[i];
     }

@@ -17,6 +17,13 @@ namespace rabitq {
 
 enum class Metric : uint32_t { kL2 = 0, kCosine = 1, kInnerProduct = 2 };
 
+// Largest magnitude of a stored vector's (and a query's, checked in
+// TypeScript) component. Distances are float: with |x|, |q| <= 1e15 every
+// squared distance or inner product over up to 65,536 dimensions stays
+// below 2.7e35, far from float's 3.4e38. A component of 1e20 is finite but
+// its square is not, and such a vector was stored and then never found.
+constexpr double kMaxAbsComponent = 1e15;
+
 class MetricSpace {
  public:
   MetricSpace() = default;
@@ -27,8 +34,8 @@ class MetricSpace {
   // Whether v (e.g. read from a file) names a metric.
   static bool valid(uint64_t v) { return v <= 2; }
 
-  // Finite values everywhere; under cosine, no zero rows. Names the row of
-  // `what`. Runs on a worker: the JS thread never scans a large input.
+  // Finite values of magnitude <= kMaxAbsComponent everywhere; under cosine,
+  // no zero rows. Names the row (and column) of `what`. Runs on a worker: the JS thread never scans a large input.
   void check_rows(const float* data, size_t n, const char* what) const;
   // Under cosine, throws "<subject> is a zero vector, ..." unless norm2 > 0.
   void check_direction(double norm2, const std::string& subject) const;

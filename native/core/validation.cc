@@ -6,11 +6,15 @@
 
 #include "common.h"
 #include "ivf/id_map.h"
+#include "rotation.h"
 
 namespace rabitq {
 
-size_t checked_build_shape(size_t dim, size_t n, Metric metric, size_t num_clusters) {
+size_t checked_build_shape(size_t dim, size_t n, Metric metric, size_t num_clusters, RotationKind rotation) {
   RABITQ_THROW_IF_NOT(dim >= 1 && dim <= 65536, kRange, "dim must be between 1 and 65536");
+  RABITQ_THROW_IF_NOT(rotation != RotationKind::kDense || dim <= kMaxDenseRotationDim, kRange,
+                      "rotation 'dense' is limited to dim <= " + std::to_string(kMaxDenseRotationDim) +
+                          " (its set-up is O(dim^3)); got dim " + std::to_string(dim) + ": use rotation 'fht'");
   RABITQ_THROW_IF_NOT(n >= 1, kRange, "cannot build an index from an empty set of vectors");
   RABITQ_THROW_IF_NOT(MetricSpace::valid(static_cast<uint64_t>(metric)), kRange, "unknown metric");
   size_t nc = num_clusters;

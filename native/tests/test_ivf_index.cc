@@ -143,6 +143,59 @@ TEST_CASE("invalid parameters throw RangeError-kind errors" * doctest::test_suit
   CHECK_THROWS_AS(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool), rabitq::Error);
 }
 
+TEST_CASE("issue 14: components above 1e15 and dense rotations above dim 2048 are refused" *
+          doctest::test_suite("ivf_index")) {
+  rabitq::ThreadPool pool(1);
+  std::vector<float> v(40, 0.5f);
+  rabitq::BuildParams bp;
+  bp.dim = 4;
+  bp.num_clusters = 2;
+  v[7] = -1e20f;  // finite, but its square is not
+  CHECK_THROWS_WITH_AS(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool), doctest::Contains("at row 1, column 3"),
+                       rabitq::Error);
+  v[7] = 1e15f;
+  CHECK_NOTHROW(rabitq::IvfRabitqIndex::build(v.data(), 10, bp, pool));
+  std::vector<float> wide(2 * (rabitq::kMaxDenseRotationDim + 1), 0.5f);
+  bp.dim = rabitq::kMaxDenseRotationDim + 1;
+  bp.num_clusters = 1;
+  bp.rotation = rabitq::RotationKind::kDense;
+  CHECK_THROWS_WITH_AS(rabitq::IvfRabitqIndex::build(wide.data(), 2, bp, pool),
+                       doctest::Contains("limited to dim <= 2048"), rabitq::Error);
+}
+
+TEST_CASE("issue 14: a query far from all data still gets k results, at every SIMD level" *
+          doctest::test_suite("ivf_index")) {
+  // Vectors in [-0.5, 0.5], queries of 1e6..1e15: float rounding of the
+  // estimate exceeds the error bound, which used to leave no candidate.
+  rabitq::ThreadPool pool(2);
+  const size_t dim = 16, n = 2000, k = 3;
+  Rng rng(14);
+  std::vector<float> v(n * dim);
+  for (float& x : v) x = static_cast<float>(rng.uniform() - 0.5);
+  const SimdLevel before = rabitq::active_level();
+  for (unsigned bits : {1u, 4u}) {
+    rabitq::BuildParams bp;
+    bp.dim = dim;
+    bp.bits = bits;
+    auto idx = rabitq::IvfRabitqIndex::build(v.data(), n, bp, pool);
+    for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+      if (rabitq::kernels_for(l) == nullptr) continue;
+      rabitq::set_active_level(l);
+      for (float value : {1e6f, 1e7f, 1e15f, -1e15f}) {
+        std::vector<float> q(dim, value);
+        rabitq::SearchParams sp;
+        sp.k = k;
+        sp.nprobe = idx->num_clusters();
+        std::vector<int64_t> ids(k);
+        std::vector<float> dists(k);
+        idx->search(q.data(), sp, ids.data(), dists.data(), nullptr);
+        for (size_t i = 0; i < k; ++i) CHECK_MESSAGE(ids[i] >= 0, "value=" << value << " bits=" << bits);
+      }
+    }
+  }
+  rabitq::set_active_level(before);
+}
+
 // size() is read by JS (index.size) while add/remove run on libuv threads:
 // it must not read n_ outside the lock (a data race ThreadSanitizer reports).
 TEST_CASE("size() and memory_usage() while add/remove run on another thread" * doctest::test_suite("ivf_index")) {

@@ -29,6 +29,22 @@ std::vector<uint64_t> checked_ids(const uint32_t* ids32, const uint64_t* ids64, 
   return ids;
 }
 
+void check_stored_ids_distinct(const ClusterStore& store, const std::string& name) {
+  // Sorting a copy costs 8 bytes per vector for the moment of the check; the
+  // id map (about 40 bytes per vector) is only made when add/remove need it.
+  std::vector<uint64_t> ids;
+  ids.reserve(store.size());
+  for (size_t c = 0; c < store.num_clusters(); ++c) {
+    const ClusterView cl = store.view(c);
+    for (size_t i = 0; i < cl.count; ++i) ids.push_back(static_cast<uint64_t>(cl.id(i)));
+  }
+  std::sort(ids.begin(), ids.end());
+  const auto dup = std::adjacent_find(ids.begin(), ids.end());
+  if (dup != ids.end())
+    throw Error(ErrorKind::kFormat, name + ": id " + std::to_string(*dup) +
+                                        " is stored twice (ids must be distinct; the file is damaged or forged)");
+}
+
 std::vector<uint64_t> IdMap::default_ids(size_t n, bool ids64) const {
   const uint64_t max = ids64 ? kMaxId64 : kMaxId32;
   RABITQ_THROW_IF_NOT(next_id_ + n - 1 <= max, kRange, "no free default ids left: pass ids explicitly");
@@ -43,7 +59,14 @@ void IdMap::ensure(const ClusterStore& store) {
   map->reserve(store.size());
   for (size_t c = 0; c < store.num_clusters(); ++c) {
     const ClusterView cl = store.view(c);
-    for (size_t i = 0; i < cl.count; ++i) (*map)[static_cast<uint64_t>(cl.id(i))] = (uint64_t(c) << 32) | i;
+    for (size_t i = 0; i < cl.count; ++i) {
+      const uint64_t id = static_cast<uint64_t>(cl.id(i));
+      // Only a file loaded lazily (mmap without verify) can get here with a
+      // duplicate: every other load refuses them.
+      if (!map->emplace(id, (uint64_t(c) << 32) | i).second)
+        throw Error(ErrorKind::kFormat, "index: id " + std::to_string(id) +
+                                            " is stored twice (ids must be distinct; the file is damaged or forged)");
+    }
   }
   map_ = std::move(map);
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -20,6 +21,12 @@ constexpr uint64_t kMaxId64 = static_cast<uint64_t>(std::numeric_limits<int64_t>
 // Ids given by the caller (one of the two): in range for their width, no
 // duplicates. Returns them widened.
 std::vector<uint64_t> checked_ids(const uint32_t* ids32, const uint64_t* ids64, size_t n);
+
+// Throws kFormat ("<name>: id X is stored twice ...") when two stored vectors
+// share an id. A file with valid checksums can still hold duplicates (forged
+// or written by a buggy tool); the id map would keep only one of them, so
+// remove() would leave the other one in the results.
+void check_stored_ids_distinct(const ClusterStore& store, const std::string& name);
 
 class IdMap {
  public:

@@ -9,6 +9,20 @@ namespace rabitq {
 namespace {
 constexpr size_t kCoarseBlock = 16;  // queries per blocked coarse step (batch_scanner.cc)
 constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// The RaBitQ lower bound covers the estimator's error, not the rounding of
+// the float arithmetic that computes it: about 2^-24 of the magnitudes
+// involved per operation, of which the query residual's squared norm is the
+// largest. When the query is far from the data (a query of 1e7 against
+// vectors in [-0.5, 0.5]) that rounding exceeds the bound itself, every
+// lower bound lands on its own estimate and on the k-th upper bound, and the
+// strict comparisons below kept no candidate at all: ids -1, distance
+// Infinity. 2^-20 of (|estimate| + ||q_r||^2) covers the few roundings; next
+// to the usual bounds (percents of the distance) it costs nothing.
+constexpr float kRoundoff = 1.f / (1 << 20);
+inline float rounded_lower(float lower, float est, float qnorm2) {
+  return lower - kRoundoff * (std::fabs(est) + qnorm2);
+}
 }  // namespace
 
 void select_nearest(const float* d, size_t n, size_t m, std::vector<std::pair<float, uint32_t>>& out) {
@@ -86,8 +100,9 @@ inline void IvfScanner::keep_estimates(QueryState& q, const QuantizedQuery& qq, 
     return;
   }
   const float* lower = qq.lower.data();
+  const float* est = qq.est.data();
   for (size_t j = 0; j < nb; ++j) {
-    if (q.top.full() && lower[j] >= q.top.worst()) continue;
+    if (q.top.full() && rounded_lower(lower[j], est[j], qq.qnorm2) >= q.top.worst()) continue;
     const size_t local = b0 + j;
     const int64_t id = cl.id(local);
     if (filter && !filter->allows(static_cast<uint64_t>(id))) continue;
@@ -110,17 +125,18 @@ inline void IvfScanner::collect_candidates(QueryState& q, const QuantizedQuery& 
   float threshold = q.upper.full() ? q.upper.worst() : kInf;
   if (q.top.full()) threshold = std::min(threshold, q.top.worst());
   for (size_t j = 0; j < nb; ++j) {
-    if (lower[j] < threshold) {
+    float lo = rounded_lower(lower[j], est[j], qq.qnorm2);
+    if (lo <= threshold) {  // <=: see rerank()
       const uint32_t local = static_cast<uint32_t>(b0 + j);
       if (filter && !filter->allows(static_cast<uint64_t>(cl.id(local)))) continue;
-      float lo = lower[j], e = est[j];
+      float e = est[j];
       if (cl.ex_codes != nullptr) {
         q.st.ex_estimated++;
         const ExEstimate x = quantizer_.estimate_ex(qq, cl.codes, cl.count, local, cl.ex_codes + local * cl.ex_bytes,
                                                     cl.factors[local], cl.ex_factors[local], epsilon);
         e = x.distance;
-        lo = x.distance - x.bound;
-        if (!(lo < threshold)) continue;
+        lo = rounded_lower(x.distance - x.bound, x.distance, qq.qnorm2);
+        if (!(lo <= threshold)) continue;
       }
       q.cands.push_back({lo, local});
       // Twice the bound above the estimate: the threshold only filters
@@ -145,8 +161,11 @@ void IvfScanner::rerank(QueryState& q, const ClusterView& cl, size_t k) const {
   auto& top = q.top;
   const float upper = q.upper.full() ? q.upper.worst() : kInf;
   size_t m = 0;
+  // <=: a vector whose bound is 0 (it is its cluster's centroid, or the
+  // rounding ate the bound) has lower == upper, and may be the very vector
+  // that set the k-th upper bound; '<' dropped it and returned nothing.
   for (auto& e : cands)
-    if (e.first < upper) cands[m++] = e;
+    if (e.first <= upper) cands[m++] = e;
   q.st.candidates += m;
   const size_t round = std::max<size_t>(2 * k, 16);
   size_t done = 0;

@@ -47,10 +47,17 @@ class Fd {
   int fd_;
 };
 
+// O_NONBLOCK: opening a FIFO (or a device that waits on open) returns at
+// once and is then refused by loadable_size(), instead of holding a libuv
+// thread until some writer appears. Reads of regular files never block, so
+// the flag changes nothing for them. A path with a NUL would silently name
+// its prefix: refused.
 int open_read_only(const std::string& path, const char* verb) {
+  if (path.find('\0') != std::string::npos)
+    throw Error(ErrorKind::kType, std::string("cannot ") + verb + " a path that contains a NUL character");
   int fd;
   do {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) throw_os(verb, path, errno);
   return fd;

@@ -362,6 +362,9 @@ void write_file_atomically(const std::string& path, const std::function<void(Con
                            const WriteOptions& options) {
   if (path.empty()) throw Error(ErrorKind::kGeneric, "cannot save: the path is empty");
   if (path.back() == '/') throw Error(ErrorKind::kGeneric, "cannot save '" + path + "': the path names a folder");
+  // The system calls would end the path at its NUL and write somewhere else.
+  if (path.find('\0') != std::string::npos)
+    throw Error(ErrorKind::kType, "cannot save to a path that contains a NUL character");
   remove_stale_temp_files(path);
   TempFile temp(path);
   {
