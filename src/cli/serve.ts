@@ -48,7 +48,7 @@ Exposure (see docs/SERVING.md, "Running it exposed"):
   --tls-cert <file>     serve HTTPS with this PEM certificate (chain) ...
   --tls-key <file>      ... and this PEM private key
   --insecure            allow a non-loopback --host without a token
-  --rate-limit <n>      most requests a minute from one client address (needs @fastify/rate-limit)
+  --rate-limit <n>      most requests a minute from one client address (default: no limit)
   --headers-timeout <s> seconds a client has to send the request headers (default 10)
   --request-timeout <s> seconds a client has to send the whole request, body included (default 30)
   --idle-timeout <s>    seconds a connection may stay silent before it is closed (default 60)

@@ -18,12 +18,8 @@
  * hold a connection (or a drain) open; close() destroys what is still open
  * after `drainTimeoutMs`.
  */
-import Fastify, {
-  type FastifyInstance,
-  type FastifyPluginAsync,
-  type FastifyReply,
-  type FastifyRequest,
-} from 'fastify';
+import type { RateLimitPluginOptions } from '@fastify/rate-limit';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
@@ -122,7 +118,7 @@ export interface ServerOptions {
   drainTimeoutMs?: number;
   /**
    * Most requests per minute from one client address (default: no limit);
-   * /healthz is not counted. Needs the @fastify/rate-limit package.
+   * /healthz is not counted (@fastify/rate-limit, keyed by the client's address).
    */
   rateLimitPerMinute?: number;
   /**
@@ -215,15 +211,7 @@ function checkToken(token: unknown): string {
   return token;
 }
 
-/** The part of @fastify/rate-limit's options used here. */
-interface RateLimitSettings {
-  max: number;
-  timeWindow: number;
-  allowList: (request: FastifyRequest) => boolean;
-  errorResponseBuilder: (request: FastifyRequest, context: { statusCode: number; after: string }) => Error;
-}
-
-function rateLimitSettings(perMinute: number): RateLimitSettings {
+function rateLimitSettings(perMinute: number): RateLimitPluginOptions {
   return {
     max: perMinute,
     timeWindow: 60_000,
@@ -235,26 +223,6 @@ function rateLimitSettings(perMinute: number): RateLimitSettings {
         { statusCode: context.statusCode, code: 'ERATELIMITED' },
       ),
   };
-}
-
-/**
- * @fastify/rate-limit, loaded only when rate limiting is asked for. The
- * specifier is a variable so the package stays optional for the compiler
- * too.
- */
-async function loadRateLimitPlugin(): Promise<FastifyPluginAsync<RateLimitSettings>> {
-  const name = '@fastify/rate-limit';
-  try {
-    const m = (await import(name)) as { default: FastifyPluginAsync<RateLimitSettings> };
-    return m.default;
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') {
-      throw new Error(
-        `rate limiting needs the ${name} package (version 10 or later, for fastify 5): npm install ${name}`,
-      );
-    }
-    throw err;
-  }
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -672,7 +640,10 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   }
 
   // The plugin adds its hook to each route declared after it.
-  if (rateLimit !== undefined) await app.register(await loadRateLimitPlugin(), rateLimitSettings(rateLimit));
+  // (loaded only when asked for: most servers never rate-limit)
+  if (rateLimit !== undefined) {
+    await app.register((await import('@fastify/rate-limit')).default, rateLimitSettings(rateLimit));
+  }
 
   app.post('/search', { schema: searchSchema }, async (request, reply) => {
     const ready = need(reply);
