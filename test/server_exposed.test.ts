@@ -572,7 +572,7 @@ describe('rabitq serve exposed (CLI)', () => {
   it('SIGHUP maps the file again: a new index swaps the answers, a bad file keeps the old one and counts the failure', async () => {
     const served = path.join(tmp, 'served.rbq');
     writeFileSync(served, readFileSync(file));
-    const { child, exited, waitFor, stderr } = spawnServe([served, '--port', '0', '--rate-limit', '600']);
+    const { child, exited, waitFor } = spawnServe([served, '--port', '0', '--rate-limit', '600']);
     try {
       const url = (await waitFor(/listening on (http:\/\/\S+?);/))[1]!;
       await waitFor(/index ready/);
