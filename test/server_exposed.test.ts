@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
@@ -267,16 +268,19 @@ describe('TLS', () => {
   it.skipIf(!hasOpenssl)('serves HTTPS with the given certificate, and nothing over plain HTTP', async () => {
     const key = path.join(tmp, 'key.pem');
     const cert = path.join(tmp, 'cert.pem');
-    const r = spawnSync(
-      'openssl',
-      [
-        ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
-        ...['-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'],
-        ...['-addext', 'subjectAltName=IP:127.0.0.1'],
-      ],
-      { encoding: 'utf8' },
-    );
-    expect(r.status, r.stderr).toBe(0);
+    const selfSigned = (key: string, cert: string) => {
+      const r = spawnSync(
+        'openssl',
+        [
+          ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
+          ...['-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'],
+          ...['-addext', 'subjectAltName=IP:127.0.0.1'],
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(r.status, r.stderr).toBe(0);
+    };
+    selfSigned(key, cert);
     const ca = readFileSync(cert);
     const server = await startServer({ index: indexA, port: 0, tls: { cert: ca, key: readFileSync(key) } });
     try {
@@ -314,6 +318,22 @@ describe('TLS', () => {
         () => 'failed',
       );
       expect(plain).not.toBe(200);
+      // setTls (SIGHUP in the CLI): new connections get the new certificate
+      const fingerprint = (trusted: Buffer) =>
+        new Promise<string>((resolve, reject) => {
+          const req = https.get(`${server.url}/healthz`, { ca: trusted, agent: false }, (res) => {
+            resolve((res.socket as TLSSocket).getPeerCertificate().fingerprint256);
+            res.resume();
+          });
+          req.on('error', reject);
+        });
+      const before = await fingerprint(ca);
+      const key2 = path.join(tmp, 'key2.pem');
+      const cert2 = path.join(tmp, 'cert2.pem');
+      selfSigned(key2, cert2);
+      server.setTls({ cert: readFileSync(cert2), key: readFileSync(key2) });
+      const after = await fingerprint(readFileSync(cert2));
+      expect(after).not.toBe(before);
     } finally {
       await server.close();
     }

@@ -290,7 +290,9 @@ async function runPrimary(o: ReturnType<typeof serveOptionsFromArgs>, io: CliIo)
     process.on('SIGHUP', () => {
       if (stopping) return;
       io.stderr(`rabitq serve: SIGHUP received: reloading the index in every worker\n`);
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+      // only workers whose index is ready have their SIGHUP handler (the
+      // signal would kill one still starting); those load the new file anyway
+      for (const w of Object.values(cluster.workers ?? {})) if (w && ready.has(w.id)) w.process.kill('SIGHUP');
     });
   });
 }
