@@ -537,6 +537,7 @@ describe('rabitq serve exposed (CLI)', () => {
       [['--drain-timeout', '1e3'], /--drain-timeout must be a number of seconds/],
       [['--request-timeout', '0'], /--request-timeout must be in 0\.01\.\.3600 seconds/],
       [['--headers-timeout', '20', '--request-timeout', '5'], /--headers-timeout must not be longer/],
+      [['--timeout-ms', '60000'], /--timeout-ms must be shorter than --idle-timeout/],
     ];
     for (const [args, re] of bad) {
       const r = await run(['serve', file, ...args]);
@@ -615,6 +616,26 @@ describe('rabitq serve exposed (CLI)', () => {
       const m = await (await fetch(`${url}/metrics`)).text();
       expect(m).toContain('rabitq_reload_failures_total 1');
       expect(m).toContain('rabitq_reloads_total 1');
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 40_000);
+  it('--workers 2: SIGHUP to the primary reloads every worker', async () => {
+    const served = path.join(tmp, 'served-workers.rbq');
+    writeFileSync(served, readFileSync(file));
+    const { child, exited, waitFor, stderr } = spawnServe([served, '--port', '0', '--workers', '2']);
+    try {
+      const url = (await waitFor(/listening on (http:\/\/\S+?);/))[1]!;
+      await waitFor(/index ready[^]*index ready/);
+      writeFileSync(`${served}.tmp`, readFileSync(fileB));
+      renameSync(`${served}.tmp`, served);
+      child.kill('SIGHUP');
+      await waitFor(/index reloaded[^]*index reloaded/);
+      expect(stderr()).toMatch(/SIGHUP received: reloading the index in every worker/);
+      const res = await post(`${url}/search`, { vector: query, k: 5, nprobe: 4 });
+      expect(((await res.json()) as { ids: number[] }).ids).toEqual(idsOf(indexB));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {

@@ -171,6 +171,13 @@ export function serveOptionsFromArgs(argv: readonly string[], env: NodeJS.Proces
     );
   }
   const requestTimeoutMs = secondsOption(values, 'request-timeout', 0.01, 3600, 30);
+  const idleTimeoutMs = secondsOption(values, 'idle-timeout', 0.01, 86_400, 60);
+  const timeoutMs = intOr('timeout-ms', 1, 3_600_000, 1000);
+  if (timeoutMs >= idleTimeoutMs) {
+    throw new UsageError(
+      '--timeout-ms must be shorter than --idle-timeout: a query waiting that long would lose its connection first',
+    );
+  }
   const headersTimeoutMs = secondsOption(values, 'headers-timeout', 0.01, 3600, Math.min(10, requestTimeoutMs / 1000));
   if (headersTimeoutMs > requestTimeoutMs) {
     throw new UsageError(
@@ -198,7 +205,7 @@ export function serveOptionsFromArgs(argv: readonly string[], env: NodeJS.Proces
     maxBatchSize: intOr('max-batch', 1, 65536, 64),
     maxDelayMs: intOr('max-delay-ms', 0, 60_000, 2),
     capacity: intOr('capacity', 1, 1 << 24, 1024),
-    timeoutMs: intOr('timeout-ms', 1, 3_600_000, 1000),
+    timeoutMs,
     authTokenFile,
     envToken,
     tlsCert,
@@ -207,7 +214,7 @@ export function serveOptionsFromArgs(argv: readonly string[], env: NodeJS.Proces
     rateLimit: int('rate-limit', 1, 1_000_000_000),
     headersTimeoutMs,
     requestTimeoutMs,
-    idleTimeoutMs: secondsOption(values, 'idle-timeout', 0.01, 86_400, 60),
+    idleTimeoutMs,
     drainTimeoutMs: secondsOption(values, 'drain-timeout', 0, 3600, 10),
   };
 }
@@ -216,12 +223,12 @@ export function serveOptionsFromArgs(argv: readonly string[], env: NodeJS.Proces
  * The bearer token: the first line of --auth-token-file, else
  * RABITQ_AUTH_TOKEN. No message here ever quotes it.
  */
-function readToken(o: ReturnType<typeof serveOptionsFromArgs>, io: CliIo): string | undefined {
+function readToken(o: ReturnType<typeof serveOptionsFromArgs>, io: CliIo, warn = true): string | undefined {
   if (o.authTokenFile === undefined) return o.envToken;
   const text = readFileSync(o.authTokenFile, 'utf8');
   const token = text.split(/\r?\n/, 1)[0]!.trim();
   if (token === '') throw new UsageError(`--auth-token-file ${o.authTokenFile}: the file's first line is empty`);
-  if ((statSync(o.authTokenFile).mode & 0o077) !== 0) {
+  if (warn && (statSync(o.authTokenFile).mode & 0o077) !== 0) {
     io.stderr(`rabitq serve: warning: ${o.authTokenFile} can be read by other users (chmod 600 it)\n`);
   }
   return token;
@@ -307,10 +314,11 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
     io.stdout(SERVE_HELP);
     return 0;
   }
-  if (o.workers > 1 && cluster.isPrimary) return runPrimary(o, io);
   // Files named on the command line are read before anything starts: a
-  // bad token or certificate fails the command at once.
-  const authToken = readToken(o, io);
+  // bad token or certificate fails the command at once (under --workers,
+  // in the primary too, which alone warns about the token file).
+  const authToken = readToken(o, io, !cluster.isWorker);
+  if (o.workers > 1 && cluster.isPrimary) return runPrimary(o, io);
   const readTls = () =>
     o.tlsCert !== undefined && o.tlsKey !== undefined
       ? { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) }
