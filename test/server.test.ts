@@ -141,6 +141,10 @@ describe('search endpoints', () => {
       'rabitq_index_dimension gauge',
       'rabitq_index_clusters gauge',
       'rabitq_index_memory_bytes gauge',
+      // (added with reload, issue 14)
+      'rabitq_index_loaded_timestamp_seconds gauge',
+      'rabitq_reloads_total counter',
+      'rabitq_reload_failures_total counter',
       'rabitq_batcher_queue_depth gauge',
       'rabitq_batcher_running_queries gauge',
       'rabitq_batcher_queries_completed_total counter',

@@ -7,12 +7,22 @@
  *   (either also takes application/octet-stream: little-endian float32, k and nprobe in the query string)
  *   GET  /healthz        200 once the index is ready, 503 before and while shutting down
  *   GET  /metrics        Prometheus text
+ *   POST /admin/reload   load the index again (only with an auth token and a reloadIndex function)
  *
  * Bad input gets a 400 whose message names the field; a full queue gets
  * 503 with Retry-After; a query that waited past the timeout gets 504.
+ *
+ * Exposure: with `authToken` every endpoint but /healthz needs
+ * `Authorization: Bearer <token>`; `tls` serves HTTPS; every connection has
+ * header, whole-request and idle timeouts, so a slow or silent client cannot
+ * hold a connection (or a drain) open; close() destroys what is still open
+ * after `drainTimeoutMs`.
  */
+import type { RateLimitPluginOptions } from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { AddressInfo } from 'node:net';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { AddressInfo, Socket } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
   BatcherClosedError,
@@ -25,6 +35,7 @@ import {
   type BatcherOptions,
   type BatcherResult,
 } from '../batcher.js';
+import { assertIntInRange, describeValue } from '../errors.js';
 import type { IdArray } from '../query.js';
 
 /** What the server needs from an index (an IvfRabitqIndex fits, whatever its id type). */
@@ -37,6 +48,21 @@ export interface ServableIndex extends BatchableIndex<IdArray> {
     options: { k: number; nprobe: number },
   ): { ids: ArrayLike<number | bigint>; distances: Float32Array };
   memoryUsage?(): { total: number };
+}
+
+/** PEM certificate chain and private key for HTTPS. */
+export interface TlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+/** What a successful reload installed. */
+export interface ReloadResult {
+  vectors: number;
+  dim: number;
+  clusters: number;
+  /** When the new index started serving. */
+  loadedAt: Date;
 }
 
 export interface ServerOptions {
@@ -71,6 +97,35 @@ export interface ServerOptions {
    * baseline the load benchmark compares the batcher against.
    */
   batching?: boolean;
+  /**
+   * Bearer token every endpoint but /healthz requires (default: none, no
+   * authentication). Compared in constant time; never logged.
+   */
+  authToken?: string;
+  /** Serve HTTPS with this certificate and key (default: plain HTTP). */
+  tls?: TlsOptions;
+  /** Time a client has to send the request headers, in ms (default 10 000). */
+  headersTimeoutMs?: number;
+  /** Time a client has to send the whole request, body included, in ms (default 30 000). */
+  requestTimeoutMs?: number;
+  /** A connection with no traffic either way for this long is closed, in ms (default 60 000). */
+  idleTimeoutMs?: number;
+  /**
+   * close() waits this long (ms, default 10 000) for the requests in flight,
+   * then destroys the connections still open (a client trickling its body
+   * would otherwise hold the drain until its request timeout).
+   */
+  drainTimeoutMs?: number;
+  /**
+   * Most requests per minute from one client address (default: no limit);
+   * /healthz is not counted (@fastify/rate-limit, keyed by the client's address).
+   */
+  rateLimitPerMinute?: number;
+  /**
+   * Loads the index again for reload() (SIGHUP in `rabitq serve`, or
+   * POST /admin/reload when authToken is set). Without it reload() fails.
+   */
+  reloadIndex?: () => Promise<ServableIndex>;
 }
 
 /** JSON has no 64-bit integers: ids above 2^53 are sent as decimal strings. */
@@ -83,23 +138,94 @@ function idsToJson(ids: ArrayLike<number | bigint>): (number | string)[] {
 export interface RabitqServer {
   /** The fastify instance (for inject() in tests, extra routes, ...). */
   readonly app: FastifyInstance;
-  /** e.g. http://127.0.0.1:8080 */
+  /** e.g. http://127.0.0.1:8080 (https:// with tls) */
   readonly url: string;
   readonly port: number;
   /** Resolves once the index is loaded (rejects if loading failed). */
   readonly ready: Promise<void>;
-  /** The batcher, once the index is loaded. */
+  /** The batcher of the index being served, once it is loaded. */
   readonly batcher: Batcher<IdArray> | null;
+  /** The index being served (null while loading). */
+  readonly index: ServableIndex | null;
   /** The server's own prom-client registry (what /metrics shows; the batcher's metrics included). */
   readonly registry: Registry;
-  /** Stop accepting, let the requests in flight finish, drain the batcher. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Loads the index again with options.reloadIndex and swaps it in: searches
+   * already accepted finish on the old index, later ones use the new one.
+   * On failure the old index keeps serving, the failure is counted in
+   * /metrics (rabitq_reload_failures_total) and the Promise rejects.
+   * Concurrent calls run one after the other.
+   */
+  reload(): Promise<ReloadResult>;
+  /** Replaces the TLS certificate and key for new connections (e.g. after a renewal). */
+  setTls(tls: TlsOptions): void;
+  /**
+   * Stop accepting, let the requests in flight finish (for at most
+   * drainTimeoutMs, then destroy the connections still open), drain the
+   * batcher. Resolves with the number of connections it had to destroy.
+   * Idempotent.
+   */
+  close(): Promise<{ destroyedConnections: number }>;
 }
 
 /** A 400 whose message names the field at fault. */
 class BadRequest extends Error {
   readonly statusCode = 400;
 }
+
+/** 401: no or a wrong bearer token. */
+class Unauthorized extends Error {
+  readonly statusCode = 401;
+  readonly code = 'EUNAUTHORIZED';
+}
+
+/** Largest delay Node's timers take (2^31 - 1 ms); longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * JSON bodies become one string before parsing, and V8 strings hold at most
+ * 2^29 - 24 characters: past that fastify's body reader would throw from a
+ * stream callback. JSON bodies are held to 500 MiB whatever bodyLimit says
+ * (binary bodies may use all of it).
+ */
+const MAX_JSON_BODY = 500 * 1024 * 1024;
+/** Node allocates no Buffer past this (4 GiB on 64-bit Node 20). */
+const MAX_BODY = 2 ** 32;
+
+/** An integer option in [min, max] or its default; a RangeError/TypeError naming `options.name`. */
+function intOpt(name: string, v: unknown, min: number, max: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  assertIntInRange(`options.${name}`, v, min, max);
+  return v;
+}
+
+/** The token's rules, checked where it is given, so a bad one fails at start and not on every request. */
+function checkToken(token: unknown): string {
+  if (typeof token !== 'string') throw new TypeError(`options.authToken must be a string, got ${describeValue(token)}`);
+  // never quote the token in a message: it may end up in a log
+  if (token.length < 16) throw new RangeError(`options.authToken must be at least 16 characters, got ${token.length}`);
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw new RangeError(
+      'options.authToken may hold only printable ASCII characters without spaces (it travels in an HTTP header)',
+    );
+  }
+  return token;
+}
+
+function rateLimitSettings(perMinute: number): RateLimitPluginOptions {
+  return {
+    max: perMinute,
+    timeWindow: 60_000,
+    // health checks come from load balancers, often on one address, every few seconds
+    allowList: (request) => request.routeOptions.url === '/healthz',
+    errorResponseBuilder: (_request, context) =>
+      Object.assign(
+        new Error(`more than ${perMinute} requests a minute from this address; retry in ${context.after}`),
+        { statusCode: context.statusCode, code: 'ERATELIMITED' },
+      ),
+  };
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const MAX_DIM = 65536;
@@ -153,6 +279,9 @@ function fromBinary(name: string, body: Buffer, dim: number, single: boolean): {
  * loading: see `ready`).
  */
 export async function startServer(options: ServerOptions): Promise<RabitqServer> {
+  // Closures below must not capture `options`: it holds the first index (or
+  // its Promise), which a reload has to be able to release.
+  const { index: firstIndex, reloadIndex } = options;
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
   const maxK = options.maxK ?? 1024;
@@ -166,13 +295,47 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   };
   const maxBatchVectors = Math.min(options.maxBatchVectors ?? capacity, capacity);
   const batching = options.batching ?? true;
+  // Checked with plain arithmetic before fastify sees them: a shifted
+  // megabyte count once overflowed into a negative bodyLimit.
+  const bodyLimit = intOpt('bodyLimit', options.bodyLimit, 1, MAX_BODY, 16 * 1024 * 1024);
+  const requestTimeout = intOpt('requestTimeoutMs', options.requestTimeoutMs, 1, MAX_TIMER_MS, 30_000);
+  const headersTimeout = intOpt(
+    'headersTimeoutMs',
+    options.headersTimeoutMs,
+    1,
+    MAX_TIMER_MS,
+    Math.min(10_000, requestTimeout),
+  );
+  // Node refuses a headers timeout longer than the request timeout; say so in our words
+  if (headersTimeout > requestTimeout) {
+    throw new RangeError(
+      `options.headersTimeoutMs (${headersTimeout}) must not exceed options.requestTimeoutMs (${requestTimeout})`,
+    );
+  }
+  const idleTimeout = intOpt('idleTimeoutMs', options.idleTimeoutMs, 1, MAX_TIMER_MS, 60_000);
+  const drainTimeout = intOpt('drainTimeoutMs', options.drainTimeoutMs, 0, MAX_TIMER_MS, 10_000);
+  const rateLimit =
+    options.rateLimitPerMinute === undefined
+      ? undefined
+      : intOpt('rateLimitPerMinute', options.rateLimitPerMinute, 1, 1e9, 0);
+  const tokenDigest = options.authToken === undefined ? null : sha256(checkToken(options.authToken));
+  if (reloadIndex !== undefined && typeof reloadIndex !== 'function') {
+    throw new TypeError(`options.reloadIndex must be a function, got ${describeValue(reloadIndex)}`);
+  }
+  const tls = options.tls;
+  if (tls !== undefined && (typeof tls !== 'object' || tls === null || !tls.cert || !tls.key)) {
+    throw new TypeError('options.tls must be { cert, key } (PEM strings or Buffers)');
+  }
 
   let index: ServableIndex | null = null;
   let batcher: Batcher<IdArray> | null = null;
   let loadError: Error | null = null;
   let draining = false;
-  let defaultNprobe = options.defaultNprobe ?? 16;
+  const fixedNprobe = options.defaultNprobe;
+  let defaultNprobe = fixedNprobe ?? 16;
   const defaultK = options.defaultK ?? 10;
+  let loadedAt: Date | null = null;
+  let lastReloadError: string | null = null;
 
   // One registry per server: two servers in one process keep their own metrics.
   const registry = new Registry();
@@ -213,14 +376,44 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   indexGauge('rabitq_index_dimension', 'Vector dimension of the index.', (idx) => idx.dim);
   indexGauge('rabitq_index_clusters', 'IVF clusters of the index.', (idx) => idx.numClusters);
   indexGauge('rabitq_index_memory_bytes', 'Bytes held by the index.', (idx) => idx.memoryUsage?.().total);
+  new Gauge({
+    name: 'rabitq_index_loaded_timestamp_seconds',
+    help: 'Unix time the index being served was loaded (changes at each successful reload).',
+    registers,
+    collect() {
+      if (loadedAt) this.set(loadedAt.getTime() / 1000);
+      else this.reset();
+    },
+  });
+  const reloads = new Counter({
+    name: 'rabitq_reloads_total',
+    help: 'Successful index reloads.',
+    registers,
+  });
+  const reloadFailures = new Counter({
+    name: 'rabitq_reload_failures_total',
+    help: 'Index reloads that failed (the previous index kept serving).',
+    registers,
+  });
   function observe(route: string, status: number, seconds: number): void {
     requests.inc({ route, status: String(status) });
     latency.observe({ route }, seconds);
   }
 
+  // Node checks the header and request timeouts on a timer (every 30 s by
+  // default), so a trickling client would outlive them by up to that much.
+  const connectionsCheckingInterval = Math.max(10, Math.min(1000, Math.floor(headersTimeout / 4)));
+  const httpServerOptions = { requestTimeout, headersTimeout, connectionsCheckingInterval };
   const app = Fastify({
     logger: options.logger ?? false,
-    bodyLimit: options.bodyLimit ?? 16 << 20,
+    bodyLimit,
+    requestTimeout,
+    connectionTimeout: idleTimeout,
+    keepAliveTimeout: Math.min(72_000, idleTimeout),
+    // a TLS handshake that never finishes is as bad as headers that never do
+    ...(tls
+      ? { https: { cert: tls.cert, key: tls.key, handshakeTimeout: headersTimeout, ...httpServerOptions } }
+      : { http: httpServerOptions }),
     // no silent coercion ("1" -> 1, null -> 0) and no silent dropping of unknown fields
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
     return503OnClosing: true,
@@ -248,20 +441,24 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   // JSON.parse (own "__proto__" keys are harmless here: the schemas refuse unknown fields),
   // with a message naming the field for the NaN / Infinity that JSON cannot carry
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    try {
-      done(null, JSON.parse(body as string));
-    } catch (err) {
-      const field = request.url.startsWith('/search/batch') ? 'vectors' : 'vector';
-      const nonFinite = /(^|[^A-Za-z"])(-?Infinity|NaN)\b/.exec(body as string);
-      const e = new BadRequest(
-        nonFinite
-          ? `${field} must contain only finite numbers (found ${nonFinite[2]}, which is not valid JSON)`
-          : `the body is not valid JSON: ${(err as Error).message}`,
-      );
-      done(e, undefined);
-    }
-  });
+  app.addContentTypeParser(
+    'application/json',
+    { parseAs: 'string', bodyLimit: Math.min(bodyLimit, MAX_JSON_BODY) },
+    (request, body, done) => {
+      try {
+        done(null, JSON.parse(body as string));
+      } catch (err) {
+        const field = request.url.startsWith('/search/batch') ? 'vectors' : 'vector';
+        const nonFinite = /(^|[^A-Za-z"])(-?Infinity|NaN)\b/.exec(body as string);
+        const e = new BadRequest(
+          nonFinite
+            ? `${field} must contain only finite numbers (found ${nonFinite[2]}, which is not valid JSON)`
+            : `the body is not valid JSON: ${(err as Error).message}`,
+        );
+        done(e, undefined);
+      }
+    },
+  );
 
   // while draining, close each connection after its response: a keep-alive
   // connection left open would hold app.close() until it times out
@@ -269,6 +466,36 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     if (draining) void reply.header('connection', 'close');
     return payload;
   });
+
+  // Authentication first of all, before any body is read: a client without
+  // the token costs the server one header comparison.
+  function bearer(request: FastifyRequest): 'ok' | 'missing' | 'invalid' {
+    if (!tokenDigest) return 'ok';
+    const header = request.headers.authorization;
+    const m = typeof header === 'string' ? /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(header) : null;
+    if (!m) return 'missing';
+    // equal-length digests: the comparison takes the same time whatever the
+    // token's length or where it differs
+    return timingSafeEqual(sha256(m[1]!), tokenDigest) ? 'ok' : 'invalid';
+  }
+  if (tokenDigest) {
+    app.addHook('onRequest', (request, reply, done) => {
+      if (request.routeOptions.url === '/healthz') return done();
+      const auth = bearer(request);
+      if (auth === 'ok') return done();
+      void reply.header(
+        'www-authenticate',
+        auth === 'invalid' ? 'Bearer realm="rabitq", error="invalid_token"' : 'Bearer realm="rabitq"',
+      );
+      done(
+        new Unauthorized(
+          auth === 'invalid'
+            ? 'the bearer token is not valid'
+            : 'this endpoint needs an "Authorization: Bearer <token>" header',
+        ),
+      );
+    });
+  }
 
   // Shed load before the body is read and parsed: under overload most
   // requests are turned away, and a cheap 503 leaves the event loop for the
@@ -305,11 +532,15 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
       error:
         status === 400
           ? 'Bad Request'
-          : status === 503
-            ? 'Service Unavailable'
-            : status === 504
-              ? 'Gateway Timeout'
-              : 'Error',
+          : status === 401
+            ? 'Unauthorized'
+            : status === 429
+              ? 'Too Many Requests'
+              : status === 503
+                ? 'Service Unavailable'
+                : status === 504
+                  ? 'Gateway Timeout'
+                  : 'Error',
       ...(code ? { code } : {}),
       message: status >= 500 && status !== 503 && status !== 504 ? 'internal error' : err.message,
     });
@@ -408,6 +639,12 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     nprobe?: number;
   }
 
+  // The plugin adds its hook to each route declared after it.
+  // (loaded only when asked for: most servers never rate-limit)
+  if (rateLimit !== undefined) {
+    await app.register((await import('@fastify/rate-limit')).default, rateLimitSettings(rateLimit));
+  }
+
   app.post('/search', { schema: searchSchema }, async (request, reply) => {
     const ready = need(reply);
     if (!ready) return reply;
@@ -467,12 +704,26 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     return { ids: results.map((r) => idsToJson(r.ids)), distances: results.map((r) => Array.from(r.distances)) };
   });
 
-  app.get('/healthz', async (_request, reply) => {
-    if (index && !draining)
-      return { status: 'ok', vectors: index.size, dim: index.dim, clusters: index.numClusters, pid: process.pid };
+  // With a token, /healthz tells an anonymous caller (a load balancer) only
+  // the status; the details (and the reason of a failed load, which names
+  // files) need the token.
+  app.get('/healthz', async (request, reply) => {
+    const details = bearer(request) === 'ok';
+    if (index && !draining) {
+      if (!details) return { status: 'ok' };
+      return {
+        status: 'ok',
+        vectors: index.size,
+        dim: index.dim,
+        clusters: index.numClusters,
+        pid: process.pid,
+        loadedAt: loadedAt?.toISOString(),
+        ...(lastReloadError !== null ? { lastReloadError } : {}),
+      };
+    }
     return reply.status(503).send({
       status: draining ? 'draining' : loadError ? 'failed' : 'loading',
-      ...(loadError ? { message: loadError.message } : {}),
+      ...(loadError && details ? { message: loadError.message } : {}),
     });
   });
 
@@ -481,11 +732,33 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     return promText(await registry.metrics());
   });
 
-  const ready = Promise.resolve(options.index).then(
+  /**
+   * Serves `idx` from now on. The batcher is per index (its queries were
+   * checked against that index's dimension): the old one finishes what it
+   * holds on the old index, and once it has, nothing here refers to the old
+   * index any more and its memory and mapping go with the garbage.
+   */
+  function install(idx: ServableIndex): void {
+    const old = batcher;
+    // the batcher's metrics describe the batcher being used: the new one
+    // takes over their names (its counters start again from 0, which
+    // Prometheus reads as a counter reset)
+    if (old) {
+      for (const m of registry.getMetricsAsArray()) {
+        if (m.name.startsWith('rabitq_batcher_')) registry.removeSingleMetric(m.name);
+      }
+    }
+    batcher = createBatcher(idx, { ...batcherOptions, registry });
+    index = idx;
+    if (fixedNprobe === undefined) defaultNprobe = Math.min(16, idx.numClusters);
+    loadedAt = new Date();
+    void old?.close();
+  }
+
+  const ready = Promise.resolve(firstIndex).then(
     (idx) => {
-      index = idx;
-      if (options.defaultNprobe === undefined) defaultNprobe = Math.min(16, idx.numClusters);
-      batcher = createBatcher(idx, { ...batcherOptions, registry });
+      // a reload that finished first wins (it read the file later)
+      if (!index) install(idx);
     },
     (err: unknown) => {
       loadError = err instanceof Error ? err : new Error(String(err));
@@ -495,27 +768,103 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   // the caller may never look at `ready`: a load failure must not become an unhandled rejection
   ready.catch(() => {});
 
+  async function reloadOnce(): Promise<ReloadResult> {
+    try {
+      if (draining) throw new Error('the server is shutting down');
+      if (!reloadIndex) throw new Error('no reloadIndex function was given to startServer');
+      // the first load settles first, so a reload never races it
+      await ready.catch(() => {});
+      const idx = await reloadIndex();
+      if (draining) throw new Error('the server is shutting down');
+      install(idx);
+      loadError = null;
+      lastReloadError = null;
+      reloads.inc();
+      app.log.info({ vectors: idx.size, dim: idx.dim }, 'index reloaded');
+      return { vectors: idx.size, dim: idx.dim, clusters: idx.numClusters, loadedAt: loadedAt! };
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      lastReloadError = e.message;
+      reloadFailures.inc();
+      app.log.error({ err: e }, 'index reload failed; still serving the previous index');
+      throw e;
+    }
+  }
+  let reloadQueue: Promise<unknown> = Promise.resolve();
+  function reload(): Promise<ReloadResult> {
+    const run = reloadQueue.then(reloadOnce);
+    reloadQueue = run.catch(() => {});
+    return run;
+  }
+
+  // An admin endpoint only behind a token: without one, anyone who reaches
+  // the port could make the server read the disk over and over.
+  if (tokenDigest && reloadIndex) {
+    app.post('/admin/reload', async (_request, reply) => {
+      try {
+        const r = await reload();
+        return { status: 'reloaded', ...r, loadedAt: r.loadedAt.toISOString() };
+      } catch (err) {
+        return reply.status(draining ? 503 : 500).send({
+          statusCode: draining ? 503 : 500,
+          error: draining ? 'Service Unavailable' : 'Internal Server Error',
+          code: 'ERELOAD',
+          message: `reload failed, still serving the previous index: ${(err as Error).message}`,
+        });
+      }
+    });
+  }
+
+  // Every connection, raw TCP (before any TLS handshake), so the drain
+  // deadline can end them all.
+  const sockets = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
   await app.listen({ host, port });
   const addr = app.server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
 
-  let closing: Promise<void> | null = null;
+  let closing: Promise<{ destroyedConnections: number }> | null = null;
   return {
     app,
-    url: `http://${shownHost}:${addr.port}`,
+    url: `${tls ? 'https' : 'http'}://${shownHost}:${addr.port}`,
     port: addr.port,
     ready,
     get batcher() {
       return batcher;
     },
+    get index() {
+      return index;
+    },
     registry,
+    reload,
+    setTls(next: TlsOptions) {
+      if (!tls) throw new Error('setTls: this server was started without tls');
+      const ctx: SecureContextOptions = { cert: next.cert, key: next.key };
+      (app.server as unknown as { setSecureContext(o: SecureContextOptions): void }).setSecureContext(ctx);
+    },
     close() {
       closing ??= (async () => {
         draining = true;
-        // app.close() stops listening, answers new requests on open connections
-        // with 503 and waits for the requests in flight; batcher.close() runs
-        // their queued queries at once instead of after the batching delay
-        await Promise.all([app.close(), batcher?.close()]);
+        let destroyedConnections = 0;
+        // after the deadline, whatever still holds a connection (a body
+        // trickled a byte at a time, a response nobody reads) loses it
+        const deadline = setTimeout(() => {
+          destroyedConnections = sockets.size;
+          for (const s of sockets) s.destroy();
+        }, drainTimeout);
+        try {
+          // app.close() stops listening, answers new requests on open connections
+          // with 503 and waits for the requests in flight; batcher.close() runs
+          // their queued queries at once instead of after the batching delay
+          await Promise.all([app.close(), batcher?.close()]);
+        } finally {
+          clearTimeout(deadline);
+        }
+        return { destroyedConnections };
       })();
       return closing;
     },
