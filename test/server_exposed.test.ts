@@ -393,6 +393,42 @@ describe('reload', () => {
     }
   });
 
+  it('closeReplacedIndex: the replaced index is closed once its queued search has answered', async () => {
+    const { IvfRabitqIndex } = await import('../src/index.js');
+    const vectors = new Float32Array(400 * DIM).map((_, i) => Math.sin(i * 0.37) * 3);
+    const own = await IvfRabitqIndex.build(vectors, { dim: DIM, numClusters: 4 });
+    const server = await startServer({
+      index: own,
+      port: 0,
+      maxDelayMs: 300,
+      closeReplacedIndex: true,
+      reloadIndex: async () => indexB,
+    });
+    try {
+      await server.ready;
+      const queued = post(`${server.url}/search`, { vector: query, k: 5, nprobe: 4 });
+      for (let i = 0; i < 100 && server.batcher!.queued === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      await server.reload();
+      // still queued on the old index: not closed yet, and it answers
+      expect(() => own.search(Float32Array.from(query), { k: 1, nprobe: 4 })).not.toThrow();
+      const res = await queued;
+      expect(res.status).toBe(200);
+      for (let i = 0; i < 100; i++) {
+        try {
+          own.search(Float32Array.from(query), { k: 1, nprobe: 4 });
+        } catch {
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(() => own.search(Float32Array.from(query), { k: 1, nprobe: 4 })).toThrow(/closed/);
+      // the new index serves
+      expect((await post(`${server.url}/search`, { vector: query, k: 5, nprobe: 4 })).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a failed reload keeps the old index, counts the failure and reports it', async () => {
     const server = await startServer({
       index: indexA,

@@ -360,6 +360,7 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
     server = await startServer({
       index: first,
       reloadIndex: loadIndex,
+      closeReplacedIndex: true,
       host: o.host,
       port: o.port,
       bodyLimit: o.bodyLimit,

@@ -48,6 +48,8 @@ export interface ServableIndex extends BatchableIndex<IdArray> {
     options: { k: number; nprobe: number },
   ): { ids: ArrayLike<number | bigint>; distances: Float32Array };
   memoryUsage?(): { total: number };
+  /** Releases the index's memory / file mapping now (IvfRabitqIndex.close). */
+  close?(): void;
 }
 
 /** PEM certificate chain and private key for HTTPS. */
@@ -126,6 +128,13 @@ export interface ServerOptions {
    * POST /admin/reload when authToken is set). Without it reload() fails.
    */
   reloadIndex?: () => Promise<ServableIndex>;
+  /**
+   * Close (index.close()) an index once a reload has replaced it and its
+   * in-flight searches have finished, so a mapped file is released at once
+   * instead of at garbage collection (default false: the caller may still
+   * use the index it passed in). `rabitq serve` sets it: it owns its indexes.
+   */
+  closeReplacedIndex?: boolean;
 }
 
 /** JSON has no 64-bit integers: ids above 2^53 are sent as decimal strings. */
@@ -282,6 +291,9 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
   // Closures below must not capture `options`: it holds the first index (or
   // its Promise), which a reload has to be able to release.
   const { index: firstIndex, reloadIndex } = options;
+  // (read here: a closure that reads `options` would keep options.index, the
+  // first index, alive for the server's lifetime)
+  const closeReplacedIndex = options.closeReplacedIndex === true;
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
   const maxK = options.maxK ?? 1024;
@@ -748,11 +760,24 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
         if (m.name.startsWith('rabitq_batcher_')) registry.removeSingleMetric(m.name);
       }
     }
+    // Only an index to close is held past this call: without
+    // closeReplacedIndex the old one is left to the garbage collector.
+    const toClose = closeReplacedIndex && index !== null && index !== idx ? index : null;
     batcher = createBatcher(idx, { ...batcherOptions, registry });
     index = idx;
     if (fixedNprobe === undefined) defaultNprobe = Math.min(16, idx.numClusters);
     loadedAt = new Date();
-    void old?.close();
+    // The old batcher drains first: its queued searches still use the old index.
+    const drained = old?.close();
+    if (toClose && drained) {
+      void drained.then(() => {
+        try {
+          toClose.close?.();
+        } catch (err) {
+          app.log.warn({ err }, 'closing the replaced index failed');
+        }
+      });
+    }
   }
 
   const ready = Promise.resolve(firstIndex).then(
