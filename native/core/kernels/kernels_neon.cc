@@ -290,8 +290,7 @@ RABITQ_NEON_INLINE void bits_to_masks(const uint8_t* p, uint8x16_t m[4]) {
 // The signed bytes x of group g (see above), from the ex sections and the
 // sign masks.
 template <unsigned EX>
-RABITQ_NEON_INLINE void ex_operands(const uint8_t* ex, size_t pd, size_t g, const uint8x16_t sign[4],
-                                    int8x16_t x[4]) {
+RABITQ_NEON_INLINE void ex_operands(const uint8_t* ex, size_t pd, size_t g, const uint8x16_t sign[4], int8x16_t x[4]) {
   constexpr unsigned kSh4 = EX & 3u, kSh2 = EX & 1u;
   uint8x16_t e[4];
   if (EX == 8) {
@@ -459,7 +458,7 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) uint64_t bitplane_ip_neon_dotp
 // weight vector.
 template <unsigned EX>
 __attribute__((target("arch=armv8.2-a+dotprod"))) int64_t ex_ip_neon_dotprod_t(const int8_t* q, const uint8_t* sign,
-                                                                                const uint8_t* ex, size_t pd) {
+                                                                               const uint8_t* ex, size_t pd) {
   int32x4_t acc0 = vdupq_n_s32(0), acc1 = acc0, bias = acc0;
   for (size_t g = 0; g < pd / 64; ++g) {
     uint8x16_t s[4];
@@ -488,8 +487,8 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) int64_t ex_ip_neon_dotprod_t(c
 }
 
 __attribute__((target("arch=armv8.2-a+dotprod"))) int64_t ex_ip_neon_dotprod(const int8_t* q, const uint8_t* sign,
-                                                                              const uint8_t* ex, size_t pd,
-                                                                              unsigned ex_bits) {
+                                                                             const uint8_t* ex, size_t pd,
+                                                                             unsigned ex_bits) {
   switch (ex_bits) {
     case 1:
       return ex_ip_neon_dotprod_t<1>(q, sign, ex, pd);
