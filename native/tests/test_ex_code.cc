@@ -91,6 +91,20 @@ TEST_CASE("every table has ex_ip; avx512 uses VNNI when the CPU has it" * doctes
       if (std::strcmp(v.name, "avx512vnni") == 0) found = (v.fn == k512->ex_ip);
     CHECK_MESSAGE(found, "the avx512 table should hold the VNNI ex_ip");
   }
+  // AArch64: the base NEON version always, and the neon level takes the SDOT
+  // one exactly when it is listed (the CPU has dotprod).
+  const rabitq::Kernels* kneon = rabitq::kernels_for(rabitq::SimdLevel::kNeon);
+  if (kneon != nullptr) {
+    const rabitq::ExIpFn* base = nullptr;
+    const rabitq::ExIpFn* dot = nullptr;
+    for (const auto& v : vs) {
+      if (std::strcmp(v.name, "neon") == 0) base = &v.fn;
+      if (std::strcmp(v.name, "neondotprod") == 0) dot = &v.fn;
+    }
+    REQUIRE(base != nullptr);
+    CHECK((*base == rabitq::neon_kernels()->ex_ip));
+    CHECK((kneon->ex_ip == (dot != nullptr ? *dot : *base)));
+  }
   std::printf("  ex_ip variants:");
   for (const auto& v : vs) std::printf(" %s", v.name);
   std::printf("\n");
@@ -123,16 +137,25 @@ TEST_CASE("ex_ip equals scalar and the definition at every level, bits 2..9" * d
   Rng rng(17);
   const auto vs = ex_variants();
   // Paddings of d = 1, 100, 128, 130, 960, 1000, 1536 and a few more.
-  for (size_t pd : {64, 128, 192, 256, 960, 1024, 1536}) {
+  for (size_t pd : {64, 128, 192, 256, 320, 960, 1024, 1536}) {
     for (unsigned eb = 1; eb <= 8; ++eb) {
-      for (int rep = 0; rep < 6; ++rep) {
+      for (int rep = 0; rep < 8; ++rep) {
         std::vector<int8_t> q(pd);
         std::vector<unsigned> s(pd), e(pd);
         for (size_t i = 0; i < pd; ++i) {
-          // rep 0: the extremes (all codes and query magnitudes maximal).
-          q[i] = rep == 0 ? int8_t(i % 2 ? 127 : -127) : static_cast<int8_t>(int(rng.below(255)) - 127);
-          s[i] = rep == 0 ? 1u : static_cast<unsigned>(rng.below(2));
-          e[i] = rep == 0 ? (1u << eb) - 1 : static_cast<unsigned>(rng.below(size_t(1) << eb));
+          // rep 0: the extremes (all codes and query magnitudes maximal);
+          // rep 1: all codes 0 against q = -127, the most negative operand of
+          // kernels that re-center u (u - 128 = -128 at 8 and 9 bits); rep 2:
+          // all codes maximal against q = -127.
+          if (rep <= 2) {
+            q[i] = rep == 0 ? int8_t(i % 2 ? 127 : -127) : int8_t(-127);
+            s[i] = rep == 1 ? 0u : 1u;
+            e[i] = rep == 1 ? 0u : (1u << eb) - 1;
+            continue;
+          }
+          q[i] = static_cast<int8_t>(int(rng.below(255)) - 127);
+          s[i] = static_cast<unsigned>(rng.below(2));
+          e[i] = static_cast<unsigned>(rng.below(size_t(1) << eb));
         }
         const int64_t want = plain_ex_ip(q, s, e, eb);
         Packed p(q, s, e, eb, static_cast<size_t>(rep) % 5);

@@ -29,7 +29,8 @@ std::vector<const Kernels*> simd_tables() {
   }
   const Kernels* neon = rabitq::kernels_for(SimdLevel::kNeon);
   const Kernels* base = rabitq::neon_kernels();
-  if (neon != nullptr && base != nullptr && base->popcount_and != neon->popcount_and) out.push_back(base);
+  if (neon != nullptr && base != nullptr && (base->popcount_and != neon->popcount_and || base->ex_ip != neon->ex_ip))
+    out.push_back(base);
   return out;
 }
 
@@ -107,6 +108,26 @@ TEST_CASE("tables are complete and the levels are ordered" * doctest::test_suite
   CHECK(!rabitq::parse_level("AVX2", &parsed));
   CHECK(!rabitq::parse_level("", &parsed));
   CHECK(!rabitq::parse_level("sse", &parsed));
+}
+
+// A SIMD table entry left pointing at the scalar reference would pass every
+// equality test below while silently running scalar code.
+TEST_CASE("no SIMD table falls back to a scalar kernel" * doctest::test_suite("kernels")) {
+  const Kernels& s = rabitq::scalar_kernels();
+  for (const Kernels* k : simd_tables()) {
+    CHECK_MESSAGE((k->l2sq != s.l2sq), k->name);
+    CHECK_MESSAGE((k->dot != s.dot), k->name);
+    CHECK_MESSAGE((k->minmax != s.minmax), k->name);
+    CHECK_MESSAGE((k->quantize != s.quantize), k->name);
+    CHECK_MESSAGE((k->popcount_and != s.popcount_and), k->name);
+    CHECK_MESSAGE((k->bitplane_ip != s.bitplane_ip), k->name);
+    CHECK_MESSAGE((k->fastscan != s.fastscan), k->name);
+    CHECK_MESSAGE((k->dot_tile16 != s.dot_tile16), k->name);
+    CHECK_MESSAGE((k->dot_tile16_f16 != s.dot_tile16_f16), k->name);
+    CHECK_MESSAGE((k->estimate != s.estimate), k->name);
+    CHECK_MESSAGE((k->ex_ip != s.ex_ip), k->name);
+    CHECK_MESSAGE((k->fastscan_luts != s.fastscan_luts), k->name);
+  }
 }
 
 TEST_CASE("set_active_level switches between every supported level" * doctest::test_suite("kernels")) {
@@ -546,6 +567,18 @@ TEST_CASE("no kernel touches memory past its exact-size buffers" * doctest::test
       std::vector<uint8_t> codes(d * 32), luts(d * 32, 3);
       std::vector<uint16_t> out(32);
       k->fastscan(codes.data(), luts.data(), d, out.data());
+      k->fastscan_luts(q.data() + d - d / 8 * 8, d / 8, luts.data() + d * 32 - d / 8 * 32);
+      if (d % 64 == 0 || d == 1) {
+        // ex_ip over padded_dim 64 * d (d = 1 and 64), each ex_bits: q, sign and
+        // the code end exactly at their buffers' ends.
+        const size_t pd = d == 1 ? 64 : 64 * d;
+        std::vector<int8_t> qq(pd, -127);
+        std::vector<uint8_t> sign(pd / 8, 0x5a);
+        for (unsigned eb = 1; eb <= 8; ++eb) {
+          std::vector<uint8_t> ex(pd * eb / 8, 0xc3);
+          isink = isink + static_cast<uint64_t>(k->ex_ip(qq.data(), sign.data(), ex.data(), pd, eb));
+        }
+      }
       for (size_t np : {1, 4, 5, 8, 9}) {
         std::vector<float> xs(np * d, 0.25f), ct(d * 16, 0.5f), o(np * 16);
         k->dot_tile16(xs.data(), np, d, ct.data(), o.data());

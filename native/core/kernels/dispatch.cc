@@ -26,6 +26,7 @@ ExIpFn avx512_vnni_ex_ip();
 
 bool neon_dotprod_kernels(uint64_t (**popcount_and)(const uint64_t*, const uint64_t*, size_t),
                           uint64_t (**bitplane_ip)(const uint64_t*, size_t, const uint64_t*, size_t));
+ExIpFn neon_dotprod_ex_ip();
 
 namespace {
 
@@ -143,6 +144,7 @@ const Kernels* neon_table() {
         k.popcount_and = pop;
         k.bitplane_ip = bip;
       }
+      if (neon_dotprod_ex_ip() != nullptr) k.ex_ip = neon_dotprod_ex_ip();
     }
     return &k;
   }();
@@ -188,6 +190,10 @@ size_t ex_ip_variants(const char** names, ExIpFn* fns, size_t max) {
   if (cpu_has_avx2() && avx2_kernels() != nullptr) add("avx2", avx2_kernels()->ex_ip);
   if (cpu_has_avx512() && avx512_kernels() != nullptr) add("avx512", avx512_kernels()->ex_ip);
   if (cpu_has_avx512_vnni()) add("avx512vnni", avx512_vnni_ex_ip());
+  if (neon_table() != nullptr) {
+    add("neon", neon_kernels()->ex_ip);
+    if (cpu_has_dotprod()) add("neondotprod", neon_dotprod_ex_ip());
+  }
   return n;
 }
 

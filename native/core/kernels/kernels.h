@@ -109,8 +109,9 @@ bool parse_level(const char* name, SimdLevel* out);
 // VNNI ex_ip; it is a feature of that level, not a level of its own.
 bool cpu_has_avx512_vnni();
 // Every ex_ip implementation this CPU can run, for tests and benchmarks:
-// scalar, avx2, avx512 (without VNNI), avx512vnni. Fills up to max entries
-// and returns how many exist.
+// scalar, avx2, avx512 (without VNNI), avx512vnni; on AArch64 scalar, neon
+// (the base table) and neondotprod (SDOT, which the neon level then uses).
+// Fills up to max entries and returns how many exist.
 size_t ex_ip_variants(const char** names, ExIpFn* fns, size_t max);
 
 }  // namespace rabitq

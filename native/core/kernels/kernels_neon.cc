@@ -1,10 +1,10 @@
 // AArch64 Advanced SIMD (NEON) kernels. NEON is part of the AArch64 base
 // architecture, so this file needs no extra target flags; the one optional
-// extension used (dotprod, for the popcount sums) sits behind a per-function
-// target attribute and dispatch.cc installs it only when the kernel reports
-// it through getauxval(AT_HWCAP). Kernels that have no NEON version yet keep
-// the scalar reference (the table starts as a copy of the scalar one).
+// extension used (dotprod, for the popcount sums and ex_ip) sits behind
+// per-function target attributes and dispatch.cc installs those functions
+// only when the kernel reports it through getauxval(AT_HWCAP).
 #include "estimate_loop.h"
+#include "ex_layout.h"
 #include "kernels.h"
 
 #if defined(__aarch64__) && defined(__ARM_NEON)
@@ -163,6 +163,71 @@ void fastscan_neon(const uint8_t* codes, const uint8_t* luts, size_t npairs, uin
   vst1q_u16(out + 24, acc3);
 }
 
+// Eight pairs (16 sub-spaces) at a time: LD4 splits the query into q0..q3
+// across the 16 sub-spaces, the 16 LUT entries are then 11 byte adds (entry
+// v = sum of q_b over the bits b of v), and the 16 x 16 byte matrix (entry x
+// sub-space) is transposed to sub-space-major order by byte zips (entries
+// 4g..4g+3 as one 32-bit word per sub-space) and ST4 of 32-bit lanes (the
+// four words of a sub-space next to each other). GCC auto-vectorizes the
+// scalar reference into nearly the same LD4 but twice the zips. Byte
+// arithmetic wraps like the scalar uint8_t sums (never, for values <= 15).
+void fastscan_luts_neon(const uint8_t* qu, size_t npairs, uint8_t* luts) {
+  size_t p = 0;
+  for (; p + 8 <= npairs; p += 8) {
+    const uint8x16x4_t q = vld4q_u8(qu + 8 * p);
+    uint8x16_t e[16];
+    e[0] = vdupq_n_u8(0);
+    e[1] = q.val[0];
+    e[2] = q.val[1];
+    e[3] = vaddq_u8(q.val[0], q.val[1]);
+    e[4] = q.val[2];
+    for (int v = 5; v < 8; ++v) e[v] = vaddq_u8(q.val[2], e[v - 4]);
+    e[8] = q.val[3];
+    for (int v = 9; v < 16; ++v) e[v] = vaddq_u8(q.val[3], e[v - 8]);
+    // words[g].val[r]: sub-spaces 4r..4r+3, each the 32-bit word of entries
+    // 4g..4g+3.
+    uint32x4x4_t words[4];
+    for (int g = 0; g < 4; ++g) {
+      const uint8x16_t ac_lo = vzip1q_u8(e[4 * g], e[4 * g + 2]), ac_hi = vzip2q_u8(e[4 * g], e[4 * g + 2]);
+      const uint8x16_t bd_lo = vzip1q_u8(e[4 * g + 1], e[4 * g + 3]), bd_hi = vzip2q_u8(e[4 * g + 1], e[4 * g + 3]);
+      words[g].val[0] = vreinterpretq_u32_u8(vzip1q_u8(ac_lo, bd_lo));
+      words[g].val[1] = vreinterpretq_u32_u8(vzip2q_u8(ac_lo, bd_lo));
+      words[g].val[2] = vreinterpretq_u32_u8(vzip1q_u8(ac_hi, bd_hi));
+      words[g].val[3] = vreinterpretq_u32_u8(vzip2q_u8(ac_hi, bd_hi));
+    }
+    uint32_t* out = reinterpret_cast<uint32_t*>(luts + 32 * p);
+    for (int r = 0; r < 4; ++r) {
+      uint32x4x4_t rows;
+      for (int g = 0; g < 4; ++g) rows.val[g] = words[g].val[r];
+      vst4q_u32(out + 16 * r, rows);
+    }
+  }
+  // The last npairs % 8 pairs (none in an index: npairs = padded_dim / 8 is
+  // a multiple of 8): entry v = sum_b bit_b(v) * q[b], as four
+  // multiply-adds of a broadcast q[b] with a 0/1 weight vector.
+  static const uint8_t kWeights[4][16] = {
+      {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1},
+      {0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1},
+      {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1},
+      {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+  };
+  const uint8x16_t w0 = vld1q_u8(kWeights[0]), w1 = vld1q_u8(kWeights[1]);
+  const uint8x16_t w2 = vld1q_u8(kWeights[2]), w3 = vld1q_u8(kWeights[3]);
+  for (; p < npairs; ++p) {
+    const uint8x8_t q = vld1_u8(qu + 8 * p);
+    uint8x16_t a = vmulq_u8(w0, vdupq_lane_u8(q, 0));
+    uint8x16_t b = vmulq_u8(w0, vdupq_lane_u8(q, 4));
+    a = vmlaq_u8(a, w1, vdupq_lane_u8(q, 1));
+    b = vmlaq_u8(b, w1, vdupq_lane_u8(q, 5));
+    a = vmlaq_u8(a, w2, vdupq_lane_u8(q, 2));
+    b = vmlaq_u8(b, w2, vdupq_lane_u8(q, 6));
+    a = vmlaq_u8(a, w3, vdupq_lane_u8(q, 3));
+    b = vmlaq_u8(b, w3, vdupq_lane_u8(q, 7));
+    vst1q_u8(luts + 32 * p, a);
+    vst1q_u8(luts + 32 * p + 16, b);
+  }
+}
+
 // 16 columns are 4 vectors; two points at a time use 8 accumulators.
 void dot_tile16_neon(const float* xs, size_t np, size_t dim, const float* ct, float* out) {
   size_t p = 0;
@@ -234,6 +299,153 @@ void dot_tile16_f16_neon(const float* xs, size_t np, size_t dim, const uint16_t*
   }
 }
 
+// ---- multi-bit ex codes (layout: ex_layout.h) --------------------------------
+// A group of 64 dimensions is four 16-byte vectors (dimensions 16j..16j+15 in
+// vector j). Each vector is turned into signed bytes x with
+//   u = x + 128 * bias, bias = 0 (EX <= 6), 1 (EX == 7), 1 + 2 * sign (EX == 8)
+// so that one signed 8x8-bit product per dimension gives sum q * x, and the
+// bias is a sum of (masked) query bytes. Up to EX = 6, u itself fits in a
+// signed byte; at 7 and 8 it does not, and XOR 0x80 (x = u - 128) keeps it in
+// range without splitting the code as the x86 kernels do.
+
+#define RABITQ_NEON_INLINE inline __attribute__((always_inline))
+
+// 64 bits (8 bytes at p, little-endian bit order) -> four vectors of 0x00 /
+// 0xFF bytes, byte k of vector j = bit 16j + k.
+RABITQ_NEON_INLINE void bits_to_masks(const uint8_t* p, uint8x16_t m[4]) {
+  static const uint8_t kSpread[4][16] = {
+      {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+      {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+      {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+      {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+  };
+  static const uint8_t kBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  const uint8x16_t bytes = vcombine_u8(vld1_u8(p), vdup_n_u8(0));
+  const uint8x16_t bit = vld1q_u8(kBit);
+  for (int j = 0; j < 4; ++j) m[j] = vtstq_u8(vqtbl1q_u8(bytes, vld1q_u8(kSpread[j])), bit);
+}
+
+// The signed bytes x of group g (see above), from the ex sections and the
+// sign masks.
+template <unsigned EX>
+RABITQ_NEON_INLINE void ex_operands(const uint8_t* ex, size_t pd, size_t g, const uint8x16_t sign[4], int8x16_t x[4]) {
+  constexpr unsigned kSh4 = EX & 3u, kSh2 = EX & 1u;
+  uint8x16_t e[4];
+  if (EX == 8) {
+    for (int j = 0; j < 4; ++j) e[j] = vld1q_u8(ex + 64 * g + 16 * j);
+  } else {
+    for (int j = 0; j < 4; ++j) e[j] = vdupq_n_u8(0);
+    size_t off = 0;
+    if (EX & 4u) {
+      // Byte k of the 32: dimension k (low nibble), 32 + k (high nibble).
+      const uint8x16_t v0 = vld1q_u8(ex + 32 * g), v1 = vld1q_u8(ex + 32 * g + 16);
+      const uint8x16_t low4 = vdupq_n_u8(0x0f);
+      e[0] = vshlq_n_u8(vandq_u8(v0, low4), kSh4);
+      e[1] = vshlq_n_u8(vandq_u8(v1, low4), kSh4);
+      e[2] = vshlq_n_u8(vshrq_n_u8(v0, 4), kSh4);
+      e[3] = vshlq_n_u8(vshrq_n_u8(v1, 4), kSh4);
+      off += pd / 2;
+    }
+    if (EX & 2u) {
+      // Byte k of the 16: dimension 16j + k in bits 2j, 2j + 1.
+      const uint8x16_t w = vld1q_u8(ex + off + 16 * g);
+      const uint8x16_t low2 = vdupq_n_u8(0x03);
+      e[0] = vorrq_u8(e[0], vshlq_n_u8(vandq_u8(w, low2), kSh2));
+      e[1] = vorrq_u8(e[1], vshlq_n_u8(vandq_u8(vshrq_n_u8(w, 2), low2), kSh2));
+      e[2] = vorrq_u8(e[2], vshlq_n_u8(vandq_u8(vshrq_n_u8(w, 4), low2), kSh2));
+      e[3] = vorrq_u8(e[3], vshlq_n_u8(vshrq_n_u8(w, 6), kSh2));
+      off += pd / 4;
+    }
+    if (EX & 1u) {
+      uint8x16_t m[4];
+      bits_to_masks(ex + off + 8 * g, m);
+      for (int j = 0; j < 4; ++j) e[j] = vorrq_u8(e[j], vshrq_n_u8(m[j], 7));
+    }
+  }
+  for (int j = 0; j < 4; ++j) {
+    if (EX <= 6) {
+      x[j] = vreinterpretq_s8_u8(vorrq_u8(e[j], vandq_u8(sign[j], vdupq_n_u8(static_cast<uint8_t>(1u << EX)))));
+    } else if (EX == 7) {
+      // u = e | sign << 7; x = u ^ 0x80 sets the top bit where the sign is 0.
+      x[j] = vreinterpretq_s8_u8(vorrq_u8(e[j], vbicq_u8(vdupq_n_u8(0x80), sign[j])));
+    } else {
+      x[j] = vreinterpretq_s8_u8(veorq_u8(e[j], vdupq_n_u8(0x80)));
+    }
+  }
+}
+
+// Widens four int32 lanes to int64 and sums them.
+RABITQ_NEON_INLINE int64_t sum_lanes(int32x4_t v) { return vaddvq_s64(vpaddlq_s32(v)); }
+
+// Base NEON: SMULL / SMLAL pair two products per 16-bit lane (each |q x| <=
+// 127 * 128, so the pair stays below 2^15 for q in [-127, 127]), SADALP
+// widens them into 32-bit lanes. The bias sums use SADDLP / SADALP on the
+// query bytes.
+template <unsigned EX>
+int64_t ex_ip_neon_t(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t pd) {
+  int32x4_t acc0 = vdupq_n_s32(0), acc1 = acc0, bias = acc0;
+  for (size_t g = 0; g < pd / 64; ++g) {
+    uint8x16_t s[4];
+    int8x16_t x[4];
+    bits_to_masks(sign + 8 * g, s);
+    ex_operands<EX>(ex, pd, g, s, x);
+    const int8_t* qg = q + 64 * g;
+    const int8x16_t q0 = vld1q_s8(qg), q1 = vld1q_s8(qg + 16), q2 = vld1q_s8(qg + 32), q3 = vld1q_s8(qg + 48);
+    int16x8_t p0 = vmull_s8(vget_low_s8(q0), vget_low_s8(x[0]));
+    int16x8_t p1 = vmull_high_s8(q0, x[0]);
+    int16x8_t p2 = vmull_s8(vget_low_s8(q2), vget_low_s8(x[2]));
+    int16x8_t p3 = vmull_high_s8(q2, x[2]);
+    p0 = vmlal_s8(p0, vget_low_s8(q1), vget_low_s8(x[1]));
+    p1 = vmlal_high_s8(p1, q1, x[1]);
+    p2 = vmlal_s8(p2, vget_low_s8(q3), vget_low_s8(x[3]));
+    p3 = vmlal_high_s8(p3, q3, x[3]);
+    acc0 = vpadalq_s16(acc0, p0);
+    acc1 = vpadalq_s16(acc1, p1);
+    acc0 = vpadalq_s16(acc0, p2);
+    acc1 = vpadalq_s16(acc1, p3);
+    if (EX >= 7) {
+      // 16-bit lanes gather at most 8 query bytes (<= 1016) per group.
+      int16x8_t b = vpaddlq_s8(q0);
+      b = vpadalq_s8(b, q1);
+      b = vpadalq_s8(b, q2);
+      b = vpadalq_s8(b, q3);
+      if (EX == 8) {
+        // bias 1 + 2 * sign: the query bytes where the sign is set, twice.
+        int16x8_t m = vpaddlq_s8(vandq_s8(q0, vreinterpretq_s8_u8(s[0])));
+        m = vpadalq_s8(m, vandq_s8(q1, vreinterpretq_s8_u8(s[1])));
+        m = vpadalq_s8(m, vandq_s8(q2, vreinterpretq_s8_u8(s[2])));
+        m = vpadalq_s8(m, vandq_s8(q3, vreinterpretq_s8_u8(s[3])));
+        bias = vpadalq_s16(bias, m);
+        bias = vpadalq_s16(bias, m);
+      }
+      bias = vpadalq_s16(bias, b);
+    }
+  }
+  // 32-bit lanes stay far from overflow (at most 2^16 dimensions).
+  return sum_lanes(acc0) + sum_lanes(acc1) + 128 * sum_lanes(bias);
+}
+
+int64_t ex_ip_neon(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t pd, unsigned ex_bits) {
+  switch (ex_bits) {
+    case 1:
+      return ex_ip_neon_t<1>(q, sign, ex, pd);
+    case 2:
+      return ex_ip_neon_t<2>(q, sign, ex, pd);
+    case 3:
+      return ex_ip_neon_t<3>(q, sign, ex, pd);
+    case 4:
+      return ex_ip_neon_t<4>(q, sign, ex, pd);
+    case 5:
+      return ex_ip_neon_t<5>(q, sign, ex, pd);
+    case 6:
+      return ex_ip_neon_t<6>(q, sign, ex, pd);
+    case 7:
+      return ex_ip_neon_t<7>(q, sign, ex, pd);
+    default:
+      return ex_ip_neon_t<8>(q, sign, ex, pd);
+  }
+}
+
 void estimate_neon(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
                    float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
@@ -277,27 +489,75 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) uint64_t bitplane_ip_neon_dotp
   for (size_t b = 0; b < bits; ++b) s += popcount_and_neon_dotprod(planes + b * words, code, words) << b;
   return s;
 }
+
+// SDOT sums four signed byte products into each 32-bit lane: one instruction
+// per 16 dimensions where the base version needs three, and no 16-bit
+// intermediate. The bias 1 (+ 2 * sign) is a dot product with a small
+// weight vector.
+template <unsigned EX>
+__attribute__((target("arch=armv8.2-a+dotprod"))) int64_t ex_ip_neon_dotprod_t(const int8_t* q, const uint8_t* sign,
+                                                                               const uint8_t* ex, size_t pd) {
+  int32x4_t acc0 = vdupq_n_s32(0), acc1 = acc0, bias = acc0;
+  for (size_t g = 0; g < pd / 64; ++g) {
+    uint8x16_t s[4];
+    int8x16_t x[4];
+    bits_to_masks(sign + 8 * g, s);
+    ex_operands<EX>(ex, pd, g, s, x);
+    const int8_t* qg = q + 64 * g;
+    const int8x16_t q0 = vld1q_s8(qg), q1 = vld1q_s8(qg + 16), q2 = vld1q_s8(qg + 32), q3 = vld1q_s8(qg + 48);
+    acc0 = vdotq_s32(acc0, q0, x[0]);
+    acc1 = vdotq_s32(acc1, q1, x[1]);
+    acc0 = vdotq_s32(acc0, q2, x[2]);
+    acc1 = vdotq_s32(acc1, q3, x[3]);
+    if (EX >= 7) {
+      int8x16_t w[4];
+      for (int j = 0; j < 4; ++j) {
+        w[j] = vdupq_n_s8(1);
+        if (EX == 8) w[j] = vorrq_s8(w[j], vandq_s8(vreinterpretq_s8_u8(s[j]), vdupq_n_s8(2)));
+      }
+      bias = vdotq_s32(bias, q0, w[0]);
+      bias = vdotq_s32(bias, q1, w[1]);
+      bias = vdotq_s32(bias, q2, w[2]);
+      bias = vdotq_s32(bias, q3, w[3]);
+    }
+  }
+  return sum_lanes(acc0) + sum_lanes(acc1) + 128 * sum_lanes(bias);
+}
+
+__attribute__((target("arch=armv8.2-a+dotprod"))) int64_t ex_ip_neon_dotprod(const int8_t* q, const uint8_t* sign,
+                                                                             const uint8_t* ex, size_t pd,
+                                                                             unsigned ex_bits) {
+  switch (ex_bits) {
+    case 1:
+      return ex_ip_neon_dotprod_t<1>(q, sign, ex, pd);
+    case 2:
+      return ex_ip_neon_dotprod_t<2>(q, sign, ex, pd);
+    case 3:
+      return ex_ip_neon_dotprod_t<3>(q, sign, ex, pd);
+    case 4:
+      return ex_ip_neon_dotprod_t<4>(q, sign, ex, pd);
+    case 5:
+      return ex_ip_neon_dotprod_t<5>(q, sign, ex, pd);
+    case 6:
+      return ex_ip_neon_dotprod_t<6>(q, sign, ex, pd);
+    case 7:
+      return ex_ip_neon_dotprod_t<7>(q, sign, ex, pd);
+    default:
+      return ex_ip_neon_dotprod_t<8>(q, sign, ex, pd);
+  }
+}
 #endif
 
 }  // namespace
 
 const Kernels* neon_kernels() {
-  static const Kernels table = [] {
-    Kernels k = scalar_kernels();
-    k.level = SimdLevel::kNeon;
-    k.name = "neon";
-    k.l2sq = l2sq_neon;
-    k.dot = dot_neon;
-    k.minmax = minmax_neon;
-    k.quantize = quantize_neon;
-    k.popcount_and = popcount_and_neon;
-    k.bitplane_ip = bitplane_ip_neon;
-    k.fastscan = fastscan_neon;
-    k.dot_tile16 = dot_tile16_neon;
-    k.dot_tile16_f16 = dot_tile16_f16_neon;
-    k.estimate = estimate_neon;
-    return k;
-  }();
+  static const Kernels table = {SimdLevel::kNeon,    "neon",
+                                l2sq_neon,           dot_neon,
+                                minmax_neon,         quantize_neon,
+                                popcount_and_neon,   bitplane_ip_neon,
+                                fastscan_neon,       dot_tile16_neon,
+                                dot_tile16_f16_neon, estimate_neon,
+                                ex_ip_neon,          fastscan_luts_neon};
   return &table;
 }
 
@@ -314,11 +574,20 @@ bool neon_dotprod_kernels(uint64_t (**popcount_and)(const uint64_t*, const uint6
 #endif
 }
 
+ExIpFn neon_dotprod_ex_ip() {
+#if defined(RABITQ_NEON_DOTPROD)
+  return ex_ip_neon_dotprod;
+#else
+  return nullptr;
+#endif
+}
+
 }  // namespace rabitq
 
 #else
 namespace rabitq {
 const Kernels* neon_kernels() { return nullptr; }
+ExIpFn neon_dotprod_ex_ip() { return nullptr; }
 bool neon_dotprod_kernels(uint64_t (**)(const uint64_t*, const uint64_t*, size_t),
                           uint64_t (**)(const uint64_t*, size_t, const uint64_t*, size_t)) {
   return false;
