@@ -419,7 +419,10 @@ describe('batcher on a real index', () => {
     h.disable();
     const p99ms = h.percentile(99) / 1e6;
     expect(b.stats().completed).toBe(10_000);
-    expect(p99ms).toBeLessThan(20);
+    // Searching the 10,000 queries on the JS thread would block it for
+    // seconds; 50 ms leaves room for a loaded CI machine (20 ms failed with
+    // the load average at 8-10 on 2 cores while nothing was wrong).
+    expect(p99ms).toBeLessThan(50);
     await b.close();
   }, 60_000);
 });
