@@ -24,6 +24,8 @@ const params = (runs: number): fc.Parameters<unknown> => ({
   seed: SEED,
   numRuns: Math.round(runs * SCALE),
   endOnFailure: true,
+  // A run that hangs fails with its counterexample instead of stalling the suite.
+  timeout: 20_000,
 });
 
 const tmpDir = tempFolders('properties');
@@ -213,7 +215,7 @@ describe('properties (fast-check)', { timeout: 120_000 }, () => {
           }
         },
       ),
-      params(40),
+      params(150),
     );
   });
 
@@ -250,7 +252,7 @@ describe('properties (fast-check)', { timeout: 120_000 }, () => {
           }
         },
       ),
-      params(25),
+      params(80),
     );
   });
 
@@ -364,6 +366,7 @@ describe('properties (fast-check)', { timeout: 120_000 }, () => {
           const model = new Map<bigint, Float32Array>();
           for (let i = 0; i < n; i++) model.set(BigInt(ids[i]!), data.subarray(i * dim, (i + 1) * dim));
           let nextOwn = 1_000_000;
+          let maxEver = BigInt(ids[n - 1]!);
           const toIds = (list: bigint[]) =>
             wide ? BigUint64Array.from(list) : Uint32Array.from(list, (x) => Number(x));
           const exact = metric === 'l2' && storeVectors;
@@ -409,17 +412,12 @@ describe('properties (fast-check)', { timeout: 120_000 }, () => {
                   break;
                 }
                 if (list === undefined) {
-                  // Default ids: the next ones after the largest ever used;
-                  // find them through has().
-                  let next = [...model.keys(), -1n].reduce((a, b) => (a > b ? a : b)) + 1n;
-                  for (let i = 0; i < op.rows; i++) {
-                    while (!index.has(next)) next++;
-                    model.set(next, rows.subarray(i * dim, (i + 1) * dim));
-                    next++;
-                  }
-                } else {
-                  list.forEach((id, i) => model.set(id, rows.subarray(i * dim, (i + 1) * dim)));
+                  // Default ids: the next ones after the largest ever used.
+                  list = Array.from({ length: op.rows }, (_, i) => maxEver + 1n + BigInt(i));
+                  for (const id of list) if (!index.has(id)) throw new Error(`default id ${id} is not in the index`);
                 }
+                list.forEach((id, i) => model.set(id, rows.subarray(i * dim, (i + 1) * dim)));
+                for (const id of list) if (id > maxEver) maxEver = id;
                 break;
               }
               case 'remove': {
@@ -494,7 +492,7 @@ describe('properties (fast-check)', { timeout: 120_000 }, () => {
           }
         },
       ),
-      params(25),
+      params(100),
     );
   });
 });
