@@ -120,6 +120,18 @@ Rotation Rotation::from_state(RotationKind kind, size_t dim, size_t padded_dim, 
     r.matrix_.assign(state, state + count);
     for (float v : r.matrix_)
       RABITQ_THROW_IF_NOT(std::isfinite(v), kFormat, "rotation matrix holds a non-finite value");
+    // An orthogonal matrix has rows of norm 1. A forged one with a huge
+    // (finite) entry made rotated vectors overflow to infinity, and the
+    // multi-bit encoder of add() then cast NaN to an integer (found by
+    // native/fuzz). Loose tolerance: the saved matrix is float.
+    for (size_t i = 0; i < padded_dim; ++i) {
+      double norm2 = 0;
+      for (size_t j = 0; j < padded_dim; ++j)
+        norm2 += double(r.matrix_[i * padded_dim + j]) * r.matrix_[i * padded_dim + j];
+      RABITQ_THROW_IF_NOT(std::fabs(norm2 - 1.0) <= 1e-3, kFormat,
+                          "rotation matrix row " + std::to_string(i) + " has squared norm " + std::to_string(norm2) +
+                              ", not 1 (not a rotation)");
+    }
     return r;
   }
   RABITQ_THROW_IF_NOT(kind == RotationKind::kFht, kFormat, "unknown rotation kind");

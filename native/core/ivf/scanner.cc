@@ -142,7 +142,10 @@ inline void IvfScanner::collect_candidates(QueryState& q, const QuantizedQuery& 
       // Twice the bound above the estimate: the threshold only filters
       // candidates (re-ranking still stops at the exact k-th distance),
       // and a too-small threshold would silently drop true neighbours.
-      q.upper.push(3.f * e - 2.f * lo, static_cast<int64_t>(c) << 32 | local);
+      // Written e + 2(e - lo), not 3e - 2lo: with a zero bound (lo == e)
+      // it is e exactly, while 3e - 2lo could round below lo and the
+      // re-rank would drop the vector (fewer than k results).
+      q.upper.push(e + 2.f * (e - lo), static_cast<int64_t>(c) << 32 | local);
       if (q.upper.full()) threshold = std::min(threshold, q.upper.worst());
     }
   }
@@ -161,9 +164,11 @@ void IvfScanner::rerank(QueryState& q, const ClusterView& cl, size_t k) const {
   auto& top = q.top;
   const float upper = q.upper.full() ? q.upper.worst() : kInf;
   size_t m = 0;
-  // <=: a vector whose bound is 0 (it is its cluster's centroid, or the
-  // rounding ate the bound) has lower == upper, and may be the very vector
-  // that set the k-th upper bound; '<' dropped it and returned nothing.
+  // <=, not <: a vector whose bound is zero (it equals its centroid, or
+  // epsilon is 0, or its distance is so far above its residual that the
+  // bound vanishes in float) has lower == estimate == its own upper bound,
+  // and may be the k-th upper bound itself; < dropped it, and such a search
+  // came back with fewer than k results (ids -1) while k vectors existed.
   for (auto& e : cands)
     if (e.first <= upper) cands[m++] = e;
   q.st.candidates += m;

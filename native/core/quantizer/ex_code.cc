@@ -213,6 +213,16 @@ ExEncoder::ExEncoder(size_t padded_dim, unsigned bits, ExRescale mode) : pd_(pad
 
 void ExEncoder::levels(const float* o, double norm, uint32_t* m, double* ip, double* xx) const {
   const uint32_t M = (1u << (bits_ - 1)) - 1;
+  // A residual that overflowed float (a huge finite input, or a forged
+  // rotation in a loaded file; found by native/fuzz) would reach the
+  // float -> integer casts below as NaN or inf: undefined behaviour. It gets
+  // the lowest levels and ip 0, hence zero factors (encode()).
+  if (!std::isfinite(norm)) {
+    for (size_t i = 0; i < pd_; ++i) m[i] = 0;
+    *ip = 0;
+    *xx = 0.25 * static_cast<double>(pd_);
+    return;
+  }
   EncodeScratch& s = scratch(pd_);
   double t;
   if (mode_ == ExRescale::kConstant) {
