@@ -258,10 +258,9 @@ describe('properties (fast-check)', { timeout: 120_000 }, () => {
 
   // Issue 14.2: finite values whose squares overflow float32 (a stored row
   // of +-1e20, a query of 1e19) must give k results whenever k vectors exist
-  // (full probe), or a RangeError naming the row and column. On this branch
-  // the defect is still there (ids -1, distance Infinity), hence it.fails:
-  // once the fix is merged this test fails, and `it.fails` becomes `it`.
-  it.fails('huge finite values: k results whenever k vectors exist, or a RangeError', async () => {
+  // (full probe), or a RangeError naming the row and column (before the fix:
+  // ids -1, distance Infinity).
+  it('huge finite values: k results whenever k vectors exist, or a RangeError', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 64 }),
