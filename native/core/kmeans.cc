@@ -51,16 +51,35 @@ void CentroidTiles::dots(const float* xs, size_t np, size_t tile, float* out) co
 
 void CentroidTiles::partial_distances(const float* xs, size_t np, float* out, float* scratch,
                                       bool inner_product) const {
+  // One pass per tile after the kernel: the half tiles' scale and the norm
+  // term together (the same operations as dots() then the subtraction, so
+  // the values are identical). This runs once per query over every
+  // centroid, a fixed cost of each search.
   static const float zeros[16] = {};
+  const Kernels& k = active_kernels();
   for (size_t tile = 0; tile < tiles_; ++tile) {
-    dots(xs, np, tile, scratch);
     const float* nrm = inner_product ? zeros : &norms_[tile * 16];
     const size_t base = tile * 16;
     const size_t cnt = std::min<size_t>(16, num_ - base);
+    if (!half_) {
+      k.dot_tile16(xs, np, dim_, &ct_[tile * dim_ * 16], scratch);
+      for (size_t p = 0; p < np; ++p) {
+        float* o = out + p * num_ + base;
+        const float* s = scratch + p * 16;
+        for (size_t j = 0; j < cnt; ++j) o[j] = nrm[j] - 2.f * s[j];
+      }
+      continue;
+    }
+    k.dot_tile16_f16(xs, np, dim_, &ct16_[tile * dim_ * 16], scratch);
+    const float scale = scale_;
     for (size_t p = 0; p < np; ++p) {
       float* o = out + p * num_ + base;
       const float* s = scratch + p * 16;
-      for (size_t j = 0; j < cnt; ++j) o[j] = nrm[j] - 2.f * s[j];
+      if (cnt == 16) {
+        for (size_t j = 0; j < 16; ++j) o[j] = nrm[j] - 2.f * (s[j] * scale);
+      } else {
+        for (size_t j = 0; j < cnt; ++j) o[j] = nrm[j] - 2.f * (s[j] * scale);
+      }
     }
   }
 }
