@@ -243,6 +243,14 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   #tail: Promise<unknown> = Promise.resolve();
   /** Set by close(): every later call throws. */
   #closed = false;
+  /**
+   * search()'s output buffers, reused by every call (grown to the largest k
+   * seen). Fresh small result arrays live on the JS heap, and handing one to
+   * native code makes V8 move it to an off-heap buffer (an allocation, freed
+   * by the GC later) on every call; these were moved once. search() returns
+   * copies (slice) of them.
+   */
+  #searchOut: { ids: Ids; distances: Float32Array; stats: Float64Array } | null = null;
 
   private constructor(nativeIndex: NativeIndex) {
     this.#native = nativeIndex;
@@ -645,22 +653,28 @@ export class IvfRabitqIndex<Ids extends IdArray = Int32Array> {
   search(query: Float32Array, options: SearchOptions): SearchResult<Ids> {
     const p = this.#checkSearch(options);
     checkQueries('query', query, this.dim, true);
-    const ids = this.#newIds(p.k);
-    const distances = new Float32Array(p.k);
-    const stats = options.stats ? new Float64Array(STATS_FIELDS) : null;
+    const k = p.k;
+    let out = this.#searchOut;
+    if (out === null || out.distances.length < k) {
+      out = { ids: this.#newIds(k), distances: new Float32Array(k), stats: new Float64Array(STATS_FIELDS) };
+      this.#searchOut = out;
+    }
+    const stats = options.stats ? out.stats : null;
     this.#open().search(
       unshared(query),
-      p.k,
+      k,
       p.nprobe,
       p.rerank,
       p.epsilon,
       p.bitplane,
-      ids,
-      distances,
+      out.ids,
+      out.distances,
       stats,
       p.filterKind,
       p.filter,
     );
+    const ids = out.ids.slice(0, k) as Ids;
+    const distances = out.distances.slice(0, k);
     return stats ? { ids, distances, stats: statsFrom(stats) } : { ids, distances };
   }
 

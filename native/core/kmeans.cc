@@ -49,18 +49,43 @@ void CentroidTiles::dots(const float* xs, size_t np, size_t tile, float* out) co
   for (size_t i = 0; i < np * 16; ++i) out[i] *= scale_;
 }
 
+namespace {
+// o[j] = norm[j] - 2 * (s[j] * scale): the distances of one tile (restrict:
+// the loop vectorizes; with possible aliasing it ran scalar).
+inline void tile_distances(const float* __restrict norm, const float* __restrict s, float scale, size_t cnt,
+                           float* __restrict o) {
+  if (cnt == 16) {
+    for (size_t j = 0; j < 16; ++j) o[j] = norm[j] - 2.f * (s[j] * scale);
+  } else {
+    for (size_t j = 0; j < cnt; ++j) o[j] = norm[j] - 2.f * (s[j] * scale);
+  }
+}
+inline void tile_distances(const float* __restrict norm, const float* __restrict s, size_t cnt, float* __restrict o) {
+  for (size_t j = 0; j < cnt; ++j) o[j] = norm[j] - 2.f * s[j];
+}
+}  // namespace
+
 void CentroidTiles::partial_distances(const float* xs, size_t np, float* out, float* scratch,
                                       bool inner_product) const {
+  // One pass per tile after the kernel: the half tiles' scale and the norm
+  // term together (the same operations as dots() then the subtraction, so
+  // the values are identical). This runs once per query over every
+  // centroid, a fixed cost of each search.
   static const float zeros[16] = {};
+  const Kernels& k = active_kernels();
   for (size_t tile = 0; tile < tiles_; ++tile) {
-    dots(xs, np, tile, scratch);
     const float* nrm = inner_product ? zeros : &norms_[tile * 16];
     const size_t base = tile * 16;
     const size_t cnt = std::min<size_t>(16, num_ - base);
+    if (half_)
+      k.dot_tile16_f16(xs, np, dim_, &ct16_[tile * dim_ * 16], scratch);
+    else
+      k.dot_tile16(xs, np, dim_, &ct_[tile * dim_ * 16], scratch);
     for (size_t p = 0; p < np; ++p) {
-      float* o = out + p * num_ + base;
-      const float* s = scratch + p * 16;
-      for (size_t j = 0; j < cnt; ++j) o[j] = nrm[j] - 2.f * s[j];
+      if (half_)
+        tile_distances(nrm, scratch + p * 16, scale_, cnt, out + p * num_ + base);
+      else
+        tile_distances(nrm, scratch + p * 16, cnt, out + p * num_ + base);
     }
   }
 }

@@ -3,6 +3,13 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
+
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
 
 #include "common.h"
 #include "kernels/kernels.h"
@@ -11,19 +18,98 @@ namespace rabitq {
 
 namespace {
 
-// In-place normalised Walsh-Hadamard transform of n (power of two) values.
-void fwht(float* v, size_t n) {
-  for (size_t h = 1; h < n; h <<= 1) {
+// Four floats as one value: SSE2 on x64 and NEON on arm64 are both baseline,
+// so this file (built without ISA flags) still runs the FHT four lanes at a
+// time. memcpy loads and stores: no alignment is assumed.
+using Float4 = float __attribute__((vector_size(16)));
+inline Float4 load4(const float* p) {
+  Float4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store4(float* p, Float4 v) { std::memcpy(p, &v, sizeof v); }
+
+// Rows r0..r3 <- columns (a 4 x 4 transpose).
+inline void transpose4(Float4& r0, Float4& r1, Float4& r2, Float4& r3) {
+#if defined(__SSE2__)
+  __m128 a = r0, b = r1, c = r2, d = r3;
+  _MM_TRANSPOSE4_PS(a, b, c, d);
+  r0 = a, r1 = b, r2 = c, r3 = d;
+#elif defined(__ARM_NEON)
+  const float32x4x2_t t01 = vtrnq_f32(r0, r1), t23 = vtrnq_f32(r2, r3);
+  r0 = vcombine_f32(vget_low_f32(t01.val[0]), vget_low_f32(t23.val[0]));
+  r1 = vcombine_f32(vget_low_f32(t01.val[1]), vget_low_f32(t23.val[1]));
+  r2 = vcombine_f32(vget_high_f32(t01.val[0]), vget_high_f32(t23.val[0]));
+  r3 = vcombine_f32(vget_high_f32(t01.val[1]), vget_high_f32(t23.val[1]));
+#else
+  float m[4][4];
+  store4(m[0], r0), store4(m[1], r1), store4(m[2], r2), store4(m[3], r3);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < i; ++j) std::swap(m[i][j], m[j][i]);
+  r0 = load4(m[0]), r1 = load4(m[1]), r2 = load4(m[2]), r3 = load4(m[3]);
+#endif
+}
+
+// In-place normalised Walsh-Hadamard transform of n (power of two) values,
+// each first multiplied by pre[i] when pre is given. It runs once per query
+// per round (4 rounds), so it is a fixed cost of every search: the first four
+// stages (h = 1..8) run on blocks of 16 values held in four registers (a
+// transpose turns h = 1 and 2 into lane-wise operations), the others four
+// lanes at a time, and the last stage applies the 1/sqrt(n) scale. Every
+// value goes through the same float operations in the same order as in the
+// plain stage-by-stage loop (test/cpp: rotation bit-identical to it), so the
+// rotated queries, and thus every result, are unchanged.
+void fwht(float* v, size_t n, const float* pre = nullptr) {
+  const float s = 1.0f / std::sqrt(static_cast<float>(n));
+  if (n < 16) {  // not reached (padded dims are multiples of 64), kept general
+    if (pre)
+      for (size_t i = 0; i < n; ++i) v[i] *= pre[i];
+    for (size_t h = 1; h < n; h <<= 1) {
+      for (size_t i = 0; i < n; i += h << 1) {
+        for (size_t j = i; j < i + h; ++j) {
+          float a = v[j], b = v[j + h];
+          v[j] = a + b;
+          v[j + h] = a - b;
+        }
+      }
+    }
+    for (size_t i = 0; i < n; ++i) v[i] *= s;
+    return;
+  }
+  for (size_t i = 0; i < n; i += 16) {
+    Float4 r0 = load4(v + i), r1 = load4(v + i + 4), r2 = load4(v + i + 8), r3 = load4(v + i + 12);
+    if (pre) {
+      r0 *= load4(pre + i);
+      r1 *= load4(pre + i + 4);
+      r2 *= load4(pre + i + 8);
+      r3 *= load4(pre + i + 12);
+    }
+    // Transposed, row j holds entry j of each group of 4: h = 1 pairs rows
+    // 0-1 and 2-3, h = 2 rows 0-2 and 1-3.
+    transpose4(r0, r1, r2, r3);
+    Float4 a0 = r0 + r1, a1 = r0 - r1, a2 = r2 + r3, a3 = r2 - r3;
+    r0 = a0 + a2, r2 = a0 - a2, r1 = a1 + a3, r3 = a1 - a3;
+    transpose4(r0, r1, r2, r3);
+    a0 = r0 + r1, a1 = r0 - r1, a2 = r2 + r3, a3 = r2 - r3;  // h = 4
+    r0 = a0 + a2, r2 = a0 - a2, r1 = a1 + a3, r3 = a1 - a3;  // h = 8
+    if (n == 16) r0 *= s, r1 *= s, r2 *= s, r3 *= s;
+    store4(v + i, r0), store4(v + i + 4, r1), store4(v + i + 8, r2), store4(v + i + 12, r3);
+  }
+  for (size_t h = 16; h < n; h <<= 1) {
+    const bool last = (h << 1) == n;
     for (size_t i = 0; i < n; i += h << 1) {
-      for (size_t j = i; j < i + h; ++j) {
-        float a = v[j], b = v[j + h];
-        v[j] = a + b;
-        v[j + h] = a - b;
+      for (size_t j = i; j < i + h; j += 4) {
+        const Float4 a = load4(v + j), b = load4(v + j + h);
+        if (last) {
+          store4(v + j, (a + b) * s);
+          store4(v + j + h, (a - b) * s);
+        } else {
+          store4(v + j, a + b);
+          store4(v + j + h, a - b);
+        }
       }
     }
   }
-  const float s = 1.0f / std::sqrt(static_cast<float>(n));
-  for (size_t i = 0; i < n; ++i) v[i] *= s;
 }
 
 // Householder QR of a Gaussian matrix: returns Q (n x n, row-major) with the
@@ -151,11 +237,11 @@ void Rotation::apply_fht(float* v) const {
   const float inv_sqrt2 = 1.0f / std::sqrt(2.0f);
   for (size_t r = 0; r < rounds_; ++r) {
     const float* s = &signs_[r * n];
-    for (size_t i = 0; i < n; ++i) v[i] *= s[i];
     if (pow2) {
-      fwht(v, n);
+      fwht(v, n, s);
       continue;
     }
+    for (size_t i = 0; i < n; ++i) v[i] *= s[i];
     // Not a power of two: transform the head block on even rounds and the
     // tail block on odd ones, then mix the two halves with a butterfly so
     // every coordinate reaches every other.

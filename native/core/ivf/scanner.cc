@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace rabitq {
@@ -9,6 +10,9 @@ namespace rabitq {
 namespace {
 constexpr size_t kCoarseBlock = 16;  // queries per blocked coarse step (batch_scanner.cc)
 constexpr float kInf = std::numeric_limits<float>::infinity();
+// Four lanes (SSE2 / NEON, both baseline) for select_nearest's filter.
+using Float4 = float __attribute__((vector_size(16)));
+using Int4 = int32_t __attribute__((vector_size(16)));
 
 // The RaBitQ lower bound covers the estimator's error, not the rounding of
 // the float arithmetic that computes it: about 2^-24 of the magnitudes
@@ -40,7 +44,22 @@ void select_nearest(const float* d, size_t n, size_t m, std::vector<std::pair<fl
     const size_t r = std::min(ns - 1, 2 * m * ns / n + 3);
     std::nth_element(sample, sample + r, sample + ns);
     const float t = sample[r];
-    for (size_t i = 0; i < n; ++i)
+    // Blocks of 8 tested at once without branches: only ~2m of the n pass,
+    // and one branch per value was most of the cost of this pass.
+    const Float4 tv = {t, t, t, t};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      Float4 a, b;
+      std::memcpy(&a, d + i, sizeof a);
+      std::memcpy(&b, d + i + 4, sizeof b);
+      const Int4 pass = (a <= tv) | (b <= tv);
+      uint64_t lanes[2];
+      std::memcpy(lanes, &pass, sizeof lanes);
+      if ((lanes[0] | lanes[1]) == 0) continue;
+      for (size_t j = i; j < i + 8; ++j)
+        if (d[j] <= t) out.emplace_back(d[j], static_cast<uint32_t>(j));
+    }
+    for (; i < n; ++i)
       if (d[i] <= t) out.emplace_back(d[i], static_cast<uint32_t>(i));
     if (out.size() >= m) {
       if (out.size() > m) std::nth_element(out.begin(), out.begin() + static_cast<long>(m - 1), out.end());
