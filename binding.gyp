@@ -41,7 +41,7 @@
       # must stay bit-identical to the scalar reference.
       "target_name": "rabitq_kernels_neon",
       "type": "static_library",
-      "sources": ["native/core/kernels/kernels_neon.cc"],
+      "sources": ["native/core/kernels/kernels_neon.cc", "native/core/kernels/kernels_neon_ex.cc"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["<@(rabitq_common_cflags)", "-fPIC"],
       "xcode_settings": {

@@ -186,15 +186,44 @@ function sameAnswer(
   return true;
 }
 
+/** Every distance exact for its id (over the model), ids sorted by distance, and >= k-1 ids shared with b. */
+function nearAnswer(
+  a: { ids: ArrayLike<number>; distances: ArrayLike<number> },
+  b: { ids: ArrayLike<number | bigint>; distances: ArrayLike<number> },
+  q: Float32Array,
+  k: number,
+): boolean {
+  if (a.ids.length !== k || b.ids.length !== k) return false;
+  const other = new Set(Array.from(b.ids, Number));
+  let shared = 0;
+  for (let i = 0; i < k; i++) {
+    const v = model.get(Number(a.ids[i]));
+    if (!v) return false;
+    let d = 0;
+    for (let j = 0; j < dim; j++) d += (v[j]! - q[j]!) ** 2;
+    if (Math.abs(a.distances[i]! - d) > 1e-4 * (d + 1)) return false;
+    if (i > 0 && a.distances[i]! < a.distances[i - 1]!) return false;
+    if (other.has(Number(a.ids[i]))) shared++;
+  }
+  return shared >= k - 1;
+}
+
 async function probe(): Promise<void> {
   const q = rows(1);
   const k = 10;
-  // 1. Over HTTP == in process, same index, same parameters.
+  // 1. Over HTTP == in process, same index, same parameters. The server
+  // answers through the batcher (searchBatch, which scans cluster-major), so
+  // where the probabilistic error bound prunes a borderline candidate in one
+  // visiting order and not in the other, the two may differ in a neighbour
+  // (documented: same recall, not always the same ids). Such an answer is
+  // still correct when each of its distances is the exact distance of its id
+  // and it shares at least k-1 ids with search(); anything else is a failure.
   const res = await post(`${server.url}/search`, { vector: Array.from(q), k, nprobe: 8 });
   const body = (await res.json()) as { ids: number[]; distances: number[] };
   const local = index.search(q, { k, nprobe: 8 });
-  if (res.status !== 200 || !sameAnswer(body, local)) fail(`probe: HTTP answer differs from the in-process one`);
-  else bump('probe.http.ok');
+  if (res.status === 200 && sameAnswer(body, local)) bump('probe.http.ok');
+  else if (res.status === 200 && nearAnswer(body, local, q, k)) bump('probe.http.ok.order-dependent');
+  else fail(`probe: HTTP answer differs from the in-process one`);
   // 2. Full probe with a wide bound == exact k-NN over the model.
   const ids = [...model.keys()];
   const base = new Float32Array(ids.length * dim);
