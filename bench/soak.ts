@@ -344,7 +344,7 @@ const md = [
     .sort()
     .map(([k, v]) => `| ${k} | ${v} |`),
   '',
-  'The server on this branch has no reload endpoint: the loaded copies replace the served index in-process.',
+  "The loaded copies replace the served index in-process, behind the object the server holds; the server's own reload() (SIGHUP, POST /admin/reload) is not exercised here (it is tested in test/server_exposed.test.ts). probe.http.ok.order-dependent: the batched HTTP answer differed from search() in one neighbour where the error bound pruned in another visiting order; its distances were exact.",
   ...(failures.length ? ['', '## Failures', '', ...failures.map((f) => `- ${f}`)] : []),
   '',
 ].join('\n');
