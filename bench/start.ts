@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { processIo, type CliIo } from '../src/cli/io.js';
 import { parseChoiceList, parseCommandLine, stringOption } from '../src/cli/options.js';
-import { errorLine, isInputError } from '../src/bench/errors.js';
+import { errorLine, isInputError } from '../src/cli/errors.js';
 import { cpusAllowedList, parseCpuList } from '../src/bench/machine.js';
 import { repoRoot } from '../src/bench/paths.js';
 import { runBench } from '../src/bench/runner.js';

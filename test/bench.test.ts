@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qpsAtRecall, upperEnvelope } from '../src/bench/envelope.js';
-import { InputError } from '../src/bench/errors.js';
+import { InputError } from '../src/cli/errors.js';
 import { faissRowsToMethods, parseFaissOutput } from '../src/bench/faiss.js';
 import { affinityWarnings, parseCpuList } from '../src/bench/machine.js';
 import { computeRecalls, timeBatch, timeSingle } from '../src/bench/measure.js';

@@ -1,7 +1,7 @@
 /** Locating, loading and validating a benchmark dataset. */
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { InputError, errorLine } from './errors.js';
+import { InputError, errorLine } from '../cli/errors.js';
 import type { FloatVectors, IntVectors, VectorReaders } from './types.js';
 
 export interface DatasetPaths {

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { writeFvecs } from '../io.js';
-import { errorLine } from './errors.js';
+import { errorLine } from '../cli/errors.js';
 import { PeerUnavailable, type PeerContext } from './peer_context.js';
 import { repoRoot } from './paths.js';
 import { roundSig } from './stats.js';

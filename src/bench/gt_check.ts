@@ -4,7 +4,7 @@
  * nothing else would notice. A few sampled queries are searched exactly, in
  * float64, and their top ids compared with the file's.
  */
-import { InputError } from './errors.js';
+import { InputError } from '../cli/errors.js';
 import type { LoadedDataset } from './dataset.js';
 import type { BenchMetric } from './types.js';
 

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 /** Building and measuring our own IVF + RaBitQ index. */
-import { InputError } from './errors.js';
+import { InputError } from '../cli/errors.js';
 import { computeRecalls, makePoint, needsK100Pass, timeBatch, timeSingle } from './measure.js';
 import { nowNs, roundSig } from './stats.js';
 import type { LoadedDataset } from './dataset.js';

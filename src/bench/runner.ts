@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { CliIo } from '../cli/io.js';
 import { loadDataset, resolveDatasetPaths } from './dataset.js';
-import { InputError, errorLine, isInputError } from './errors.js';
+import { InputError, errorLine, isInputError } from '../cli/errors.js';
 import { DEFAULT_FAISS_METHODS, benchFaiss } from './faiss.js';
 import { affinityWarnings, gitCommit, machineInfo } from './machine.js';
 import { PeerUnavailable, type PeerContext } from './peer_context.js';

@@ -4,7 +4,7 @@
  * IvfRabitqIndex.load().
  */
 import type { CliIo } from './io.js';
-import { InputError } from '../bench/errors.js';
+import { InputError } from './errors.js';
 import { checkOutputPath, openVectorSource, readIvecsInput } from './files.js';
 import { UsageError, choiceOption, intOption, parseCommandLine, stringOption, type OptionSpec } from './options.js';
 

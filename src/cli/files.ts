@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { InputError, errorLine } from '../bench/errors.js';
+import { InputError, errorLine } from './errors.js';
 import { inspectVectorFile, readBvecs, readFvecs, readIvecs } from '../io.js';
 
 /** What a command reads: a path, and the option or argument that named it (for messages). */

@@ -3,7 +3,7 @@
  * top-k of every query (exactKnn on the native pool), written as .ivecs.
  */
 import type { CliIo } from './io.js';
-import { InputError } from '../bench/errors.js';
+import { InputError } from './errors.js';
 import { AtomicVecsWriter, checkOneStdin, checkOutputPath, openVectorSource, type VectorSource } from './files.js';
 import { UsageError, choiceOption, intOption, parseCommandLine, stringOption, type OptionSpec } from './options.js';
 

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import type { CliIo } from './io.js';
 import { inputErrorNaming } from './files.js';
-import { InputError } from '../bench/errors.js';
+import { InputError } from './errors.js';
 
 /** Sizes and offsets of the container header (docs/FORMAT.md, "Header"). */
 const MAGIC = 'RABITQIX';

@@ -11,7 +11,7 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { errorLine, isInputError } from '../bench/errors.js';
+import { errorLine, isInputError } from './errors.js';
 import { processIo, type CliIo } from './io.js';
 import {
   UsageError,

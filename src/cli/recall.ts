@@ -3,7 +3,7 @@
  * result ids against the exact ground truth, row by row.
  */
 import type { CliIo } from './io.js';
-import { InputError } from '../bench/errors.js';
+import { InputError } from './errors.js';
 import { recallAtK } from '../recall.js';
 import { readIvecsInput } from './files.js';
 import { UsageError, intOption, parseCommandLine, type OptionSpec } from './options.js';

@@ -5,7 +5,7 @@
  * (and optionally the distances) as texmex files.
  */
 import type { CliIo } from './io.js';
-import { InputError } from '../bench/errors.js';
+import { InputError } from './errors.js';
 import { AtomicVecsWriter, checkOutputPath, inputErrorNaming, openVectorSource, type VectorSource } from './files.js';
 import { UsageError, intOption, parseCommandLine, stringOption, type OptionSpec } from './options.js';
 

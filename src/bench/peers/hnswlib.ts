@@ -3,7 +3,7 @@
  * one thread, one query at a time, sweeping efSearch.
  */
 import { PeerUnavailable, type PeerContext } from '../peer_context.js';
-import { errorLine } from '../errors.js';
+import { errorLine } from '../../cli/errors.js';
 import { computeRecalls, makePoint, needsK100Pass, timeSingle } from '../measure.js';
 import { nowNs, roundSig } from '../stats.js';
 import type { MethodResult, SweepPoint } from '../types.js';
