@@ -7,6 +7,7 @@
 import type { CliIo } from './io.js';
 import { InputError } from './errors.js';
 import { AtomicVecsWriter, checkOutputPath, inputErrorNaming, openVectorSource, type VectorSource } from './files.js';
+import { mean, percentile } from '../bench/stats.js';
 import { UsageError, intOption, parseCommandLine, stringOption, type OptionSpec } from './options.js';
 
 export const SEARCH_HELP = `Usage: rabitq search <index-file> <queries> --k <n> --nprobe <n> --out <results.ivecs> [options]
@@ -55,12 +56,6 @@ const SPEC: Record<string, OptionSpec> = {
   ids64: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  const at = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[at]!;
-}
 
 /** The ids of `ids` (Int32Array or BigInt64Array) as int32 columns: one per id, or two (low, high) with `wide`. */
 function idColumns(ids: Int32Array | BigInt64Array, wide: boolean): Int32Array {
@@ -160,11 +155,9 @@ export async function searchCommand(argv: readonly string[], io: CliIo): Promise
         `${secs.toFixed(3)} s in searchBatch, ${(nq / Math.max(secs, 1e-9)).toFixed(0)} QPS -> ${out}${distOut ? `, ${distOut}` : ''}\n`,
     );
     if (lat.length > 0) {
-      lat.sort();
-      const mean = lat.reduce((a, b) => a + b, 0) / lat.length;
       io.stderr(
-        `search: single-query latency over ${lat.length} queries: mean ${mean.toFixed(1)} us, ` +
-          `p50 ${percentile(lat, 50).toFixed(1)} us, p99 ${percentile(lat, 99).toFixed(1)} us, max ${lat[lat.length - 1]!.toFixed(1)} us\n`,
+        `search: single-query latency over ${lat.length} queries: mean ${mean(lat).toFixed(1)} us, ` +
+          `p50 ${percentile(lat, 50).toFixed(1)} us, p99 ${percentile(lat, 99).toFixed(1)} us, max ${percentile(lat, 100).toFixed(1)} us\n`,
       );
     }
     return 0;
