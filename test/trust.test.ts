@@ -57,6 +57,41 @@ describe('forged files: valid checksums, duplicate ids', () => {
   });
 });
 
+describe('forged files: valid checksums, ids out of range', () => {
+  // Found by the fuzzer: search handed an id of 2^63 + x to JS as a negative
+  // BigInt (and an id of 2^31 + x as a negative Int32), below the -1 marker.
+  it.each([
+    { width: 4, forged: 0x80000000n, max: '2147483647' },
+    { width: 8, forged: 0x8000000000000001n, max: '9223372036854775807' },
+  ])(
+    'load and fromBuffer refuse a stored $width-byte id above the largest of its width (EBADINDEX)',
+    async ({ width, forged, max }) => {
+      const dim = 8;
+      const n = 40;
+      const options = { dim, numClusters: 2, seed: 3 };
+      const index =
+        width === 8
+          ? await IvfRabitqIndex.build(uniform(n, dim, 4), {
+              ...options,
+              ids: BigUint64Array.from({ length: n }, (_, i) => BigInt(i)),
+            })
+          : await IvfRabitqIndex.build(uniform(n, dim, 4), options);
+      const bytes = await index.toBuffer();
+      const ids = parseLayout(bytes).sections.find((s) => s.name === 'IDS ')!;
+      if (width === 8) bytes.writeBigUInt64LE(forged, ids.offset);
+      else bytes.writeUInt32LE(Number(forged), ids.offset);
+      resealSection(bytes, ids);
+      const file = path.join(tmpDir('range'), `range${width}.rbq`);
+      fs.writeFileSync(file, bytes);
+      const isOutOfRange = (e: unknown) =>
+        e instanceof IndexFileError && e.code === 'EBADINDEX' && e.message.includes(`is above ${max}`);
+      await expect(IvfRabitqIndex.fromBuffer(bytes)).rejects.toSatisfy(isOutOfRange);
+      await expect(IvfRabitqIndex.load(file)).rejects.toSatisfy(isOutOfRange);
+      await expect(IvfRabitqIndex.load(file, { mmap: true, verify: true })).rejects.toSatisfy(isOutOfRange);
+    },
+  );
+});
+
 describe('paths: FIFOs and NUL characters', () => {
   it('load() of a FIFO rejects at once (not a regular file) instead of waiting for a writer', async () => {
     const dir = tmpDir('fifo');

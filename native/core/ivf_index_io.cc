@@ -94,7 +94,7 @@ void IvfRabitqIndex::verify() const {
   }
   if (c) c->verify_all();
   std::shared_lock<std::shared_mutex> lock(mu_);
-  check_stored_ids_distinct(store_, "index");
+  check_stored_ids(store_, "index");
 }
 
 std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Blob> blob, const std::string& name,
@@ -198,7 +198,7 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
   // A lazy (mmap) load leaves the id column unread like the other big
   // columns: verify() checks it, and so does the id map when add / remove /
   // has first need it (IdMap::ensure).
-  if (!lazy) check_stored_ids_distinct(ix.store_, name);
+  if (!lazy) check_stored_ids(ix.store_, name);
   if (lazy) ix.container_ = container;
   return idx;
 }

@@ -29,14 +29,25 @@ std::vector<uint64_t> checked_ids(const uint32_t* ids32, const uint64_t* ids64, 
   return ids;
 }
 
-void check_stored_ids_distinct(const ClusterStore& store, const std::string& name) {
+void check_stored_ids(const ClusterStore& store, const std::string& name) {
   // Sorting a copy costs 8 bytes per vector for the moment of the check; the
   // id map (about 40 bytes per vector) is only made when add/remove need it.
+  // The range matters as much as distinctness: search hands ids to JS as
+  // Int32Array / BigInt64Array, where an id above the width's maximum would
+  // come out negative, i.e. look like the "no result" marker or worse.
+  const uint64_t max = store.ids64() ? kMaxId64 : kMaxId32;
   std::vector<uint64_t> ids;
   ids.reserve(store.size());
   for (size_t c = 0; c < store.num_clusters(); ++c) {
     const ClusterView cl = store.view(c);
-    for (size_t i = 0; i < cl.count; ++i) ids.push_back(static_cast<uint64_t>(cl.id(i)));
+    for (size_t i = 0; i < cl.count; ++i) {
+      const uint64_t id = cl.ids64 ? cl.ids64[i] : cl.ids32[i];
+      if (id > max)
+        throw Error(ErrorKind::kFormat, name + ": id " + std::to_string(id) + " in cluster " + std::to_string(c) +
+                                            " is above " + std::to_string(max) +
+                                            ", the largest id of its width (the file is damaged or forged)");
+      ids.push_back(id);
+    }
   }
   std::sort(ids.begin(), ids.end());
   const auto dup = std::adjacent_find(ids.begin(), ids.end());

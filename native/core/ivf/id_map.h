@@ -22,11 +22,12 @@ constexpr uint64_t kMaxId64 = static_cast<uint64_t>(std::numeric_limits<int64_t>
 // duplicates. Returns them widened.
 std::vector<uint64_t> checked_ids(const uint32_t* ids32, const uint64_t* ids64, size_t n);
 
-// Throws kFormat ("<name>: id X is stored twice ...") when two stored vectors
-// share an id. A file with valid checksums can still hold duplicates (forged
-// or written by a buggy tool); the id map would keep only one of them, so
-// remove() would leave the other one in the results.
-void check_stored_ids_distinct(const ClusterStore& store, const std::string& name);
+// Throws kFormat when a stored id is above the largest id of its width
+// (search would hand it to JS as a negative number) or when two stored
+// vectors share an id ("<name>: id X is stored twice ..."). A file with valid checksums can still hold duplicates
+// (forged or written by a buggy tool); the id map would keep only one of them, so remove() would leave the other one in
+// the results.
+void check_stored_ids(const ClusterStore& store, const std::string& name);
 
 class IdMap {
  public:
