@@ -40,7 +40,7 @@ export interface NativeKernels {
     out: Float32Array,
   ): void;
   floatToHalf(input: Float32Array, out: Uint16Array): void;
-  /** params: qnorm2, twoLo, twoDelta, sumq, errMul, quantMul */
+  /** params: qnorm2, twoLo, twoDelta, sumq, errMul, quantMul; returns the mask of lower <= threshold */
   estimate(
     level: SimdLevelName,
     factors: Float32Array,
@@ -48,7 +48,8 @@ export interface NativeKernels {
     params: Float32Array,
     est: Float32Array,
     lower: Float32Array,
-  ): void;
+    threshold: number,
+  ): number;
 }
 
 export interface NativeTesting {

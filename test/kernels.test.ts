@@ -414,31 +414,58 @@ describe('integer kernels equal scalar exactly', () => {
     }
   });
 
-  it.each(LEVELS)('%s estimate is bit-identical to the scalar level and matches a float32 TypeScript loop', (level) => {
-    const r = rng(9);
-    for (let n = 1; n <= 32; n++) {
-      const factors = new Float32Array(4 * n).map((_, i) => (i % 4 === 2 ? Math.floor(r() * 128) : (r() - 0.3) * 50));
-      const ip = new Uint16Array(n).map(() => Math.floor(r() * 4000));
-      const params = new Float32Array([r() * 100, -r() * 3, r() * 0.5, (r() - 0.5) * 20, r() * 10, r() * 2]);
-      const est = new Float32Array(n + 3).fill(-7);
-      const lower = new Float32Array(n + 3).fill(-7);
-      k.estimate(level, factors, ip, params, est.subarray(0, n), lower.subarray(0, n));
-      const se = new Float32Array(n);
-      const sl = new Float32Array(n);
-      k.estimate('scalar', factors, ip, params, se, sl);
-      expect(Array.from(est.subarray(0, n)), `${level} n=${n}`).toEqual(Array.from(se));
-      expect(Array.from(lower.subarray(0, n))).toEqual(Array.from(sl));
-      expect(Array.from(est.subarray(n))).toEqual([-7, -7, -7]);
-      const f = Math.fround;
-      const [qn, tl, td, sq, em, qm] = params as unknown as number[];
-      for (let j = 0; j < n; j++) {
-        const a = f(f(tl! * factors[4 * j + 2]!) + f(td! * ip[j]!));
-        const v = f(f(factors[4 * j]! + qn!) + f(factors[4 * j + 1]! * f(a - sq!)));
-        expect(est[j]).toBe(v);
-        expect(lower[j]).toBe(f(f(v - f(em! * factors[4 * j + 3]!)) + f(qm! * factors[4 * j + 1]!)));
+  it.each(LEVELS)(
+    '%s estimate (values and the mask of lower <= threshold) is bit-identical to the scalar level and matches a float32 TypeScript loop',
+    (level) => {
+      const r = rng(9);
+      const roundoff = 2 ** -20;
+      for (let n = 1; n <= 32; n++) {
+        const factors = new Float32Array(4 * n).map((_, i) => (i % 4 === 2 ? Math.floor(r() * 128) : (r() - 0.3) * 50));
+        // A NaN factor now and then: its vector must never be in the mask.
+        if (n % 5 === 0) factors[4 * (n - 1) + 3] = NaN;
+        const ip = new Uint16Array(n).map(() => Math.floor(r() * 4000));
+        const params = new Float32Array([r() * 100, -r() * 3, r() * 0.5, (r() - 0.5) * 20, r() * 10, r() * 2]);
+        const est = new Float32Array(n + 3).fill(-7);
+        const lower = new Float32Array(n + 3).fill(-7);
+        const se = new Float32Array(n);
+        const sl = new Float32Array(n);
+        k.estimate('scalar', factors, ip, params, se, sl, Infinity);
+        // Thresholds at, between and around the lower bounds, so that every
+        // bit position is tried both ways (and equality counts as passing).
+        const finite = Array.from(sl)
+          .filter(Number.isFinite)
+          .sort((a, b) => a - b);
+        // (float32 values: the kernel compares in float32.)
+        const top = finite.at(-1)!;
+        const thresholds = [
+          -Infinity,
+          Infinity,
+          finite[0]!,
+          finite[finite.length >> 1]!,
+          top - Math.abs(top) * 1e-5 - 1e-5,
+        ].map(Math.fround);
+        for (const threshold of thresholds) {
+          const mask = k.estimate(level, factors, ip, params, est.subarray(0, n), lower.subarray(0, n), threshold);
+          expect(Array.from(est.subarray(0, n)), `${level} n=${n}`).toEqual(Array.from(se));
+          expect(Array.from(lower.subarray(0, n))).toEqual(Array.from(sl));
+          expect(Array.from(est.subarray(n))).toEqual([-7, -7, -7]);
+          let want = 0;
+          for (let j = 0; j < n; j++) if (sl[j]! <= threshold) want |= 1 << j;
+          expect(mask >>> 0, `${level} n=${n} threshold ${threshold}`).toBe(want >>> 0);
+          expect(k.estimate('scalar', factors, ip, params, se, sl, threshold) >>> 0).toBe(want >>> 0);
+        }
+        const f = Math.fround;
+        const [qn, tl, td, sq, em, qm] = params as unknown as number[];
+        for (let j = 0; j < n; j++) {
+          const a = f(f(tl! * factors[4 * j + 2]!) + f(td! * ip[j]!));
+          const v = f(f(factors[4 * j]! + qn!) + f(factors[4 * j + 1]! * f(a - sq!)));
+          expect(est[j]).toBe(v);
+          const bound = f(f(v - f(em! * factors[4 * j + 3]!)) + f(qm! * factors[4 * j + 1]!));
+          expect(lower[j]).toBe(f(bound - f(roundoff * f(Math.abs(v) + qn!))));
+        }
       }
-    }
-  });
+    },
+  );
 });
 
 describe('RABITQ_SIMD', () => {

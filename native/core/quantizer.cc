@@ -148,7 +148,7 @@ void RabitqQuantizer::prepare_cluster(QuantizedQuery& s, size_t c, bool bitplane
   // LUT of sub-space m: entry v = sum of the quantized query over the bits of v.
   const uint8_t* qu = s.qu.data();
   k.fastscan_luts(qu, layout_.npairs, s.luts.data());
-  if (bits_ > 1) s.ex.prepare(q, pd, bits_);
+  s.ex_stale = true;  // estimate_ex() prepares it when a vector needs it
   if (bitplane) {
     std::fill(s.planes.begin(), s.planes.end(), 0);
     for (size_t i = 0; i < pd; ++i)

@@ -129,7 +129,8 @@ Napi::Value DotTile16F16(const Napi::CallbackInfo& info) {
   k.dot_tile16_f16(xs.data, np, dim, ct.data, out.data);
   return env.Undefined();
 }
-// (level, factors f32 (4 per vector), ip u16 (n <= 32), params [6], est out, lower out)
+// (level, factors f32 (4 per vector), ip u16 (n <= 32), params [6], est out, lower out,
+// threshold number) -> the mask of lower <= threshold
 Napi::Value Estimate(const Napi::CallbackInfo& info) {
   const auto& k = kernels_arg(info, 0);
   Napi::Env env = info.Env();
@@ -142,8 +143,9 @@ Napi::Value Estimate(const Napi::CallbackInfo& info) {
   const auto lower = array_arg<float>(env, info[5], "lower", n);
   const float* p = params.data;
   const EstimateParams ep{p[0], p[1], p[2], p[3], p[4], p[5]};
-  k.estimate(factors.data, ip.data, n, ep, est.data, lower.data);
-  return env.Undefined();
+  if (!info[6].IsNumber()) throw_type_error(env, "threshold must be a number");
+  const float threshold = info[6].As<Napi::Number>().FloatValue();
+  return Napi::Number::New(env, k.estimate(factors.data, ip.data, n, ep, threshold, est.data, lower.data));
 }
 // (float32 in, uint16 out)
 Napi::Value FloatToHalf(const Napi::CallbackInfo& info) {

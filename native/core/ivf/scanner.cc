@@ -14,18 +14,19 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 using Float4 = float __attribute__((vector_size(16)));
 using Int4 = int32_t __attribute__((vector_size(16)));
 
-// The RaBitQ lower bound covers the estimator's error, not the rounding of
-// the float arithmetic that computes it: about 2^-24 of the magnitudes
-// involved per operation, of which the query residual's squared norm is the
-// largest. When the query is far from the data (a query of 1e7 against
-// vectors in [-0.5, 0.5]) that rounding exceeds the bound itself, every
-// lower bound lands on its own estimate and on the k-th upper bound, and the
-// strict comparisons below kept no candidate at all: ids -1, distance
-// Infinity. 2^-20 of (|estimate| + ||q_r||^2) covers the few roundings; next
-// to the usual bounds (percents of the distance) it costs nothing.
-constexpr float kRoundoff = 1.f / (1 << 20);
+// The multi-bit lower bound with the float-rounding margin the 1-bit one
+// gets in Kernels::estimate (kEstimateRoundoff, kernels.h).
 inline float rounded_lower(float lower, float est, float qnorm2) {
-  return lower - kRoundoff * (std::fabs(est) + qnorm2);
+  return lower - kEstimateRoundoff * (std::fabs(est) + qnorm2);
+}
+
+// The largest lower bound a vector of the next block may have and still
+// matter: with re-ranking the k-th upper bound, or the exact k-th distance
+// when smaller; without, the k-th result so far. Infinity while unfilled.
+inline float scan_threshold(const QueryState& q, bool rerank) {
+  float threshold = rerank && q.upper.full() ? q.upper.worst() : kInf;
+  if (q.top.full()) threshold = std::min(threshold, q.top.worst());
+  return threshold;
 }
 }  // namespace
 
@@ -108,8 +109,11 @@ void IvfScanner::begin_state(QueryState& q, QuantizedQuery& qq, const float* pre
 // Without re-ranking the estimates are the results. With multi-bit codes, a
 // vector whose 1-bit lower bound beats the k-th result so far gets the
 // multi-bit estimate, and that is what enters the top k.
+// `passed`: the block's vectors whose lower bound was <= the k-th result
+// when the block was estimated (scan_threshold()); each is checked again
+// against the k-th result of the moment, which only tightens.
 inline void IvfScanner::keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0,
-                                       size_t nb, const Filter* filter, float epsilon) const {
+                                       size_t nb, uint32_t passed, const Filter* filter, float epsilon) const {
   if (cl.ex_codes == nullptr) {
     for (size_t j = 0; j < nb; ++j) {
       const int64_t id = cl.id(b0 + j);
@@ -119,9 +123,9 @@ inline void IvfScanner::keep_estimates(QueryState& q, const QuantizedQuery& qq, 
     return;
   }
   const float* lower = qq.lower.data();
-  const float* est = qq.est.data();
-  for (size_t j = 0; j < nb; ++j) {
-    if (q.top.full() && rounded_lower(lower[j], est[j], qq.qnorm2) >= q.top.worst()) continue;
+  for (; passed != 0; passed &= passed - 1) {
+    const size_t j = static_cast<size_t>(__builtin_ctz(passed));
+    if (q.top.full() && lower[j] >= q.top.worst()) continue;
     const size_t local = b0 + j;
     const int64_t id = cl.id(local);
     if (filter && !filter->allows(static_cast<uint64_t>(id))) continue;
@@ -137,14 +141,15 @@ inline void IvfScanner::keep_estimates(QueryState& q, const QuantizedQuery& qq, 
 // With multi-bit codes, a vector that passes gets the multi-bit estimate
 // first, and its (much tighter) lower bound and upper bound take the place
 // of the 1-bit ones.
+// `passed` as in keep_estimates(), against the threshold here.
 inline void IvfScanner::collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c,
-                                           size_t b0, size_t nb, const Filter* filter, float epsilon) const {
+                                           size_t b0, uint32_t passed, const Filter* filter, float epsilon) const {
   const float* est = qq.est.data();
   const float* lower = qq.lower.data();
-  float threshold = q.upper.full() ? q.upper.worst() : kInf;
-  if (q.top.full()) threshold = std::min(threshold, q.top.worst());
-  for (size_t j = 0; j < nb; ++j) {
-    float lo = rounded_lower(lower[j], est[j], qq.qnorm2);
+  float threshold = scan_threshold(q, true);
+  for (; passed != 0; passed &= passed - 1) {
+    const size_t j = static_cast<size_t>(__builtin_ctz(passed));
+    float lo = lower[j];
     if (lo <= threshold) {  // <=: see rerank()
       const uint32_t local = static_cast<uint32_t>(b0 + j);
       if (filter && !filter->allows(static_cast<uint64_t>(cl.id(local)))) continue;
@@ -234,11 +239,15 @@ void IvfScanner::scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const
   q.st.codes_scanned += cl.count;
   for (size_t b0 = 0; b0 < cl.count; b0 += kFastScanBlock) {
     const size_t nb = std::min(kFastScanBlock, cl.count - b0);
-    quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep);
-    if (sp.rerank)
-      collect_candidates(q, qq, cl, c, b0, nb, sp.filter, sp.epsilon);
-    else
-      keep_estimates(q, qq, cl, b0, nb, sp.filter, sp.epsilon);
+    uint32_t passed = quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep,
+                                                scan_threshold(q, sp.rerank));
+    if (sp.rerank) {
+      collect_candidates(q, qq, cl, c, b0, passed, sp.filter, sp.epsilon);
+    } else {
+      // Until the top k is full every vector enters, a NaN bound included.
+      if (!q.top.full()) passed = nb == 32 ? ~uint32_t{0} : (uint32_t{1} << nb) - 1;
+      keep_estimates(q, qq, cl, b0, nb, passed, sp.filter, sp.epsilon);
+    }
   }
   if (sp.rerank) rerank(q, cl, sp.k);
 }
@@ -291,7 +300,7 @@ void IvfScanner::estimate_all(const float* query, float* estimates, float* bound
     const EstimateParams ep = quantizer_.estimate_params(s.qq, 0.f);
     for (size_t b0 = 0; b0 < cl.count; b0 += kFastScanBlock) {
       const size_t nb = std::min(kFastScanBlock, cl.count - b0);
-      quantizer_.estimate_block(s.qq, cl.codes, cl.count, cl.factors, b0, nb, bitplane, ep);
+      quantizer_.estimate_block(s.qq, cl.codes, cl.count, cl.factors, b0, nb, bitplane, ep, kInf);
       for (size_t j = 0; j < nb; ++j) {
         const int64_t id = cl.id(b0 + j);
         estimates[id] = s.qq.est[j];

@@ -100,9 +100,9 @@ class IvfScanner {
                     float* dists, SearchStats* total, SearchStats* per_query) const;
   void scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const;
   void keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0, size_t nb,
-                      const Filter* filter, float epsilon) const;
+                      uint32_t passed, const Filter* filter, float epsilon) const;
   void collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c, size_t b0,
-                          size_t nb, const Filter* filter, float epsilon) const;
+                          uint32_t passed, const Filter* filter, float epsilon) const;
   void rerank(QueryState& q, const ClusterView& cl, size_t k) const;
   void finish(QueryState& q, size_t k, int64_t* ids, float* dists) const;
 

@@ -21,8 +21,17 @@ inline void estimate_loop(const float* __restrict factors, const uint16_t* __res
     const float r = factors[4 * j], s = factors[4 * j + 1], pop = factors[4 * j + 2], e = factors[4 * j + 3];
     const float v = r + qnorm2 + s * (two_lo * pop + two_delta * static_cast<float>(ip[j]) - sumq);
     est[j] = v;
-    lower[j] = v - err_mul * e + quant_mul * s;
+    const float bound = v - err_mul * e + quant_mul * s;
+    lower[j] = bound - kEstimateRoundoff * (__builtin_fabsf(v) + qnorm2);
   }
+}
+
+// Bit j set when lower[j] <= threshold: the portable form (the x86 levels
+// compare in registers instead).
+inline uint32_t below_mask_loop(const float* lower, size_t n, float threshold) {
+  uint32_t mask = 0;
+  for (size_t j = 0; j < n; ++j) mask |= static_cast<uint32_t>(lower[j] <= threshold) << j;
+  return mask;
 }
 
 }  // namespace kernels_detail

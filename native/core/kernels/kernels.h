@@ -16,6 +16,17 @@ enum class SimdLevel : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kNeon = 3 };
 // Number of vectors in one FastScan block.
 constexpr size_t kFastScanBlock = 32;
 
+// The RaBitQ lower bound covers the estimator's error, not the rounding of
+// the float arithmetic that computes it: about 2^-24 of the magnitudes
+// involved per operation, of which the query residual's squared norm is the
+// largest. When the query is far from the data (a query of 1e7 against
+// vectors in [-0.5, 0.5]) that rounding exceeds the bound itself, every
+// lower bound lands on its own estimate and on the k-th upper bound, and the
+// scan's strict comparisons kept no candidate at all: ids -1, distance
+// Infinity. 2^-20 of (|estimate| + ||q_r||^2) covers the few roundings; next
+// to the usual bounds (percents of the distance) it costs nothing.
+constexpr float kEstimateRoundoff = 1.f / (1 << 20);
+
 // Per-(query, cluster) terms of the RaBitQ estimator (see quantizer.h).
 struct EstimateParams {
   float qnorm2;     // ||q_r||^2, the query residual's squared norm
@@ -63,9 +74,14 @@ struct Kernels {
   // RaBitQ estimates of n <= 32 vectors from their factors (4 floats each:
   // residual norm^2, ip scale, popcount, error scale) and FastScan sums ip:
   // est = f0 + qnorm2 + f1 * (two_lo * f2 + two_delta * ip - sumq),
-  // lower = est - err_mul * f3 + quant_mul * f1. Bit-identical at every level.
-  void (*estimate)(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
-                   float* lower);
+  // lower = est - err_mul * f3 + quant_mul * f1
+  //         - kEstimateRoundoff * (|est| + qnorm2)   (the float roundings).
+  // Returns the mask of the vectors the scan must look at: bit j set when
+  // lower[j] <= threshold (never for a NaN). The scan keeps few of the codes
+  // it estimates, so a mask in the kernel saves it a scalar test per code.
+  // Bit-identical at every level.
+  uint32_t (*estimate)(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float threshold,
+                       float* est, float* lower);
   // Multi-bit RaBitQ: sum_i q[i] * ((sign_i << ex_bits) + ex_i), the inner
   // product of an 8-bit signed query with one vector's full (ex_bits + 1)-bit
   // code u_i in [0, 2^(ex_bits+1)). sign: padded_dim / 8 bytes (bit t of byte

@@ -273,9 +273,16 @@ void dot_tile16_f16_avx2(const float* xs, size_t np, size_t dim, const uint16_t*
   for (; p < np; ++p) tile16_f16_q<1>(xs + p * dim, dim, ct, out + p * 16);
 }
 
-void estimate_avx2(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
-                   float* lower) {
+uint32_t estimate_avx2(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float threshold,
+                       float* est, float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
+  if (n < kFastScanBlock) return kernels_detail::below_mask_loop(lower, n, threshold);
+  // _CMP_LE_OQ: false for NaN, as lower <= threshold is.
+  const __m256 t = _mm256_set1_ps(threshold);
+  uint32_t mask = 0;
+  for (size_t j = 0; j < kFastScanBlock; j += 8)
+    mask |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(lower + j), t, _CMP_LE_OQ))) << j;
+  return mask;
 }
 
 // ---- multi-bit ex codes (layout: ex_layout.h) --------------------------------

@@ -253,9 +253,16 @@ void dot_tile16_f16_avx512(const float* xs, size_t np, size_t dim, const uint16_
   for (; p < np; ++p) tile16_f16_q<1>(xs + p * dim, dim, ct, out + p * 16);
 }
 
-void estimate_avx512(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
-                     float* lower) {
+uint32_t estimate_avx512(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float threshold,
+                         float* est, float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
+  // _CMP_LE_OQ: false for NaN, as lower <= threshold is.
+  const __m512 t = _mm512_set1_ps(threshold);
+  const __mmask16 lo_valid = static_cast<__mmask16>(n >= 16 ? 0xffffu : (1u << n) - 1);
+  const __mmask16 hi_valid = static_cast<__mmask16>(n >= 32 ? 0xffffu : n > 16 ? (1u << (n - 16)) - 1 : 0);
+  const __mmask16 lo = _mm512_mask_cmp_ps_mask(lo_valid, _mm512_maskz_loadu_ps(lo_valid, lower), t, _CMP_LE_OQ);
+  const __mmask16 hi = _mm512_mask_cmp_ps_mask(hi_valid, _mm512_maskz_loadu_ps(hi_valid, lower + 16), t, _CMP_LE_OQ);
+  return static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;
 }
 
 // ---- multi-bit ex codes (layout: ex_layout.h) --------------------------------

@@ -299,9 +299,10 @@ void dot_tile16_f16_neon(const float* xs, size_t np, size_t dim, const uint16_t*
   }
 }
 
-void estimate_neon(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
-                   float* lower) {
+uint32_t estimate_neon(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float threshold,
+                       float* est, float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
+  return kernels_detail::below_mask_loop(lower, n, threshold);
 }
 
 #if defined(RABITQ_NEON_DOTPROD)

@@ -154,9 +154,10 @@ float half_to_float(uint16_t h) {
   return f;
 }
 
-void estimate_scalar(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float* est,
-                     float* lower) {
+uint32_t estimate_scalar(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float threshold,
+                         float* est, float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
+  return kernels_detail::below_mask_loop(lower, n, threshold);
 }
 
 int64_t ex_ip_scalar(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size_t padded_dim, unsigned ex_bits) {
