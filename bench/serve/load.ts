@@ -6,8 +6,16 @@
  *   taskset -c 0,1 node dist/bench/serve/load.js --index ../data/sift1m-cv/index.rbq \
  *     --queries ../data/sift1m-cv/query.bvecs --nprobe 48
  *
- * The load generator (autocannon) runs in this process, on the same cores as
- * the server: the figures are for the whole machine, client included.
+ * The load generator (autocannon) runs in this process. Without
+ * --server-cpus the server shares its cores and the figures are for the
+ * whole machine, client included; with it the server is pinned apart:
+ *
+ *   taskset -c 0 node dist/bench/serve/load.js ... --server-cpus 1 \
+ *     --modes direct,batch,batch:16x1,batch:32x1,batch:128x2
+ *
+ * Modes: `direct` (serve --no-batch), `batch` (the batcher's defaults) and
+ * `batch:<maxBatch>x<maxDelayMs>` (the batcher with those settings): the
+ * sweep behind the batcher's defaults.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -30,6 +38,16 @@ const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const USAGE =
   'usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--workers 1]\n';
 
+const BATCH_MODE = /^batch(?::(\d+)x(\d+(?:\.\d+)?))?$/;
+
+function parseModes(list: string): string[] {
+  const modes = list.split(',');
+  for (const m of modes)
+    if (m !== 'direct' && !BATCH_MODE.test(m))
+      throw new UsageError(`--modes: unknown mode '${m}' (direct, batch, batch:<maxBatch>x<maxDelayMs>)`);
+  return modes;
+}
+
 function parseLoadArgs(argv: readonly string[]) {
   const { values } = parseCommandLine(argv, {
     index: { type: 'string' },
@@ -43,6 +61,7 @@ function parseLoadArgs(argv: readonly string[]) {
     workers: { type: 'string' },
     runs: { type: 'string' },
     modes: { type: 'string' },
+    'server-cpus': { type: 'string' },
     out: { type: 'string' },
     name: { type: 'string' },
   });
@@ -60,7 +79,8 @@ function parseLoadArgs(argv: readonly string[]) {
     overloadDuration: intOption(values, 'overload-duration', 1, 600, 10),
     workers: intOption(values, 'workers', 1, 64, 1),
     runs: intOption(values, 'runs', 1, 50, 3),
-    modes: (stringOption(values, 'modes') ?? 'direct,batch').split(','),
+    modes: parseModes(stringOption(values, 'modes') ?? 'direct,batch'),
+    serverCpus: stringOption(values, 'server-cpus'),
     name: stringOption(values, 'name') ?? 'serve-load',
     outDir: stringOption(values, 'out') ?? path.join(ROOT, 'bench', 'results'),
   };
@@ -85,6 +105,7 @@ const {
   workers,
   runs,
   modes,
+  serverCpus,
   name,
   outDir,
 } = args;
@@ -114,7 +135,8 @@ interface Server {
   pids: number[];
 }
 
-async function startServe(batching: boolean): Promise<Server> {
+async function startServe(mode: string): Promise<Server> {
+  const batch = BATCH_MODE.exec(mode);
   const args = [
     CLI,
     'serve',
@@ -130,9 +152,12 @@ async function startServe(batching: boolean): Promise<Server> {
     '--timeout-ms',
     '1000',
   ];
-  if (!batching) args.push('--no-batch');
+  if (!batch) args.push('--no-batch');
+  else if (batch[1]) args.push('--max-batch', batch[1], '--max-delay-ms', batch[2]!);
   if (workers > 1) args.push('--workers', String(workers));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = serverCpus
+    ? spawn('taskset', ['-c', serverCpus, process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => (err += d));
@@ -270,6 +295,7 @@ const report: Record<string, unknown> = {
   commit,
   cpu,
   cpusAllowed: affinity,
+  serverCpus: serverCpus ?? affinity,
   node: process.version,
   index: indexFile,
   size: local.size,
@@ -294,7 +320,7 @@ let batchRate = 0;
 const perMode: Record<string, Array<ReturnType<typeof summary> & { peakRssMiB: number }>> = {};
 for (let run_ = 0; run_ < runs; run_++) {
   for (const mode of modes) {
-    const s = await startServe(mode === 'batch');
+    const s = await startServe(mode);
     await run(s.url, { connections, duration: 2 }); // warm-up
     const r = await run(s.url, { connections, duration });
     const sum = { ...summary(r), peakRssMiB: peakRssMiB(s.pids) };
@@ -321,7 +347,7 @@ for (const [mode, list] of Object.entries(perMode)) {
 
 if (overloadFactor > 0 && batchRate > 0) {
   const rate = Math.round(batchRate * overloadFactor);
-  const s = await startServe(true);
+  const s = await startServe('batch');
   const stopAt = performance.now() + overloadDuration * 1000;
   const [r, check] = await Promise.all([
     // Closed-loop clients: more connections than the queue holds, so the
@@ -360,11 +386,19 @@ const m = report.modes as Record<
   string,
   ReturnType<typeof summary> & { peakRssMiB: number; runsRequestsPerSecond: number[] }
 >;
+function modeLabel(mode: string): string {
+  if (mode === 'direct') return 'per-request search';
+  const b = BATCH_MODE.exec(mode)!;
+  return b[1] ? `batcher, maxBatchSize ${b[1]}, maxDelayMs ${b[2]}` : 'batcher (defaults)';
+}
 const lines = [
   `### ${name}`,
   '',
   `Index \`${path.basename(indexFile)}\`: ${local.size.toLocaleString('en-US')} x ${dim}, nprobe ${nprobe}, k ${k}; ${connections} connections for ${duration} s after a 2 s warm-up, median of ${runs} runs (modes alternating); ` +
-    `server and load generator (autocannon, same machine) on CPUs ${affinity}; ${workers} server process(es).`,
+    (serverCpus
+      ? `server pinned to CPU(s) ${serverCpus}, load generator (autocannon, same machine) to CPU(s) ${affinity}`
+      : `server and load generator (autocannon, same machine) on CPUs ${affinity}`) +
+    `; ${workers} server process(es).`,
   '',
   `Machine: ${cpu}, node ${process.version}; commit \`${commit}\`, ${report.date as string}.`,
   '',
@@ -372,7 +406,7 @@ const lines = [
   '|---|---:|---|---:|---:|---:|---:|',
   ...Object.entries(m).map(
     ([mode, v]) =>
-      `| ${mode === 'batch' ? 'batcher' : 'per-request search'} | ${v.requestsPerSecond.toFixed(0)} | ${v.runsRequestsPerSecond.map((x) => x.toFixed(0)).join(', ')} | ${v.latencyMs.p50} | ${v.latencyMs.p99} | ${v.non2xx} | ${v.peakRssMiB.toFixed(0)} |`,
+      `| ${modeLabel(mode)} | ${v.requestsPerSecond.toFixed(0)} | ${v.runsRequestsPerSecond.map((x) => x.toFixed(0)).join(', ')} | ${v.latencyMs.p50} | ${v.latencyMs.p99} | ${v.non2xx} | ${v.peakRssMiB.toFixed(0)} |`,
   ),
 ];
 if (report.overload) {
@@ -386,6 +420,7 @@ if (report.overload) {
   lines.push(
     '',
     `Overload: ${o.targetRate} req/s offered (${overloadFactor}x the batcher's rate) by ${OVERLOAD_CONNECTIONS} connections against a queue capacity of ${CAPACITY}, for ${overloadDuration} s: ${o.requestsPerSecond.toFixed(0)} req/s answered; ` +
+      `goodput (200s) ${((o.status['200'] ?? 0) / overloadDuration).toFixed(0)} req/s = ${((100 * (o.status['200'] ?? 0)) / overloadDuration / batchRate).toFixed(0)}% of the batcher's sustainable rate; ` +
       `status counts ${JSON.stringify(o.status)}; p99 ${o.latencyMs.p99} ms; peak RSS ${o.peakRssMiB.toFixed(0)} MiB; server alive afterwards: ${o.aliveAfter}, exit code after SIGTERM ${o.exitCode}. ` +
       `Correctness probe during the overload: ${o.check.sent} queries sent, ${o.check.ok} answered correctly, ${o.check.wrong} wrong, rejected ${JSON.stringify(o.check.rejected)}.`,
   );
