@@ -354,6 +354,9 @@ describe('load, timeouts and readiness', () => {
       expect(batch.status).toBe(400); // more vectors than the queue can ever hold
       const metrics = await (await fetch(`${s.url}/metrics`)).text();
       expect(metrics).toMatch(/rabitq_batcher_rejections_total\{reason="queue_full"\} [1-9]/);
+      // shed before Fastify (src/server/index.ts shed()), still counted per route and status
+      const shed = codes.filter((c) => c === 503).length;
+      expect(metrics).toContain(`rabitq_http_requests_total{route="/search",status="503"} ${shed}`);
     } finally {
       await s.close();
     }
