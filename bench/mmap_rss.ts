@@ -13,13 +13,13 @@
  * other processes and dropped first under memory pressure. --drop-caches
  * (root) empties the page cache before each load, for a cold start.
  */
-import { execFileSync, execSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IvfRabitqIndex, readBvecs, readFvecs } from '../src/index.js';
 import { UsageError, intOption, parseCommandLine, stringOption } from '../src/cli/options.js';
+import { cpuModel, cpusAllowedList, gitCommit } from '../src/bench/machine.js';
 
 const here = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(here), '..', here.includes(`${path.sep}dist${path.sep}`) ? '..' : '.');
@@ -123,20 +123,14 @@ for (const file of indexFiles) {
   );
 }
 
-const commit = (() => {
-  try {
-    return execSync('git rev-parse --short HEAD', { cwd: ROOT }).toString().trim();
-  } catch {
-    return 'unknown';
-  }
-})();
-const affinity = /Cpus_allowed_list:\s+(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '?';
+const commit = gitCommit(ROOT);
+const affinity = cpusAllowedList() ?? '?';
 const name = stringOption(values, 'name') ?? 'mmap-rss';
 const report = {
   name,
   date: new Date().toISOString(),
   commit,
-  cpu: os.cpus()[0]?.model ?? 'unknown',
+  cpu: cpuModel(),
   cpusAllowed: affinity,
   node: process.version,
   commandLine: ['node', 'dist/bench/mmap_rss.js', ...process.argv.slice(2)].join(' '),
