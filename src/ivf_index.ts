@@ -59,7 +59,7 @@ export interface BuildOptions {
   /**
    * Bits per dimension of the RaBitQ codes, an integer in 1..9 (default 1).
    * Above 1 each vector also keeps `bits - 1` extra bits per dimension
-   * (extended RaBitQ) and a 12-byte factor: paddedDim * (bits - 1) / 8 + 12
+   * (extended RaBitQ) and an 8-byte factor: paddedDim * (bits - 1) / 8 + 8
    * more bytes. The 1-bit scan still filters; the vectors it keeps get the
    * much tighter multi-bit estimate. Without raw vectors (storeVectors:
    * false) search distances are these estimates, so bits sets the recall

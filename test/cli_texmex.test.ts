@@ -149,7 +149,7 @@ describe('rabitq info <index-file>', () => {
   it('shows what the file holds, as text and JSON, and says whether the big sections were verified', async () => {
     const t = await run(['info', index]);
     expect(t.code).toBe(0);
-    expect(t.out).toMatch(/format version 2/);
+    expect(t.out).toMatch(/format version 3/);
     expect(t.out).toMatch(/vectors +10000 x 128/);
     expect(t.out).toMatch(/metric +l2/);
     expect(t.out).toMatch(/raw vectors +kept/);

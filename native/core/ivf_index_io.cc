@@ -186,15 +186,31 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
 
   const ClusterStore& store = ix.store_;
   std::array<const uint8_t*, kNumColumns> columns{};
+  // Version 2 stored each ExFactor as three floats: converted once here
+  // (8 bytes a vector on the heap, also for a mapped file).
+  std::shared_ptr<persist::Blob> converted;
   for (size_t col = 0; col < kNumColumns; ++col) {
     const size_t bytes = store.row_bytes(static_cast<Column>(col));
-    if (bytes != 0) columns[col] = sized(kColumnTags[col], n * bytes, kColumnNames[col]).data;
+    if (bytes == 0) continue;
+    if (col == kExFactorColumn && container->version() <= 2) {
+      const uint8_t* v2 = sized(kColumnTags[col], n * kExFactorBytesV2, kColumnNames[col]).data;
+      std::vector<ExFactor> now(n);
+      for (size_t i = 0; i < n; ++i) {
+        float f[3];
+        std::memcpy(f, v2 + i * kExFactorBytesV2, sizeof f);
+        now[i] = ExFactor::make(f[0], f[1], f[2]);
+      }
+      converted = persist::Blob::copy_of(now.data(), n * sizeof(ExFactor));
+      columns[col] = converted->data();
+      continue;
+    }
+    columns[col] = sized(kColumnTags[col], n * bytes, kColumnNames[col]).data;
   }
   if (!store.has_vectors() && container->has(kVectors))
     throw bad("holds vectors although the header says it keeps none");
   if (!store.has_ex_codes() && (container->has(kExCodes) || container->has(kExFactors)))
     throw bad("holds multi-bit sections although the header says its codes have 1 bit");
-  ix.store_.adopt_file(counts, columns, blob);
+  ix.store_.adopt_file(counts, columns, blob, converted);
   // A lazy (mmap) load leaves the id column unread like the other big
   // columns: verify() checks it, and so does the id map when add / remove /
   // has first need it (IdMap::ensure).

@@ -5,7 +5,7 @@
 //
 //   node native/fuzz/make_corpus.mjs
 //
-// Kept small (< 200 KB in all; ~20 KB per index, most of it the 64 rows of
+// Kept small (< 250 KB in all; ~20 KB per index, most of it the 64 rows of
 // rounding offsets): libFuzzer learns the structure from a handful of valid
 // files and mutates from there. Both fuzz targets read the same kind of
 // input (a whole index file), so they share one corpus folder.
@@ -98,11 +98,13 @@ for (const [name, b] of Object.entries(seeds)) {
 }
 
 let total = 0;
-// regression-*.rbq: inputs that crashed a fuzzer once (kept, not regenerated).
+// regression-*.rbq: inputs that crashed a fuzzer once; v2-*.rbq: files of
+// format version 2 (the reader converts their multi-bit factors), written
+// by an older build. Both kept, not regenerated.
 const dir = path.join(root, 'index');
 fs.mkdirSync(dir, { recursive: true });
 for (const f of fs.readdirSync(dir)) {
-  if (f.startsWith('regression-')) total += fs.statSync(path.join(dir, f)).size;
+  if (f.startsWith('regression-') || f.startsWith('v2-')) total += fs.statSync(path.join(dir, f)).size;
   else fs.rmSync(path.join(dir, f));
 }
 for (const [name, b] of Object.entries(seeds)) {
@@ -110,4 +112,4 @@ for (const [name, b] of Object.entries(seeds)) {
   total += b.length;
 }
 console.log(`${Object.keys(seeds).length} seeds, ${total} bytes in all`);
-if (total > 200_000) throw new Error('the seed corpus should stay under 200 KB');
+if (total > 250_000) throw new Error('the seed corpus should stay under 250 KB');

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -190,6 +191,23 @@ std::vector<float> gaussian(size_t n, Rng& rng, double scale = 1.0) {
   return v;
 }
 
+TEST_CASE("bf16_at_least never rounds a bound down, and is within 2^-7 above it" * doctest::test_suite("ex_code")) {
+  Rng rng(17);
+  for (int i = 0; i < 100000; ++i) {
+    const float x = std::ldexp(rng.uniform(1.f, 2.f), static_cast<int>(rng.uniform(-100.f, 100.f)));
+    const float y = rabitq::bf16_to_float(rabitq::bf16_at_least(x));
+    CHECK_MESSAGE(y >= x, x);
+    CHECK_MESSAGE(y <= x * (1.f + 1.f / 128.f), x);
+  }
+  for (float x : {0.f, 1.f, 0.5f, 3.f, 65536.f}) CHECK(rabitq::bf16_to_float(rabitq::bf16_at_least(x)) == x);  // exact
+  CHECK(rabitq::bf16_to_float(rabitq::bf16_at_least(3.4e38f)) ==
+        std::numeric_limits<float>::infinity());  // past the largest: infinity, still >= x
+  CHECK(rabitq::bf16_to_float(rabitq::bf16_at_least(std::numeric_limits<float>::infinity())) ==
+        std::numeric_limits<float>::infinity());
+  CHECK(std::isnan(rabitq::bf16_to_float(rabitq::bf16_at_least(std::numeric_limits<float>::quiet_NaN()))));
+  CHECK(rabitq::bf16_to_float(rabitq::bf16_at_least(-1.5f)) == -1.5f);
+}
+
 TEST_CASE("encoder: signs, levels and factors; exact rescale never worse than constant" *
           doctest::test_suite("ex_code")) {
   Rng rng(5);
@@ -225,7 +243,7 @@ TEST_CASE("encoder: signs, levels and factors; exact rescale never worse than co
           CHECK_MESSAGE(bad == 0, "pd=" << pd << " bits=" << bits);
           // ip_scale = -2 ||o||^2 / <xbar, o>.
           CHECK_MESSAGE(std::fabs(f.ip_scale + 2.0 * n2 / ip) <= 1e-4 * 2.0 * n2 / ip, "pd=" << pd << " bits=" << bits);
-          CHECK((f.error_scale >= 0.f && f.quant_scale > 0.f));
+          CHECK((f.error_scale() >= 0.f && f.quant_scale() > 0.f));
           const double a = ip / std::sqrt(xx * n2);
           CHECK_MESSAGE(std::fabs(a - enc->alignment(o.data())) < 1e-9, "pd=" << pd << " bits=" << bits);
         }
@@ -246,7 +264,7 @@ TEST_CASE("a zero residual gets zero factors and an exact estimate" * doctest::t
   std::vector<uint8_t> ex(enc.code_bytes()), sign(16);
   ExFactor f;
   enc.encode(o.data(), ex.data(), &f, sign.data());
-  CHECK((f.ip_scale == 0.f && f.error_scale == 0.f && f.quant_scale == 0.f));
+  CHECK((f.ip_scale == 0.f && f.error_scale() == 0.f && f.quant_scale() == 0.f));
   ExQuery eq;
   eq.prepare(q.data(), 128, 4);
   const auto e = rabitq::ex_estimate(rabitq::scalar_kernels(), eq, sign.data(), ex.data(), 0.f, f, 1.9f);

@@ -20,6 +20,7 @@ void ClusterStore::configure(const CodeLayout& codes, size_t dim, bool ids64, si
   clusters_.clear();
   for (auto& b : base_) b = {};
   blob_.reset();
+  converted_.reset();
 }
 
 ClusterView ClusterStore::view(size_t c) const {
@@ -68,16 +69,18 @@ void ClusterStore::allocate_base(const std::vector<uint32_t>& counts) {
     columns[col] = base_[col].data();
   }
   blob_.reset();
+  converted_.reset();
   point_at_base(columns);
 }
 
 void ClusterStore::adopt_file(const std::vector<uint32_t>& counts,
                               const std::array<const uint8_t*, kNumColumns>& columns,
-                              std::shared_ptr<persist::Blob> keep) {
+                              std::shared_ptr<persist::Blob> keep, std::shared_ptr<persist::Blob> converted) {
   clusters_.assign(counts.size(), Cluster());
   for (size_t c = 0; c < counts.size(); ++c) clusters_[c].count = counts[c];
   for (auto& b : base_) b = {};
   blob_ = std::move(keep);
+  converted_ = std::move(converted);
   point_at_base(columns);
 }
 
@@ -167,6 +170,7 @@ void ClusterStore::compact(const std::function<void(const ClusterView&, std::vec
   }
   point_at_base(columns);
   blob_.reset();
+  converted_.reset();
 }
 
 size_t ClusterStore::growth_slack(Column col) const {

@@ -80,8 +80,10 @@ class ClusterStore {
   size_t base_row(size_t c) const { return clusters_[c].base_row; }
   // Base regime, read from a file: one pointer per column (null for an
   // absent column) into bytes that `keep` keeps alive.
+  // `converted`, when set, holds columns converted from an older file
+  // format that `columns` point into; kept alive like `keep`.
   void adopt_file(const std::vector<uint32_t>& counts, const std::array<const uint8_t*, kNumColumns>& columns,
-                  std::shared_ptr<persist::Blob> keep);
+                  std::shared_ptr<persist::Blob> keep, std::shared_ptr<persist::Blob> converted = nullptr);
 
   // Owned regime (add/remove): appends a row to cluster c, returns its
   // position. ex / ex_factor: null at 1 bit.
@@ -122,6 +124,7 @@ class ClusterStore {
   std::vector<Cluster> clusters_;
   std::array<HugeVector<uint8_t>, kNumColumns> base_;  // arrays made by build/compact
   std::shared_ptr<persist::Blob> blob_;                // or the file they were read from
+  std::shared_ptr<persist::Blob> converted_;           // and columns converted from its older format
 };
 
 }  // namespace rabitq

@@ -41,9 +41,10 @@ inline std::string tag_name(uint32_t tag) {
 }
 
 constexpr char kMagic[8] = {'R', 'A', 'B', 'I', 'T', 'Q', 'I', 'X'};
-// 2: multi-bit codes (META's bits, sections EXCD / EXFT). The reader also
-// reads every version from kMinFormatVersion on.
-constexpr uint32_t kFormatVersion = 2;
+// 2: multi-bit codes (META's bits, sections EXCD / EXFT).
+// 3: EXFT rows of 8 bytes (the bound terms in bfloat16), not 12.
+// The reader also reads every version from kMinFormatVersion on.
+constexpr uint32_t kFormatVersion = 3;
 constexpr uint32_t kMinFormatVersion = 1;
 // Written as a little-endian u32, i.e. bytes 04 03 02 01. A reader that sees
 // 01 02 03 04 is looking at a big-endian file.

@@ -297,16 +297,16 @@ void ExEncoder::encode(const float* o, uint8_t* ex, ExFactor* f, uint8_t* sign) 
       sign[p] = static_cast<uint8_t>(b);
     }
   if (norm2 <= 0.0 || ip <= 0.0) {
-    *f = ExFactor{0.f, 0.f, 0.f};
+    *f = ExFactor::make(0.f, 0.f, 0.f);
     return;
   }
   const double xnorm = std::sqrt(xx);
   const double a = std::min(1.0, ip / (xnorm * norm));
   const double ip_scale = -2.0 * norm2 / ip;
-  f->ip_scale = static_cast<float>(ip_scale);
-  f->error_scale = static_cast<float>(kErrorCalibration * 2.0 * norm * std::sqrt((1.0 - a * a) / (a * a)) /
-                                      std::sqrt(static_cast<double>(pd_) - 1.0));
-  f->quant_scale = static_cast<float>(kQuantCalibration * std::fabs(ip_scale) * xnorm / std::sqrt(12.0));
+  *f = ExFactor::make(static_cast<float>(ip_scale),
+                      static_cast<float>(kErrorCalibration * 2.0 * norm * std::sqrt((1.0 - a * a) / (a * a)) /
+                                         std::sqrt(static_cast<double>(pd_) - 1.0)),
+                      static_cast<float>(kQuantCalibration * std::fabs(ip_scale) * xnorm / std::sqrt(12.0)));
 }
 
 double ExEncoder::alignment(const float* o) const {

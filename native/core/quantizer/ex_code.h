@@ -15,10 +15,11 @@
 //
 // Storage per vector: the 1-bit code and Factor as today, plus
 // ex_code_bytes(padded_dim, bits) bytes (layout: kernels/ex_layout.h) and one
-// ExFactor (12 bytes).
+// ExFactor (8 bytes).
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "../kernels/kernels.h"
@@ -30,14 +31,42 @@ constexpr unsigned kMinBits = 1, kMaxBits = 9;
 // Bytes of one vector's extra bits (0 for bits = 1). padded_dim % 64 == 0.
 inline size_t ex_code_bytes(size_t padded_dim, unsigned bits) { return padded_dim * (bits - 1) / 8; }
 
+// bfloat16 (the top half of a float) rounded toward +infinity for x >= 0,
+// toward zero for x < 0: never below x, so a bound stored this way can only
+// widen (by at most 2^-7 of itself). NaN stays NaN or becomes infinity.
+inline uint16_t bf16_at_least(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  const bool positive_finite = (u >> 31) == 0 && (u & 0x7f800000u) != 0x7f800000u;
+  if (positive_finite && (u & 0xffffu) != 0) u += 0x10000u;  // may carry into the exponent: still >= x
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float bf16_to_float(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
 // Per-vector factors of the multi-bit estimate (next to today's Factor, whose
-// residual_norm_sq is reused).
+// residual_norm_sq is reused). 8 bytes: the estimate's scale in full float,
+// the two terms of its error bound in bfloat16 rounded up (only the bound
+// uses them, and a bound 0.8% wider at worst costs nothing measurable; the
+// 4 bytes saved are what keeps a vector within D * bits / 8 + 24 bytes).
 struct ExFactor {
-  float ip_scale;     // -2 ||o||^2 / <xbar, o>; multiplies <xbar, q>
-  float error_scale;  // 2 ||o|| sqrt((1 - a^2) / a^2) / sqrt(D - 1) * calibration; times ||q||
-  float quant_scale;  // |ip_scale| * ||xbar|| / sqrt(12) * calibration; times the query step delta
+  float ip_scale;           // -2 ||o||^2 / <xbar, o>; multiplies <xbar, q>
+  uint16_t error_scale_bf;  // 2 ||o|| sqrt((1 - a^2) / a^2) / sqrt(D - 1) * calibration; times ||q||
+  uint16_t quant_scale_bf;  // |ip_scale| * ||xbar|| / sqrt(12) * calibration; times the query step delta
+
+  static ExFactor make(float ip_scale, float error_scale, float quant_scale) {
+    return ExFactor{ip_scale, bf16_at_least(error_scale), bf16_at_least(quant_scale)};
+  }
+  float error_scale() const { return bf16_to_float(error_scale_bf); }
+  float quant_scale() const { return bf16_to_float(quant_scale_bf); }
 };
-static_assert(sizeof(ExFactor) == 12, "ExFactor must stay 12 bytes");
+static_assert(sizeof(ExFactor) == 8, "ExFactor must stay 8 bytes");
+// Format version 2 stored the three as floats (12 bytes a vector).
+constexpr size_t kExFactorBytesV2 = 12;
 
 // How the grid scale of each vector is chosen.
 enum class ExRescale : uint32_t {
@@ -113,7 +142,7 @@ inline ExEstimate ex_estimate(const ExQuery& query, int64_t ip_u, float residual
   const int64_t twice = 2 * ip_u - ((int64_t(1) << query.bits) - 1) * query.sum;
   const float xq = 0.5f * query.delta * static_cast<float>(twice);
   return {residual_norm_sq + query.qnorm2 + f.ip_scale * xq,
-          epsilon * (f.error_scale * query.qnorm + f.quant_scale * query.delta)};
+          epsilon * (f.error_scale() * query.qnorm + f.quant_scale() * query.delta)};
 }
 
 // Convenience: kernel + estimate for one candidate.
