@@ -211,6 +211,8 @@ std::unique_ptr<IvfRabitqIndex> IvfRabitqIndex::load(std::shared_ptr<persist::Bl
   if (!store.has_ex_codes() && (container->has(kExCodes) || container->has(kExFactors)))
     throw bad("holds multi-bit sections although the header says its codes have 1 bit");
   ix.store_.adopt_file(counts, columns, blob, converted);
+  if (columns[kVectorColumn] != nullptr)
+    blob->advise_random(columns[kVectorColumn], n * store.row_bytes(kVectorColumn));
   // A lazy (mmap) load leaves the id column unread like the other big
   // columns: verify() checks it, and so does the id map when add / remove /
   // has first need it (IdMap::ensure).

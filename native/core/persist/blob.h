@@ -42,6 +42,12 @@ class Blob {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   bool mapped() const { return mapped_; }
+  // For a mapped blob: bytes [p, p + n) are read at random places, a few
+  // hundred bytes at a time (the raw vectors a search re-ranks). Turns off
+  // readahead for the whole pages inside the range, so that resident memory
+  // follows what is read instead of the file size. Advice only: no effect on
+  // a heap blob, and errors are ignored.
+  void advise_random(const uint8_t* p, size_t n) const;
 
  private:
   Blob(uint8_t* data, size_t size, bool mapped) : data_(data), size_(size), mapped_(mapped) {}
