@@ -123,6 +123,22 @@ describe('multi-bit codes on the genuine siftsmall (10k x 128, 100 queries, 64 c
   });
 });
 
+/**
+ * The queries of test/fixtures/make-v1.mjs and make-v2.mjs: their LCG data
+ * (dim, n and seed as recorded), the first 5 rows shifted a little.
+ */
+function recordedQueries(recorded: { dim: number; n: number; seed: number }): Float32Array {
+  const d = recorded.dim;
+  const v = new Float32Array(recorded.n * d);
+  let s = recorded.seed;
+  const rnd = () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s / 2147483648;
+  };
+  for (let i = 0; i < v.length; i++) v[i] = Math.round((rnd() * 2 - 1) * 1000) / 100;
+  return v.slice(0, 5 * d).map((x, i) => x + ((i % 7) - 3) * 0.05);
+}
+
 describe('multi-bit codes: persistence and mutations', () => {
   const n = 3000;
   let q: Float32Array;
@@ -194,16 +210,7 @@ describe('multi-bit codes: persistence and mutations', () => {
     const recorded = JSON.parse(readFileSync(path.join(FIXTURES, 'v1-index.json'), 'utf8'));
     const v1 = readFileSync(path.join(FIXTURES, 'v1-vec.rbq'));
     expect(v1.readUInt32LE(8)).toBe(1);
-    // The data of make-v1.mjs, for the same queries.
-    const d = recorded.dim as number;
-    const v = new Float32Array(recorded.n * d);
-    let s = recorded.seed as number;
-    const rnd = () => {
-      s = (s * 1103515245 + 12345) % 2147483648;
-      return s / 2147483648;
-    };
-    for (let i = 0; i < v.length; i++) v[i] = Math.round((rnd() * 2 - 1) * 1000) / 100;
-    const qs = v.slice(0, 5 * d).map((x, i) => x + ((i % 7) - 3) * 0.05);
+    const qs = recordedQueries(recorded);
     for (const name of ['vec', 'novec']) {
       const file = path.join(FIXTURES, `v1-${name}.rbq`);
       for (const mmap of [false, true]) {
@@ -228,15 +235,7 @@ describe('multi-bit codes: persistence and mutations', () => {
 describe('multi-bit files of format version 2 (12-byte multi-bit factors)', () => {
   it('load (read and mmap), answer as recorded, and save as version 3 with 8-byte factors', async () => {
     const recorded = JSON.parse(readFileSync(path.join(FIXTURES, 'v2-index.json'), 'utf8'));
-    const d = recorded.dim as number;
-    const v = new Float32Array(recorded.n * d);
-    let s = recorded.seed as number;
-    const rnd = () => {
-      s = (s * 1103515245 + 12345) % 2147483648;
-      return s / 2147483648;
-    };
-    for (let i = 0; i < v.length; i++) v[i] = Math.round((rnd() * 2 - 1) * 1000) / 100;
-    const qs = v.slice(0, 5 * d).map((x, i) => x + ((i % 7) - 3) * 0.05);
+    const qs = recordedQueries(recorded);
     for (const name of ['vec', 'novec']) {
       const file = path.join(FIXTURES, `v2-${name}.rbq`);
       expect(readFileSync(file).readUInt32LE(8)).toBe(2);

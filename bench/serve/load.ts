@@ -19,13 +19,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execSync } from 'node:child_process';
 import autocannon from 'autocannon';
 import { IvfRabitqIndex, readBvecs, readFvecs } from '../../src/index.js';
 import { UsageError, intOption, parseCommandLine, stringOption } from '../../src/cli/options.js';
+import { cpuModel, cpusAllowedList, gitCommit } from '../../src/bench/machine.js';
 
 const ROOT = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -274,21 +273,9 @@ function summary(r: autocannon.Result) {
   };
 }
 
-const commit = (() => {
-  try {
-    return execSync('git rev-parse --short HEAD', { cwd: ROOT }).toString().trim();
-  } catch {
-    return 'unknown';
-  }
-})();
-const cpu = os.cpus()[0]?.model ?? 'unknown';
-const affinity = (() => {
-  try {
-    return /Cpus_allowed_list:\s+(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '?';
-  } catch {
-    return '?';
-  }
-})();
+const commit = gitCommit(ROOT);
+const cpu = cpuModel();
+const affinity = cpusAllowedList() ?? '?';
 const report: Record<string, unknown> = {
   name,
   date: new Date().toISOString(),

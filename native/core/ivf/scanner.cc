@@ -1,7 +1,6 @@
 #include "scanner.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -13,12 +12,6 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // Four lanes (SSE2 / NEON, both baseline) for select_nearest's filter.
 using Float4 = float __attribute__((vector_size(16)));
 using Int4 = int32_t __attribute__((vector_size(16)));
-
-// The multi-bit lower bound with the float-rounding margin the 1-bit one
-// gets in Kernels::estimate (kEstimateRoundoff, kernels.h).
-inline float rounded_lower(float lower, float est, float qnorm2) {
-  return lower - kEstimateRoundoff * (std::fabs(est) + qnorm2);
-}
 
 // The largest lower bound a vector of the next block may have and still
 // matter: with re-ranking the k-th upper bound, or the exact k-th distance
@@ -141,12 +134,14 @@ inline void IvfScanner::keep_estimates(QueryState& q, const QuantizedQuery& qq, 
 // With multi-bit codes, a vector that passes gets the multi-bit estimate
 // first, and its (much tighter) lower bound and upper bound take the place
 // of the 1-bit ones.
-// `passed` as in keep_estimates(), against the threshold here.
+// `passed`: the block's vectors whose lower bound was <= `threshold`
+// (scan_threshold()) when it was estimated; the threshold tightens as
+// candidates come in.
 inline void IvfScanner::collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c,
-                                           size_t b0, uint32_t passed, const Filter* filter, float epsilon) const {
+                                           size_t b0, uint32_t passed, float threshold, const Filter* filter,
+                                           float epsilon) const {
   const float* est = qq.est.data();
   const float* lower = qq.lower.data();
-  float threshold = scan_threshold(q, true);
   for (; passed != 0; passed &= passed - 1) {
     const size_t j = static_cast<size_t>(__builtin_ctz(passed));
     float lo = lower[j];
@@ -159,7 +154,7 @@ inline void IvfScanner::collect_candidates(QueryState& q, const QuantizedQuery& 
         const ExEstimate x = quantizer_.estimate_ex(qq, cl.codes, cl.count, local, cl.ex_codes + local * cl.ex_bytes,
                                                     cl.factors[local], cl.ex_factors[local], epsilon);
         e = x.distance;
-        lo = rounded_lower(x.distance - x.bound, x.distance, qq.qnorm2);
+        lo = with_roundoff(x.distance - x.bound, x.distance, qq.qnorm2);
         if (!(lo <= threshold)) continue;
       }
       q.cands.push_back({lo, local});
@@ -239,10 +234,10 @@ void IvfScanner::scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const
   q.st.codes_scanned += cl.count;
   for (size_t b0 = 0; b0 < cl.count; b0 += kFastScanBlock) {
     const size_t nb = std::min(kFastScanBlock, cl.count - b0);
-    uint32_t passed = quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep,
-                                                scan_threshold(q, sp.rerank));
+    const float threshold = scan_threshold(q, sp.rerank);
+    uint32_t passed = quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep, threshold);
     if (sp.rerank) {
-      collect_candidates(q, qq, cl, c, b0, passed, sp.filter, sp.epsilon);
+      collect_candidates(q, qq, cl, c, b0, passed, threshold, sp.filter, sp.epsilon);
     } else {
       // Until the top k is full every vector enters, a NaN bound included.
       if (!q.top.full()) passed = nb == 32 ? ~uint32_t{0} : (uint32_t{1} << nb) - 1;

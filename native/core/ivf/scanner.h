@@ -103,7 +103,7 @@ class IvfScanner {
   void keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0, size_t nb,
                       uint32_t passed, const Filter* filter, float epsilon) const;
   void collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c, size_t b0,
-                          uint32_t passed, const Filter* filter, float epsilon) const;
+                          uint32_t passed, float threshold, const Filter* filter, float epsilon) const;
   void rerank(QueryState& q, const ClusterView& cl, size_t k) const;
   void finish(QueryState& q, size_t k, int64_t* ids, float* dists) const;
 

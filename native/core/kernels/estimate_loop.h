@@ -21,8 +21,7 @@ inline void estimate_loop(const float* __restrict factors, const uint16_t* __res
     const float r = factors[4 * j], s = factors[4 * j + 1], pop = factors[4 * j + 2], e = factors[4 * j + 3];
     const float v = r + qnorm2 + s * (two_lo * pop + two_delta * static_cast<float>(ip[j]) - sumq);
     est[j] = v;
-    const float bound = v - err_mul * e + quant_mul * s;
-    lower[j] = bound - kEstimateRoundoff * (__builtin_fabsf(v) + qnorm2);
+    lower[j] = with_roundoff(v - err_mul * e + quant_mul * s, v, qnorm2);
   }
 }
 

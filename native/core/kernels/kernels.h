@@ -26,6 +26,11 @@ constexpr size_t kFastScanBlock = 32;
 // Infinity. 2^-20 of (|estimate| + ||q_r||^2) covers the few roundings; next
 // to the usual bounds (percents of the distance) it costs nothing.
 constexpr float kEstimateRoundoff = 1.f / (1 << 20);
+// A bound with that margin taken off: the 1-bit bound in Kernels::estimate
+// and the multi-bit one in the scan, the same operations in the same order.
+inline float with_roundoff(float lower, float est, float qnorm2) {
+  return lower - kEstimateRoundoff * (__builtin_fabsf(est) + qnorm2);
+}
 
 // Per-(query, cluster) terms of the RaBitQ estimator (see quantizer.h).
 struct EstimateParams {
