@@ -519,6 +519,11 @@ export function createBatcher<Ids extends IdArray = Int32Array>(
       .then(
         (res) => {
           done();
+          // Queue the next batch before answering this one: resolving wakes
+          // every caller's continuation (an HTTP response each, ~100 us in
+          // the server), and the pool would idle through all of them if the
+          // next batch waited for the .finally below.
+          pump();
           for (let i = 0; i < n; i++) {
             batch[i]!.resolve({
               ids: res.ids.slice(i * k, (i + 1) * k) as Ids,

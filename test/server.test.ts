@@ -453,6 +453,7 @@ describe('rabitq serve (child process)', () => {
     expect(h.code).toBe(0);
     expect(h.out).toContain('Usage: rabitq serve <index-file | vectors.fvecs | vectors.bvecs>');
     expect((await run(['help', 'serve'])).out).toContain('--max-delay-ms');
+    expect(h.out).toContain('--max-in-flight');
     expect((await run(['--help'])).out).toMatch(/serve\s+serve an index file/);
     expect((await run(['--help'])).out).toMatch(/build\s+build an index from a vector file and save it/);
     const bad: [string[], RegExp][] = [
@@ -462,6 +463,7 @@ describe('rabitq serve (child process)', () => {
       [['serve', 'a.fvecs', '--port', 'http'], /--port must be an integer/],
       [['serve', 'a.fvecs', '--port', '70000'], /--port must be in 0\.\.65535/],
       [['serve', 'a.fvecs', '--capacity', '0'], /--capacity must be in 1\./],
+      [['serve', 'a.fvecs', '--max-in-flight', '0'], /--max-in-flight must be in 1\./],
       [['serve', 'a.fvecs', '--bogus'], /unknown option --bogus/],
       [['serve', 'a.fvecs', 'b.fvecs'], /unexpected argument "b.fvecs"/],
     ];
@@ -497,6 +499,8 @@ describe('rabitq serve (child process)', () => {
         '8',
         '--max-delay-ms',
         '800',
+        '--max-in-flight',
+        '2',
         '--timeout-ms',
         '5000',
       ],

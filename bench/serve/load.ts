@@ -14,8 +14,9 @@
  *     --modes direct,batch,batch:16x1,batch:32x1,batch:128x2
  *
  * Modes: `direct` (serve --no-batch), `batch` (the batcher's defaults) and
- * `batch:<maxBatch>x<maxDelayMs>` (the batcher with those settings): the
- * sweep behind the batcher's defaults.
+ * `batch:<maxBatch>x<maxDelayMs>[x<maxInFlight>]` (the batcher with those
+ * settings): the sweep behind the batcher's defaults. --overload-mode picks
+ * the mode of the overload run (default `batch`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -35,15 +36,15 @@ const ROOT = path.resolve(
 const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 const USAGE =
-  'usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--workers 1]\n';
+  'usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--overload-mode batch] [--workers 1]\n';
 
-const BATCH_MODE = /^batch(?::(\d+)x(\d+(?:\.\d+)?))?$/;
+const BATCH_MODE = /^batch(?::(\d+)x(\d+(?:\.\d+)?)(?:x(\d+))?)?$/;
 
 function parseModes(list: string): string[] {
   const modes = list.split(',');
   for (const m of modes)
     if (m !== 'direct' && !BATCH_MODE.test(m))
-      throw new UsageError(`--modes: unknown mode '${m}' (direct, batch, batch:<maxBatch>x<maxDelayMs>)`);
+      throw new UsageError(`--modes: unknown mode '${m}' (direct, batch, batch:<maxBatch>x<maxDelayMs>[x<maxInFlight>])`);
   return modes;
 }
 
@@ -57,6 +58,7 @@ function parseLoadArgs(argv: readonly string[]) {
     duration: { type: 'string' },
     overload: { type: 'string' },
     'overload-duration': { type: 'string' },
+    'overload-mode': { type: 'string' },
     workers: { type: 'string' },
     runs: { type: 'string' },
     modes: { type: 'string' },
@@ -76,6 +78,7 @@ function parseLoadArgs(argv: readonly string[]) {
     duration: intOption(values, 'duration', 1, 600, 10),
     overloadFactor: intOption(values, 'overload', 0, 100, 4),
     overloadDuration: intOption(values, 'overload-duration', 1, 600, 10),
+    overloadMode: parseModes(stringOption(values, 'overload-mode') ?? 'batch')[0]!,
     workers: intOption(values, 'workers', 1, 64, 1),
     runs: intOption(values, 'runs', 1, 50, 3),
     modes: parseModes(stringOption(values, 'modes') ?? 'direct,batch'),
@@ -101,6 +104,7 @@ const {
   duration,
   overloadFactor,
   overloadDuration,
+  overloadMode,
   workers,
   runs,
   modes,
@@ -152,7 +156,10 @@ async function startServe(mode: string): Promise<Server> {
     '1000',
   ];
   if (!batch) args.push('--no-batch');
-  else if (batch[1]) args.push('--max-batch', batch[1], '--max-delay-ms', batch[2]!);
+  else if (batch[1]) {
+    args.push('--max-batch', batch[1], '--max-delay-ms', batch[2]!);
+    if (batch[3]) args.push('--max-in-flight', batch[3]);
+  }
   if (workers > 1) args.push('--workers', String(workers));
   const child = serverCpus
     ? spawn('taskset', ['-c', serverCpus, process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -326,7 +333,8 @@ for (const [mode, list] of Object.entries(perMode)) {
     ...med,
     runsRequestsPerSecond: list.map((x) => x.requestsPerSecond),
   };
-  if (mode === 'batch') batchRate = med.requestsPerSecond;
+  // the overload is a multiple of the sustainable rate of the mode it runs
+  if (mode === overloadMode) batchRate = med.requestsPerSecond;
   log(
     `${mode.padEnd(6)} median: ${med.requestsPerSecond.toFixed(0)} req/s, p50 ${med.latencyMs.p50} ms, p99 ${med.latencyMs.p99} ms`,
   );
@@ -334,7 +342,7 @@ for (const [mode, list] of Object.entries(perMode)) {
 
 if (overloadFactor > 0 && batchRate > 0) {
   const rate = Math.round(batchRate * overloadFactor);
-  const s = await startServe('batch');
+  const s = await startServe(overloadMode);
   const stopAt = performance.now() + overloadDuration * 1000;
   const [r, check] = await Promise.all([
     // Closed-loop clients: more connections than the queue holds, so the
@@ -376,7 +384,8 @@ const m = report.modes as Record<
 function modeLabel(mode: string): string {
   if (mode === 'direct') return 'per-request search';
   const b = BATCH_MODE.exec(mode)!;
-  return b[1] ? `batcher, maxBatchSize ${b[1]}, maxDelayMs ${b[2]}` : 'batcher (defaults)';
+  if (!b[1]) return 'batcher (defaults)';
+  return `batcher, maxBatchSize ${b[1]}, maxDelayMs ${b[2]}${b[3] ? `, maxInFlight ${b[3]}` : ''}`;
 }
 const lines = [
   `### ${name}`,

@@ -64,6 +64,7 @@ Batching:
   --no-batch            run each request's search on its own (no batcher; for comparisons)
   --max-batch <n>       largest batch handed to the native pool (default 64)
   --max-delay-ms <n>    longest wait for a batch to fill (default 2)
+  --max-in-flight <n>   batches handed to the native pool at once (default 1)
   --capacity <n>        most queries waiting; past it requests get 503 (default 1024)
   --timeout-ms <n>      queries waiting longer get 504 (default 1000)
 
@@ -90,6 +91,7 @@ const SERVE_SPEC: Record<string, OptionSpec> = {
   'max-k': { type: 'string' },
   'max-batch': { type: 'string' },
   'max-delay-ms': { type: 'string' },
+  'max-in-flight': { type: 'string' },
   capacity: { type: 'string' },
   'timeout-ms': { type: 'string' },
   'auth-token-file': { type: 'string' },
@@ -204,6 +206,7 @@ export function serveOptionsFromArgs(argv: readonly string[], env: NodeJS.Proces
     maxK,
     maxBatchSize: intOr('max-batch', 1, 65536, 64),
     maxDelayMs: intOr('max-delay-ms', 0, 60_000, 2),
+    maxInFlight: intOr('max-in-flight', 1, 1024, 1),
     capacity: intOr('capacity', 1, 1 << 24, 1024),
     timeoutMs,
     authTokenFile,
@@ -369,6 +372,7 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
       maxK: o.maxK,
       maxBatchSize: o.maxBatchSize,
       maxDelayMs: o.maxDelayMs,
+      maxInFlight: o.maxInFlight,
       capacity: o.capacity,
       timeoutMs: o.timeoutMs,
       batching: o.batching,

@@ -81,6 +81,8 @@ export interface ServerOptions {
   maxDelayMs?: number;
   capacity?: number;
   timeoutMs?: number;
+  /** Batches handed to the native pool at once (default 1; see BatcherOptions.maxInFlight). */
+  maxInFlight?: number;
   /** Largest k a request may ask for (default 1024). */
   maxK?: number;
   /** k when a request gives none (default 10). */
@@ -306,6 +308,7 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     maxDelayMs: options.maxDelayMs ?? 2,
     capacity,
     timeoutMs: options.timeoutMs ?? 1000,
+    ...(options.maxInFlight !== undefined ? { maxInFlight: options.maxInFlight } : {}),
   };
   const maxBatchVectors = Math.min(options.maxBatchVectors ?? capacity, capacity);
   const batching = options.batching ?? true;
