@@ -44,7 +44,9 @@ function parseModes(list: string): string[] {
   const modes = list.split(',');
   for (const m of modes)
     if (m !== 'direct' && !BATCH_MODE.test(m))
-      throw new UsageError(`--modes: unknown mode '${m}' (direct, batch, batch:<maxBatch>x<maxDelayMs>[x<maxInFlight>])`);
+      throw new UsageError(
+        `--modes: unknown mode '${m}' (direct, batch, batch:<maxBatch>x<maxDelayMs>[x<maxInFlight>])`,
+      );
   return modes;
 }
 
