@@ -519,11 +519,11 @@ export function createBatcher<Ids extends IdArray = Int32Array>(
       .then(
         (res) => {
           done();
-          // Queue the next batch before answering this one: resolving wakes
-          // every caller's continuation (an HTTP response each, ~100 us in
-          // the server), and the pool would idle through all of them if the
-          // next batch waited for the .finally below.
-          pump();
+          // The next batch starts in .finally, after these callers' answers
+          // (HTTP responses in a server). Starting it first, so the pool works
+          // while the event loop writes them, measured worse: under 4x
+          // overload on one core the goodput fell from ~2,340 to ~1,880
+          // answers/s (four alternating runs, bench/results/batch-engine.md).
           for (let i = 0; i < n; i++) {
             batch[i]!.resolve({
               ids: res.ids.slice(i * k, (i + 1) * k) as Ids,

@@ -112,28 +112,6 @@ describe('batcher semantics (stand-in index, fake timers)', () => {
     expect(b.stats()).toMatchObject({ queued: 0, running: 0, completed: 10 });
   });
 
-  it('hands the next batch to the index before it answers the callers of the finished one', async () => {
-    // In a server each answer is an HTTP response: the pool must not idle
-    // while the event loop writes them.
-    vi.useFakeTimers();
-    const idx = fakeIndex(4, true);
-    const b = createBatcher(idx, { maxBatchSize: 2, maxDelayMs: 1 });
-    const callsSeenByFirstAnswer: number[] = [];
-    const ps = Array.from({ length: 4 }, (_, i) =>
-      b.search(q(i), { k: 1, nprobe: 1 }).then((r) => {
-        if (i === 0) callsSeenByFirstAnswer.push(idx.calls.length);
-        return r;
-      }),
-    );
-    await vi.advanceTimersByTimeAsync(5);
-    expect(idx.calls).toHaveLength(1);
-    idx.release();
-    await vi.advanceTimersByTimeAsync(0);
-    expect(callsSeenByFirstAnswer).toEqual([2]);
-    idx.release();
-    expect((await Promise.all(ps)).map((r) => r.ids[0])).toEqual([0, 1, 2, 3]);
-  });
-
   it('dispatches maxDelayMs after the first query of a batch arrived', async () => {
     vi.useFakeTimers();
     const idx = fakeIndex();
