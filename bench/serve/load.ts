@@ -1,7 +1,7 @@
 /**
  * Load benchmark of `rabitq serve` on 127.0.0.1 (never another address):
  * per-request search vs the batcher at a fixed concurrency, then an overload
- * at a multiple of the batcher's sustainable rate.
+ * at a multiple of the sustainable rate of the batcher (or of --overload-mode).
  *
  *   taskset -c 0,1 node dist/bench/serve/load.js --index ../data/sift1m-cv/index.rbq \
  *     --queries ../data/sift1m-cv/query.bvecs --nprobe 48
@@ -312,7 +312,8 @@ log(
 
 // Modes alternate run by run so drift on the machine hits both alike; the
 // run with the median throughput is reported for each mode.
-let batchRate = 0;
+// req/s of the overload mode at the fixed concurrency: the overload is a multiple of it
+let sustainedRate = 0;
 const perMode: Record<string, Array<ReturnType<typeof summary> & { peakRssMiB: number }>> = {};
 for (let run_ = 0; run_ < runs; run_++) {
   for (const mode of modes) {
@@ -335,15 +336,14 @@ for (const [mode, list] of Object.entries(perMode)) {
     ...med,
     runsRequestsPerSecond: list.map((x) => x.requestsPerSecond),
   };
-  // the overload is a multiple of the sustainable rate of the mode it runs
-  if (mode === overloadMode) batchRate = med.requestsPerSecond;
+  if (mode === overloadMode) sustainedRate = med.requestsPerSecond;
   log(
     `${mode.padEnd(6)} median: ${med.requestsPerSecond.toFixed(0)} req/s, p50 ${med.latencyMs.p50} ms, p99 ${med.latencyMs.p99} ms`,
   );
 }
 
-if (overloadFactor > 0 && batchRate > 0) {
-  const rate = Math.round(batchRate * overloadFactor);
+if (overloadFactor > 0 && sustainedRate > 0) {
+  const rate = Math.round(sustainedRate * overloadFactor);
   const s = await startServe(overloadMode);
   const stopAt = performance.now() + overloadDuration * 1000;
   const [r, check] = await Promise.all([
@@ -417,8 +417,8 @@ if (report.overload) {
   };
   lines.push(
     '',
-    `Overload: ${o.targetRate} req/s offered (${overloadFactor}x the batcher's rate) by ${OVERLOAD_CONNECTIONS} connections against a queue capacity of ${CAPACITY}, for ${overloadDuration} s: ${o.requestsPerSecond.toFixed(0)} req/s answered; ` +
-      `goodput (200s) ${((o.status['200'] ?? 0) / overloadDuration).toFixed(0)} req/s = ${((100 * (o.status['200'] ?? 0)) / overloadDuration / batchRate).toFixed(0)}% of the batcher's sustainable rate; ` +
+    `Overload: ${o.targetRate} req/s offered (${overloadFactor}x the sustained rate of the ${modeLabel(overloadMode)}) by ${OVERLOAD_CONNECTIONS} connections against a queue capacity of ${CAPACITY}, for ${overloadDuration} s: ${o.requestsPerSecond.toFixed(0)} req/s answered; ` +
+      `goodput (200s) ${((o.status['200'] ?? 0) / overloadDuration).toFixed(0)} req/s = ${((100 * (o.status['200'] ?? 0)) / overloadDuration / sustainedRate).toFixed(0)}% of that sustained rate; ` +
       `status counts ${JSON.stringify(o.status)}; p99 ${o.latencyMs.p99} ms; peak RSS ${o.peakRssMiB.toFixed(0)} MiB; server alive afterwards: ${o.aliveAfter}, exit code after SIGTERM ${o.exitCode}. ` +
       `Correctness probe during the overload: ${o.check.sent} queries sent, ${o.check.ok} answered correctly, ${o.check.wrong} wrong, rejected ${JSON.stringify(o.check.rejected)}.`,
   );
