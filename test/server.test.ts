@@ -362,6 +362,86 @@ describe('load, timeouts and readiness', () => {
     }
   });
 
+  /** POST on the agent's one connection; resolves with the status and the ms it took. */
+  function postOn(agent: http.Agent, url: string, body: string): Promise<{ status: number; ms: number; port: number }> {
+    const t0 = performance.now();
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        url,
+        { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+        (res) => {
+          res.resume();
+          res.on('end', () =>
+            resolve({ status: res.statusCode!, ms: performance.now() - t0, port: req.socket!.localPort! }),
+          );
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  for (const pauseAfterShedMs of [0, 600]) {
+    it(`after a 503 the same connection is read again ${pauseAfterShedMs ? `after pauseAfterShedMs (${pauseAfterShedMs})` : 'at once with pauseAfterShedMs 0'}`, async () => {
+      // capacity 1 and a 150 ms batching delay: a second query while the
+      // first waits is shed
+      const s = await startServer({ index, port: 0, capacity: 1, maxDelayMs: 150, pauseAfterShedMs });
+      const held = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        await s.ready;
+        const body = JSON.stringify({ vector: Array.from(row(0)) });
+        const first = postOn(new http.Agent({ keepAlive: false }), `${s.url}/search`, body);
+        await new Promise((r) => setTimeout(r, 30));
+        const shed = await postOn(held, `${s.url}/search`, body);
+        expect(shed.status).toBe(503);
+        // re-sent at once on the same connection (the client ignores Retry-After)
+        const again = await postOn(held, `${s.url}/search`, body);
+        expect(again.port).toBe(shed.port);
+        if (pauseAfterShedMs) {
+          // read once the pause is over, when the first query has left the queue
+          expect(again.status).toBe(200);
+          expect(again.ms).toBeGreaterThanOrEqual(pauseAfterShedMs - 50);
+        } else {
+          // read at once, while the first query still fills the queue
+          expect(again.status).toBe(503);
+          expect(again.ms).toBeLessThan(100);
+        }
+        expect((await first).status).toBe(200);
+        // other connections are not held
+        const other = await postOn(new http.Agent({ keepAlive: false }), `${s.url}/search`, body);
+        expect(other.status).toBe(200);
+        expect(other.ms).toBeLessThan(pauseAfterShedMs || 400);
+      } finally {
+        held.destroy();
+        await s.close();
+      }
+    });
+  }
+
+  it('close() answers a connection held after a 503 instead of waiting out the pause', async () => {
+    const s = await startServer({ index, port: 0, capacity: 1, maxDelayMs: 100, pauseAfterShedMs: 20_000 });
+    const held = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      await s.ready;
+      const body = JSON.stringify({ vector: Array.from(row(0)) });
+      const first = postOn(new http.Agent({ keepAlive: false }), `${s.url}/search`, body);
+      await new Promise((r) => setTimeout(r, 20));
+      expect((await postOn(held, `${s.url}/search`, body)).status).toBe(503);
+      const again = postOn(held, `${s.url}/search`, body).catch((e: Error) => e);
+      await first;
+      await new Promise((r) => setTimeout(r, 50));
+      const t0 = performance.now();
+      await s.close();
+      expect(performance.now() - t0).toBeLessThan(5000);
+      // answered, not dropped unread with its connection
+      const r = await again;
+      expect(r).not.toBeInstanceOf(Error);
+      expect([200, 503]).toContain((r as { status: number }).status);
+    } finally {
+      held.destroy();
+    }
+  });
+
   it('a query that waits longer than the timeout gets 504', async () => {
     const s = await startServer({ index, port: 0, timeoutMs: 5, maxDelayMs: 200 });
     try {

@@ -36,7 +36,7 @@ const ROOT = path.resolve(
 const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 const USAGE =
-  'usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--overload-mode batch] [--workers 1]\n';
+  'usage: load.js --index <file> --queries <fvecs|bvecs> [--nprobe 48] [--k 10] [--connections 64] [--duration 10] [--overload 4] [--overload-mode batch] [--workers 1] [--pause-after-shed-ms <ms>]\n';
 
 const BATCH_MODE = /^batch(?::(\d+)x(\d+(?:\.\d+)?)(?:x(\d+))?)?$/;
 
@@ -65,6 +65,7 @@ function parseLoadArgs(argv: readonly string[]) {
     runs: { type: 'string' },
     modes: { type: 'string' },
     'server-cpus': { type: 'string' },
+    'pause-after-shed-ms': { type: 'string' },
     out: { type: 'string' },
     name: { type: 'string' },
   });
@@ -85,6 +86,8 @@ function parseLoadArgs(argv: readonly string[]) {
     runs: intOption(values, 'runs', 1, 50, 3),
     modes: parseModes(stringOption(values, 'modes') ?? 'direct,batch'),
     serverCpus: stringOption(values, 'server-cpus'),
+    // the server's default when not given
+    pauseAfterShedMs: stringOption(values, 'pause-after-shed-ms'),
     name: stringOption(values, 'name') ?? 'serve-load',
     outDir: stringOption(values, 'out') ?? path.join(ROOT, 'bench', 'results'),
   };
@@ -111,6 +114,7 @@ const {
   runs,
   modes,
   serverCpus,
+  pauseAfterShedMs,
   name,
   outDir,
 } = args;
@@ -163,6 +167,7 @@ async function startServe(mode: string): Promise<Server> {
     if (batch[3]) args.push('--max-in-flight', batch[3]);
   }
   if (workers > 1) args.push('--workers', String(workers));
+  if (pauseAfterShedMs !== undefined) args.push('--pause-after-shed-ms', pauseAfterShedMs);
   const child = serverCpus
     ? spawn('taskset', ['-c', serverCpus, process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
     : spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -302,6 +307,7 @@ const report: Record<string, unknown> = {
   duration,
   workers,
   runs,
+  pauseAfterShedMs: pauseAfterShedMs ?? 'server default',
   commandLine: ['node', 'dist/bench/serve/load.js', ...process.argv.slice(2)].join(' '),
   modes: {} as Record<string, unknown>,
 };

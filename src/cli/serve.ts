@@ -66,6 +66,9 @@ Batching:
   --max-delay-ms <n>    longest wait for a batch to fill (default 2)
   --max-in-flight <n>   batches handed to the native pool at once (default 1)
   --capacity <n>        most queries waiting; past it requests get 503 (default 1024)
+  --pause-after-shed-ms <ms>
+                        after a 503 for a full queue, that connection is not
+                        read for this long (default 1000, the Retry-After; 0: off)
   --timeout-ms <n>      queries waiting longer get 504 (default 1000)
 
 Endpoints: POST /search, POST /search/batch, GET /healthz, GET /metrics,
@@ -93,6 +96,7 @@ const SERVE_SPEC: Record<string, OptionSpec> = {
   'max-delay-ms': { type: 'string' },
   'max-in-flight': { type: 'string' },
   capacity: { type: 'string' },
+  'pause-after-shed-ms': { type: 'string' },
   'timeout-ms': { type: 'string' },
   'auth-token-file': { type: 'string' },
   'tls-cert': { type: 'string' },
@@ -208,6 +212,7 @@ export function serveOptionsFromArgs(argv: readonly string[], env: NodeJS.Proces
     maxDelayMs: intOr('max-delay-ms', 0, 60_000, 2),
     maxInFlight: intOr('max-in-flight', 1, 1024, 1),
     capacity: intOr('capacity', 1, 1 << 24, 1024),
+    pauseAfterShedMs: intOr('pause-after-shed-ms', 0, 30_000, 1000),
     timeoutMs,
     authTokenFile,
     envToken,
@@ -374,6 +379,7 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
       maxDelayMs: o.maxDelayMs,
       maxInFlight: o.maxInFlight,
       capacity: o.capacity,
+      pauseAfterShedMs: o.pauseAfterShedMs,
       timeoutMs: o.timeoutMs,
       batching: o.batching,
       ...(authToken !== undefined ? { authToken } : {}),
