@@ -123,12 +123,15 @@ void RabitqQuantizer::prepare_cluster(QuantizedQuery& s, size_t c, bool bitplane
   const size_t pd = padded_dim_;
   const float* rc = &rotated_centroids_[c * pd];
   float* q = s.qres.data();
-  float sum = 0.f;
-  for (size_t i = 0; i < pd; ++i) {
-    q[i] = s.qrot[i] - rc[i];
-    sum += q[i];
-  }
-  s.sumq = sum;
+  // Eight partial sums: one chain of 128+ dependent float adds cost ~4% of
+  // a search. (pd is a multiple of 64.)
+  float part[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  for (size_t i = 0; i < pd; i += 8)
+    for (size_t j = 0; j < 8; ++j) {
+      q[i + j] = s.qrot[i + j] - rc[i + j];
+      part[j] += q[i + j];
+    }
+  s.sumq = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
   s.qnorm2 = k.dot(q, q, pd);
   float lo, hi;
   k.minmax(q, pd, &lo, &hi);
