@@ -327,17 +327,24 @@ void ExQuery::prepare(const float* qres, size_t padded_dim, unsigned b) {
   bits = b;
   if (q.size() != padded_dim) q.resize(padded_dim);
   // Independent lanes, so neither the max nor the norm is one long chain of
-  // dependent operations (max is exact in any order; the four double chains
-  // are the same as before).
-  float mx4[4] = {0.f, 0.f, 0.f, 0.f};
+  // dependent operations (the four double chains are the same as before).
+  // The largest |v| is taken on the bit patterns: for non-negative floats
+  // their order as integers is their order as numbers, and integer compares
+  // vectorize where float ones (which could trap) stay branches.
+  int32_t mx4[4] = {0, 0, 0, 0};
   double n2[4] = {0, 0, 0, 0};  // padded_dim is a multiple of 64
   for (size_t i = 0; i < padded_dim; i += 4)
     for (size_t j = 0; j < 4; ++j) {
       const float v = qres[i + j];
-      mx4[j] = std::max(mx4[j], std::fabs(v));
+      int32_t a;
+      std::memcpy(&a, &v, sizeof a);
+      a &= 0x7fffffff;
+      mx4[j] = a > mx4[j] ? a : mx4[j];
       n2[j] += static_cast<double>(v) * v;
     }
-  const float mx = std::max(std::max(mx4[0], mx4[1]), std::max(mx4[2], mx4[3]));
+  const int32_t mxbits = std::max(std::max(mx4[0], mx4[1]), std::max(mx4[2], mx4[3]));
+  float mx;
+  std::memcpy(&mx, &mxbits, sizeof mx);
   const double sum2 = (n2[0] + n2[1]) + (n2[2] + n2[3]);
   qnorm2 = static_cast<float>(sum2);
   qnorm = static_cast<float>(std::sqrt(sum2));
@@ -345,17 +352,19 @@ void ExQuery::prepare(const float* qres, size_t padded_dim, unsigned b) {
   const float inv = mx > 0.f ? 127.f / mx : 0.f;
   // lround (half away from zero) in float arithmetic only, so the compiler
   // vectorizes it: truncate, then step away from zero when the fraction
-  // (exact: x - trunc(x) is representable) is at least one half. Clamping
-  // before rounding gives the same integers as after (the bounds are
-  // integers).
+  // (exact: x - trunc(x) is representable) is at least one half.
   const float* __restrict in = qres;
   int8_t* __restrict out = q.data();
   int32_t s = 0;
   for (size_t i = 0; i < padded_dim; ++i) {
-    const float x = std::min(127.f, std::max(-127.f, in[i] * inv));
-    int32_t v = static_cast<int32_t>(x);
-    const float frac = x - static_cast<float>(v);
-    v += static_cast<int32_t>(frac >= 0.5f) - static_cast<int32_t>(frac <= -0.5f);
+    // No float comparisons (they could trap, so GCC keeps them as branches):
+    // 2 * frac (exact) truncates to +-1 exactly when |frac| >= 1/2.
+    const float x = in[i] * inv;
+    const int32_t t = static_cast<int32_t>(x);
+    const float frac = x - static_cast<float>(t);
+    int32_t v = t + static_cast<int32_t>(frac * 2.f);
+    v = v > 127 ? 127 : v;
+    v = v < -127 ? -127 : v;
     out[i] = static_cast<int8_t>(v);
     s += v;
   }
