@@ -544,6 +544,7 @@ describe('rabitq serve (child process)', () => {
       [['serve', 'a.fvecs', '--port', '70000'], /--port must be in 0\.\.65535/],
       [['serve', 'a.fvecs', '--capacity', '0'], /--capacity must be in 1\./],
       [['serve', 'a.fvecs', '--max-in-flight', '0'], /--max-in-flight must be in 1\./],
+      [['serve', 'a.fvecs', '--pause-after-shed-ms', '30001'], /--pause-after-shed-ms must be in 0\.\.30000/],
       [['serve', 'a.fvecs', '--bogus'], /unknown option --bogus/],
       [['serve', 'a.fvecs', 'b.fvecs'], /unexpected argument "b.fvecs"/],
     ];

@@ -152,6 +152,12 @@ describe('connection timeouts (defect 3b)', () => {
       /options\.headersTimeoutMs \(500\) must not exceed options\.requestTimeoutMs \(400\)/,
     );
     await expect(startServer({ index: indexA, port: 0, drainTimeoutMs: -1 })).rejects.toThrow(RangeError);
+    await expect(startServer({ index: indexA, port: 0, pauseAfterShedMs: -1 })).rejects.toThrow(
+      /options\.pauseAfterShedMs must be an integer in 0\.\./,
+    );
+    await expect(startServer({ index: indexA, port: 0, retryAfterSeconds: 1.5 })).rejects.toThrow(
+      /options\.retryAfterSeconds must be an integer in 0\.\./,
+    );
   });
 });
 
