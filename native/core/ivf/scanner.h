@@ -6,8 +6,9 @@
 //
 // Pieces: probe_order() -> scan_cluster() (estimate_block() per 32 codes,
 // then keep_estimates() or collect_candidates(), which give the vectors the
-// 1-bit bound keeps their multi-bit estimate when the index has one) ->
-// rerank() -> finish().
+// 1-bit bound keeps their multi-bit estimate when the index has one; with
+// multi-bit codes and re-ranking, scan_cluster_ex() does it in two passes)
+// -> rerank() -> finish().
 // A cluster-major batch scan (each probed cluster visited once for all the
 // queries of a batch that probe it) fits beside search(): one QueryState
 // per query (its top k, bounds, candidates and counters) instead of the
@@ -44,6 +45,10 @@ struct QueryState {
   // deciding during the scan, when the top k is still poor.
   TopK<int64_t> upper;
   std::vector<std::pair<float, uint32_t>> cands;  // (lower bound, position) in the current cluster
+  // The current cluster's 1-bit estimates, lower bounds and per-block masks
+  // (scan_cluster_ex(); grown to the largest cluster seen, never shrunk).
+  std::vector<float> cl_est, cl_lower;
+  std::vector<uint32_t> cl_pass;
   SearchStats st;
 };
 
@@ -102,8 +107,11 @@ class IvfScanner {
   void prefetch_cluster(size_t c) const;
   void keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0, size_t nb,
                       uint32_t passed, const Filter* filter, float epsilon) const;
+  void scan_cluster_ex(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c, const EstimateParams& ep,
+                       const SearchParams& sp) const;
   void collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c, size_t b0,
-                          uint32_t passed, float threshold, const Filter* filter, float epsilon) const;
+                          uint32_t passed, float threshold, const Filter* filter, float epsilon, const float* est,
+                          const float* lower) const;
   void rerank(QueryState& q, const ClusterView& cl, size_t k) const;
   void finish(QueryState& q, size_t k, int64_t* ids, float* dists) const;
 
