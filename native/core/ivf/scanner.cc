@@ -28,6 +28,49 @@ void select_nearest(const float* d, size_t n, size_t m, std::vector<std::pair<fl
   m = std::min(m, n);
   if (m == 0) return;
   constexpr size_t kMaxSample = 256;
+  constexpr size_t kSmallM = 16;
+  if (m <= kSmallM && n >= 64) {
+    // Few probes (small nprobe, small indexes): the m best so far in a sorted
+    // array, and blocks of 8 skipped at once when none beats the m-th. The
+    // sample-and-select path below cost ~4 us of a 25 us query at nprobe 1
+    // over 1,265 centroids, this one 0.5 us; past m = 16 the insertions cost
+    // more than it saves (measured on 1,265 and 4,096 distances).
+    std::pair<float, uint32_t> best[kSmallM];
+    size_t cnt = 0;
+    float worst = kInf;  // the m-th smallest so far once cnt == m
+    // Strictly smaller: with increasing indexes an equal distance never
+    // displaces an earlier index, the (distance, index) order asked for.
+    const auto offer = [&](float v, uint32_t j) {
+      if (cnt == m ? !(v < worst) : v != v) return;  // (NaN never enters, as on the other paths)
+      size_t pos = cnt < m ? cnt++ : m - 1;
+      while (pos > 0 && v < best[pos - 1].first) {
+        best[pos] = best[pos - 1];
+        --pos;
+      }
+      best[pos] = {v, j};
+      if (cnt == m) worst = best[m - 1].first;
+    };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      if (cnt == m) {
+        Float4 a, b;
+        std::memcpy(&a, d + i, sizeof a);
+        std::memcpy(&b, d + i + 4, sizeof b);
+        const Float4 wv = {worst, worst, worst, worst};
+        const Int4 pass = (a < wv) | (b < wv);
+        uint64_t lanes[2];
+        std::memcpy(lanes, &pass, sizeof lanes);
+        if ((lanes[0] | lanes[1]) == 0) continue;
+      }
+      for (size_t j = i; j < i + 8; ++j) offer(d[j], static_cast<uint32_t>(j));
+    }
+    for (; i < n; ++i) offer(d[i], static_cast<uint32_t>(i));
+    // (fewer than m only with NaN distances: the full selection decides)
+    if (cnt == m) {
+      out.assign(best, best + m);
+      return;
+    }
+  }
   if (n >= 512 && m * 16 <= n) {
     // The sample's r-th smallest, r about twice the expected rank of the
     // m-th nearest: usually a few times m values pass; if fewer than m do,
