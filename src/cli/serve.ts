@@ -68,7 +68,8 @@ Batching:
   --capacity <n>        most queries waiting; past it requests get 503 (default 1024)
   --pause-after-shed-ms <ms>
                         after a 503 for a full queue, that connection is not
-                        read for this long (default 1000, the Retry-After; 0: off)
+                        read for this long (default: the Retry-After, 1000, at
+                        most half the idle timeout; 0: off)
   --timeout-ms <n>      queries waiting longer get 504 (default 1000)
 
 Endpoints: POST /search, POST /search/batch, GET /healthz, GET /metrics,
@@ -212,7 +213,9 @@ export function serveOptionsFromArgs(argv: readonly string[], env: NodeJS.Proces
     maxDelayMs: intOr('max-delay-ms', 0, 60_000, 2),
     maxInFlight: intOr('max-in-flight', 1, 1024, 1),
     capacity: intOr('capacity', 1, 1 << 24, 1024),
-    pauseAfterShedMs: intOr('pause-after-shed-ms', 0, 30_000, 1000),
+    // (absent: the server's default, the Retry-After capped at half the idle timeout)
+    pauseAfterShedMs:
+      values['pause-after-shed-ms'] === undefined ? undefined : intOr('pause-after-shed-ms', 0, 30_000, 1000),
     timeoutMs,
     authTokenFile,
     envToken,
@@ -379,7 +382,7 @@ export async function serveCommand(argv: readonly string[], io: CliIo): Promise<
       maxDelayMs: o.maxDelayMs,
       maxInFlight: o.maxInFlight,
       capacity: o.capacity,
-      pauseAfterShedMs: o.pauseAfterShedMs,
+      ...(o.pauseAfterShedMs !== undefined ? { pauseAfterShedMs: o.pauseAfterShedMs } : {}),
       timeoutMs: o.timeoutMs,
       batching: o.batching,
       ...(authToken !== undefined ? { authToken } : {}),
