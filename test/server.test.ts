@@ -381,19 +381,28 @@ describe('load, timeouts and readiness', () => {
     });
   }
 
+  /**
+   * A server with a queue of one query; the first query (its own connection)
+   * waits maxDelayMs in it, so a second one, sent on `held` (one keep-alive
+   * connection), is shed with 503.
+   */
+  async function shedOnHeldConnection(maxDelayMs: number, pauseAfterShedMs: number) {
+    const s = await startServer({ index, port: 0, capacity: 1, maxDelayMs, pauseAfterShedMs });
+    const held = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    await s.ready;
+    const body = JSON.stringify({ vector: Array.from(row(0)) });
+    const first = postOn(new http.Agent({ keepAlive: false }), `${s.url}/search`, body);
+    await new Promise((r) => setTimeout(r, 20));
+    const shed = await postOn(held, `${s.url}/search`, body);
+    expect(shed.status).toBe(503);
+    return { s, held, body, first, shed };
+  }
+
   for (const pauseAfterShedMs of [0, 600]) {
     it(`after a 503 the same connection is read again ${pauseAfterShedMs ? `after pauseAfterShedMs (${pauseAfterShedMs})` : 'at once with pauseAfterShedMs 0'}`, async () => {
-      // capacity 1 and a 150 ms batching delay: a second query while the
-      // first waits is shed
-      const s = await startServer({ index, port: 0, capacity: 1, maxDelayMs: 150, pauseAfterShedMs });
-      const held = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      // a 150 ms batching delay keeps the first query in the queue
+      const { s, held, body, first, shed } = await shedOnHeldConnection(150, pauseAfterShedMs);
       try {
-        await s.ready;
-        const body = JSON.stringify({ vector: Array.from(row(0)) });
-        const first = postOn(new http.Agent({ keepAlive: false }), `${s.url}/search`, body);
-        await new Promise((r) => setTimeout(r, 30));
-        const shed = await postOn(held, `${s.url}/search`, body);
-        expect(shed.status).toBe(503);
         // re-sent at once on the same connection (the client ignores Retry-After)
         const again = await postOn(held, `${s.url}/search`, body);
         expect(again.port).toBe(shed.port);
@@ -419,14 +428,8 @@ describe('load, timeouts and readiness', () => {
   }
 
   it('close() answers a connection held after a 503 instead of waiting out the pause', async () => {
-    const s = await startServer({ index, port: 0, capacity: 1, maxDelayMs: 100, pauseAfterShedMs: 20_000 });
-    const held = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const { s, held, body, first } = await shedOnHeldConnection(100, 20_000);
     try {
-      await s.ready;
-      const body = JSON.stringify({ vector: Array.from(row(0)) });
-      const first = postOn(new http.Agent({ keepAlive: false }), `${s.url}/search`, body);
-      await new Promise((r) => setTimeout(r, 20));
-      expect((await postOn(held, `${s.url}/search`, body)).status).toBe(503);
       const again = postOn(held, `${s.url}/search`, body).catch((e: Error) => e);
       await first;
       await new Promise((r) => setTimeout(r, 50));

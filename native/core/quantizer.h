@@ -103,8 +103,10 @@ class RabitqQuantizer {
   // (count vectors, laid out by layout()) into q.est and q.lower. FastScan,
   // or the bit-plane reference path: the same values. Returns the mask of
   // the vectors whose lower bound is <= threshold (Kernels::estimate).
+  // est / lower: where to write them instead (nb floats each).
   uint32_t estimate_block(QuantizedQuery& q, const uint8_t* codes, size_t count, const Factor* factors, size_t b0,
-                          size_t nb, bool bitplane, const EstimateParams& ep, float threshold) const {
+                          size_t nb, bool bitplane, const EstimateParams& ep, float threshold, float* est = nullptr,
+                          float* lower = nullptr) const {
     const Kernels& k = active_kernels();
     uint16_t* ip = q.ip.data();
     if (bitplane) {
@@ -116,8 +118,8 @@ class RabitqQuantizer {
     } else {
       k.fastscan(layout_.scan_block(codes, count, b0, q.tail.data()), q.luts.data(), layout_.npairs, ip);
     }
-    return k.estimate(reinterpret_cast<const float*>(factors + b0), ip, nb, ep, threshold, q.est.data(),
-                      q.lower.data());
+    return k.estimate(reinterpret_cast<const float*>(factors + b0), ip, nb, ep, threshold, est ? est : q.est.data(),
+                      lower ? lower : q.lower.data());
   }
   // Width of one vector's bound (epsilon 1) after prepare_cluster.
   float error_bound(const QuantizedQuery& q, const Factor& f) const;

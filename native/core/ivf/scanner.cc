@@ -289,10 +289,8 @@ void IvfScanner::scan_cluster_ex(QuantizedQuery& qq, QueryState& q, const Cluste
   for (size_t b = 0; b < nblocks; ++b) {
     const size_t b0 = b * kFastScanBlock;
     const size_t nb = std::min(kFastScanBlock, cl.count - b0);
-    const uint32_t passed =
-        quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep, first);
-    std::copy_n(qq.est.data(), nb, q.cl_est.data() + b0);
-    std::copy_n(qq.lower.data(), nb, q.cl_lower.data() + b0);
+    const uint32_t passed = quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep,
+                                                      first, q.cl_est.data() + b0, q.cl_lower.data() + b0);
     q.cl_pass[b] = passed;
     for (uint32_t m = passed; m != 0; m &= m - 1) {
       const size_t local = b0 + static_cast<size_t>(__builtin_ctz(m));
