@@ -292,8 +292,13 @@ void IvfScanner::scan_cluster_ex(QuantizedQuery& qq, QueryState& q, const Cluste
     const uint32_t passed = quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep,
                                                       first, q.cl_est.data() + b0, q.cl_lower.data() + b0);
     q.cl_pass[b] = passed;
-    for (uint32_t m = passed; m != 0; m &= m - 1) {
-      const size_t local = b0 + static_cast<size_t>(__builtin_ctz(m));
+  }
+  // Apart from the estimates: the bit loop's branches are unpredictable, and
+  // between the blocks' calls each misprediction threw away the next block's
+  // work in flight.
+  for (size_t b = 0; b < nblocks; ++b) {
+    for (uint32_t m = q.cl_pass[b]; m != 0; m &= m - 1) {
+      const size_t local = b * kFastScanBlock + static_cast<size_t>(__builtin_ctz(m));
       const char* ex = reinterpret_cast<const char*>(cl.ex_codes + local * cl.ex_bytes);
       for (size_t l = 0; l < ex_lines; ++l) __builtin_prefetch(ex + 64 * l);
       __builtin_prefetch(cl.ex_factors + local);
