@@ -121,6 +121,19 @@ class RabitqQuantizer {
     return k.estimate(reinterpret_cast<const float*>(factors + b0), ip, nb, ep, threshold, est ? est : q.est.data(),
                       lower ? lower : q.lower.data());
   }
+  // estimate_block() over a whole cluster: est / lower hold 32 floats per
+  // block (the tail block's unused), masks[b] is block b's mask. The full
+  // blocks take one Kernels::scan_blocks call.
+  void estimate_cluster(QuantizedQuery& q, const uint8_t* codes, size_t count, const Factor* factors, bool bitplane,
+                        const EstimateParams& ep, float threshold, float* est, float* lower, uint32_t* masks) const {
+    const size_t full = bitplane ? 0 : count / kFastScanBlock;
+    if (full > 0)
+      active_kernels().scan_blocks(codes, q.luts.data(), layout_.npairs, reinterpret_cast<const float*>(factors), full,
+                                   ep, threshold, est, lower, masks);
+    for (size_t b0 = full * kFastScanBlock; b0 < count; b0 += kFastScanBlock)
+      masks[b0 / kFastScanBlock] = estimate_block(q, codes, count, factors, b0, std::min(kFastScanBlock, count - b0),
+                                                  bitplane, ep, threshold, est + b0, lower + b0);
+  }
   // Width of one vector's bound (epsilon 1) after prepare_cluster.
   float error_bound(const QuantizedQuery& q, const Factor& f) const;
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -90,7 +91,7 @@ TEST_CASE("tables are complete and the levels are ordered" * doctest::test_suite
     CHECK(k->level == l);
     CHECK(std::strcmp(k->name, rabitq::level_name(l)) == 0);
     CHECK((k->l2sq && k->dot && k->minmax && k->quantize && k->popcount_and && k->bitplane_ip && k->fastscan &&
-           k->dot_tile16 && k->dot_tile16_f16 && k->estimate && k->fastscan_luts && k->ex_ip));
+           k->dot_tile16 && k->dot_tile16_f16 && k->estimate && k->fastscan_luts && k->ex_ip && k->scan_blocks));
   }
 #if defined(__aarch64__)
   CHECK(rabitq::detected_level() == SimdLevel::kNeon);
@@ -127,6 +128,7 @@ TEST_CASE("no SIMD table falls back to a scalar kernel" * doctest::test_suite("k
     CHECK_MESSAGE((k->estimate != s.estimate), k->name);
     CHECK_MESSAGE((k->ex_ip != s.ex_ip), k->name);
     CHECK_MESSAGE((k->fastscan_luts != s.fastscan_luts), k->name);
+    CHECK_MESSAGE((k->scan_blocks != s.scan_blocks), k->name);
   }
 }
 
@@ -404,6 +406,68 @@ TEST_CASE("fastscan equals scalar and a plain loop" * doctest::test_suite("kerne
         bool guard = true;
         for (int i = 32; i < 40; ++i) guard = guard && got[i] == 0xBEEF;
         CHECK_MESSAGE(guard, k->name << " wrote past out[31]");
+      }
+    }
+  }
+}
+
+// scan_blocks is fastscan then estimate block by block, fused: the same
+// sums, estimates, bounds and masks as the scalar kernels called one block
+// at a time, bit for bit, at every level (thresholds that split the blocks,
+// NaN factors, and each block's own factors and codes).
+TEST_CASE("scan_blocks equals scalar fastscan + estimate per block" * doctest::test_suite("kernels")) {
+  const Kernels& s = rabitq::scalar_kernels();
+  Rng rng(6100);
+  std::vector<const Kernels*> tables = simd_tables();
+  tables.push_back(&s);
+  for (size_t npairs : {1, 2, 3, 8, 16, 17, 120}) {
+    for (size_t nblocks : {1, 2, 7}) {
+      Buf<uint8_t> codes(npairs * 32 * nblocks, 1), luts(npairs * 32, 2);
+      for (size_t i = 0; i < npairs * 32 * nblocks; ++i) codes.p[i] = static_cast<uint8_t>(rng.next());
+      for (size_t i = 0; i < npairs * 32; ++i) luts.p[i] = static_cast<uint8_t>(rng.below(16));
+      std::vector<float> factors(nblocks * 32 * 4);
+      for (size_t i = 0; i < factors.size(); ++i) factors[i] = static_cast<float>(rng.uniform() * 4.0 - 1.0);
+      factors[5 * 4 + 1] = std::nanf("");  // a NaN estimate: never in a mask
+      const rabitq::EstimateParams ep{1.5f, -0.25f, 0.125f, 3.f, 0.3f, 0.01f};
+      // The median lower bound of the scalar pass: about half of each mask set.
+      std::vector<float> want_est(nblocks * 32), want_lower(nblocks * 32);
+      std::vector<uint32_t> want_mask(nblocks);
+      for (float threshold : {std::numeric_limits<float>::infinity(), 0.f}) {
+        for (size_t b = 0; b < nblocks; ++b) {
+          uint16_t ip[32];
+          s.fastscan(codes.p + b * npairs * 32, luts.p, npairs, ip);
+          want_mask[b] = s.estimate(factors.data() + b * 128, ip, 32, ep, threshold, want_est.data() + b * 32,
+                                    want_lower.data() + b * 32);
+        }
+        if (threshold == 0.f) {
+          std::vector<float> sorted = want_lower;
+          std::sort(sorted.begin(), sorted.end(), [](float a, float b) { return a < b || (a == a && b != b); });
+          threshold = sorted[sorted.size() / 2];
+          for (size_t b = 0; b < nblocks; ++b) {
+            uint16_t ip[32];
+            s.fastscan(codes.p + b * npairs * 32, luts.p, npairs, ip);
+            want_mask[b] = s.estimate(factors.data() + b * 128, ip, 32, ep, threshold, want_est.data() + b * 32,
+                                      want_lower.data() + b * 32);
+          }
+        }
+        for (const Kernels* k : tables) {
+          std::vector<float> est(nblocks * 32 + 1, -7.f), lower(nblocks * 32 + 1, -7.f);
+          std::vector<uint32_t> mask(nblocks + 1, 0xdeadbeefu);
+          k->scan_blocks(codes.p, luts.p, npairs, factors.data(), nblocks, ep, threshold, est.data(), lower.data(),
+                         mask.data());
+          const std::string what = std::string(k->name) + " npairs=" + std::to_string(npairs) +
+                                   " nblocks=" + std::to_string(nblocks) + " threshold=" + std::to_string(threshold);
+          CHECK_MESSAGE(std::memcmp(est.data(), want_est.data(), want_est.size() * 4) == 0, what);
+          CHECK_MESSAGE(std::memcmp(lower.data(), want_lower.data(), want_lower.size() * 4) == 0, what);
+          CHECK_MESSAGE(std::memcmp(mask.data(), want_mask.data(), want_mask.size() * 4) == 0, what);
+          CHECK_MESSAGE((est.back() == -7.f && lower.back() == -7.f && mask.back() == 0xdeadbeefu),
+                        what << ": wrote past the last block");
+        }
+        if (!std::isinf(threshold)) {
+          bool split = false;
+          for (uint32_t m : want_mask) split = split || (m != 0 && m != ~0u);
+          CHECK_MESSAGE(split, "the threshold should split some block");
+        }
       }
     }
   }

@@ -149,16 +149,16 @@ void IvfScanner::begin_state(QueryState& q, QuantizedQuery& qq, const float* pre
 // when the block was estimated (scan_threshold()); each is checked again
 // against the k-th result of the moment, which only tightens.
 inline void IvfScanner::keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0,
-                                       size_t nb, uint32_t passed, const Filter* filter, float epsilon) const {
+                                       size_t nb, uint32_t passed, const Filter* filter, float epsilon,
+                                       const float* est, const float* lower) const {
   if (cl.ex_codes == nullptr) {
     for (size_t j = 0; j < nb; ++j) {
       const int64_t id = cl.id(b0 + j);
       if (filter && !filter->allows(static_cast<uint64_t>(id))) continue;
-      q.top.push(qq.est[j], id);
+      q.top.push(est[j], id);
     }
     return;
   }
-  const float* lower = qq.lower.data();
   for (; passed != 0; passed &= passed - 1) {
     const size_t j = static_cast<size_t>(__builtin_ctz(passed));
     if (q.top.full() && lower[j] >= q.top.worst()) continue;
@@ -267,72 +267,69 @@ void IvfScanner::rerank(QueryState& q, const ClusterView& cl, size_t k) const {
   cands.clear();
 }
 
-// With multi-bit codes a candidate's multi-bit estimate reads its ex code
-// and ex factors, away from the 1-bit codes just scanned: ~2/3 of the
-// multi-bit inner product's time went to waiting for that load. So the
-// cluster is done in two passes. The first estimates every block with the
-// threshold of the cluster's start and prefetches the ex data of the vectors
-// that pass it; the second takes the candidates in the same order, against
-// the same tightening threshold, as one pass would. The first pass's
-// threshold is never tighter than the second's, so the same vectors get
-// multi-bit estimates and the results and counters are those of one pass.
-void IvfScanner::scan_cluster_ex(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c,
-                                 const EstimateParams& ep, const SearchParams& sp) const {
+// A cluster is scanned in two passes. The first estimates every block
+// against the threshold of the cluster's start (one kernel call for the
+// full blocks, Kernels::scan_blocks); the second takes the vectors that
+// passed, block by block, against the threshold of the moment, which only
+// tightens: the first pass's masks are supersets of what a single pass would
+// have tested, every vector is tested again, so the results and counters are
+// those of one pass. With multi-bit codes a candidate's multi-bit estimate
+// reads its ex code and ex factors, away from the 1-bit codes just scanned:
+// ~2/3 of the multi-bit inner product's time went to waiting for that load,
+// so between the passes the ex data of the vectors that passed is prefetched.
+void IvfScanner::scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const {
+  const ClusterView cl = store_.view(c);
+  if (estimate_pass(qq, q, cl, c, sp)) collect_pass(qq, q, cl, c, sp);
+}
+
+// The first pass (false for an empty cluster: nothing more to do).
+bool IvfScanner::estimate_pass(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c,
+                               const SearchParams& sp) const {
+  q.st.clusters_probed++;
+  if (cl.count == 0) return false;
+  quantizer_.prepare_cluster(qq, c, sp.bitplane);
+  const EstimateParams ep = quantizer_.estimate_params(qq, sp.epsilon);
+  q.st.codes_scanned += cl.count;
   const size_t nblocks = (cl.count + kFastScanBlock - 1) / kFastScanBlock;
   if (q.cl_est.size() < nblocks * kFastScanBlock) {
     q.cl_est.resize(nblocks * kFastScanBlock);
     q.cl_lower.resize(nblocks * kFastScanBlock);
   }
   if (q.cl_pass.size() < nblocks) q.cl_pass.resize(nblocks);
-  const size_t ex_lines = std::min<size_t>((cl.ex_bytes + 63) / 64, 16);
-  const float first = scan_threshold(q, true);
-  for (size_t b = 0; b < nblocks; ++b) {
-    const size_t b0 = b * kFastScanBlock;
-    const size_t nb = std::min(kFastScanBlock, cl.count - b0);
-    const uint32_t passed = quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep,
-                                                      first, q.cl_est.data() + b0, q.cl_lower.data() + b0);
-    q.cl_pass[b] = passed;
-  }
-  // Apart from the estimates: the bit loop's branches are unpredictable, and
-  // between the blocks' calls each misprediction threw away the next block's
-  // work in flight.
-  for (size_t b = 0; b < nblocks; ++b) {
-    for (uint32_t m = q.cl_pass[b]; m != 0; m &= m - 1) {
-      const size_t local = b * kFastScanBlock + static_cast<size_t>(__builtin_ctz(m));
-      const char* ex = reinterpret_cast<const char*>(cl.ex_codes + local * cl.ex_bytes);
-      for (size_t l = 0; l < ex_lines; ++l) __builtin_prefetch(ex + 64 * l);
-      __builtin_prefetch(cl.ex_factors + local);
+  quantizer_.estimate_cluster(qq, cl.codes, cl.count, cl.factors, sp.bitplane, ep, scan_threshold(q, sp.rerank),
+                              q.cl_est.data(), q.cl_lower.data(), q.cl_pass.data());
+  if (cl.ex_codes != nullptr) {
+    const size_t ex_lines = std::min<size_t>((cl.ex_bytes + 63) / 64, 16);
+    for (size_t b = 0; b < nblocks; ++b) {
+      for (uint32_t m = q.cl_pass[b]; m != 0; m &= m - 1) {
+        const size_t local = b * kFastScanBlock + static_cast<size_t>(__builtin_ctz(m));
+        const char* ex = reinterpret_cast<const char*>(cl.ex_codes + local * cl.ex_bytes);
+        for (size_t l = 0; l < ex_lines; ++l) __builtin_prefetch(ex + 64 * l);
+        __builtin_prefetch(cl.ex_factors + local);
+      }
     }
   }
-  for (size_t b = 0; b < nblocks; ++b) {
-    const size_t b0 = b * kFastScanBlock;
-    collect_candidates(q, qq, cl, c, b0, q.cl_pass[b], scan_threshold(q, true), sp.filter, sp.epsilon,
-                       q.cl_est.data() + b0, q.cl_lower.data() + b0);
-  }
+  return true;
 }
 
-void IvfScanner::scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const {
-  const ClusterView cl = store_.view(c);
-  q.st.clusters_probed++;
-  if (cl.count == 0) return;
-  quantizer_.prepare_cluster(qq, c, sp.bitplane);
-  const EstimateParams ep = quantizer_.estimate_params(qq, sp.epsilon);
-  q.st.codes_scanned += cl.count;
-  if (sp.rerank && cl.ex_codes != nullptr) {
-    scan_cluster_ex(qq, q, cl, c, ep, sp);
-    rerank(q, cl, sp.k);
-    return;
-  }
-  for (size_t b0 = 0; b0 < cl.count; b0 += kFastScanBlock) {
+// The second pass and the cluster's re-ranking: needs qq and q as the first
+// pass left them (the batch scan runs other queries' first passes in
+// between, which gives the prefetches time to land).
+void IvfScanner::collect_pass(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c,
+                              const SearchParams& sp) const {
+  const size_t nblocks = (cl.count + kFastScanBlock - 1) / kFastScanBlock;
+  const float* est = q.cl_est.data();
+  const float* lower = q.cl_lower.data();
+  for (size_t b = 0; b < nblocks; ++b) {
+    const size_t b0 = b * kFastScanBlock;
     const size_t nb = std::min(kFastScanBlock, cl.count - b0);
-    const float threshold = scan_threshold(q, sp.rerank);
-    uint32_t passed = quantizer_.estimate_block(qq, cl.codes, cl.count, cl.factors, b0, nb, sp.bitplane, ep, threshold);
     if (sp.rerank) {
-      collect_candidates(q, qq, cl, c, b0, passed, threshold, sp.filter, sp.epsilon, qq.est.data(), qq.lower.data());
+      collect_candidates(q, qq, cl, c, b0, q.cl_pass[b], scan_threshold(q, true), sp.filter, sp.epsilon, est + b0,
+                         lower + b0);
     } else {
       // Until the top k is full every vector enters, a NaN bound included.
-      if (!q.top.full()) passed = nb == 32 ? ~uint32_t{0} : (uint32_t{1} << nb) - 1;
-      keep_estimates(q, qq, cl, b0, nb, passed, sp.filter, sp.epsilon);
+      const uint32_t passed = q.top.full() ? q.cl_pass[b] : nb == 32 ? ~uint32_t{0} : (uint32_t{1} << nb) - 1;
+      keep_estimates(q, qq, cl, b0, nb, passed, sp.filter, sp.epsilon, est + b0, lower + b0);
     }
   }
   if (sp.rerank) rerank(q, cl, sp.k);

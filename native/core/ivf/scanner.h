@@ -4,16 +4,12 @@
 // exactly, write the results. Read-only over the index's parts: the caller
 // holds the index's shared lock.
 //
-// Pieces: probe_order() -> scan_cluster() (estimate_block() per 32 codes,
-// then keep_estimates() or collect_candidates(), which give the vectors the
-// 1-bit bound keeps their multi-bit estimate when the index has one; with
-// multi-bit codes and re-ranking, scan_cluster_ex() does it in two passes)
-// -> rerank() -> finish().
-// A cluster-major batch scan (each probed cluster visited once for all the
-// queries of a batch that probe it) fits beside search(): one QueryState
-// per query (its top k, bounds, candidates and counters) instead of the
-// scratch's single one, and the loop order swapped; scan_cluster() and
-// rerank() already take the QueryState they work on.
+// Pieces: probe_order() -> scan_cluster() (the quantizer's estimate_cluster()
+// over all its codes, then keep_estimates() or collect_candidates() per
+// block of 32, which give the vectors the 1-bit bound keeps their multi-bit
+// estimate when the index has one) -> rerank() -> finish().
+// The cluster-major batch scan (batch_scanner.cc) runs the same pieces with
+// one QueryState per query instead of the scratch's single one.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -46,7 +42,7 @@ struct QueryState {
   TopK<int64_t> upper;
   std::vector<std::pair<float, uint32_t>> cands;  // (lower bound, position) in the current cluster
   // The current cluster's 1-bit estimates, lower bounds and per-block masks
-  // (scan_cluster_ex(); grown to the largest cluster seen, never shrunk).
+  // (scan_cluster()'s first pass; grown to the largest cluster seen, never shrunk).
   std::vector<float> cl_est, cl_lower;
   std::vector<uint32_t> cl_pass;
   SearchStats st;
@@ -104,11 +100,11 @@ class IvfScanner {
   void search_group(BatchScratch& b, const float* queries, size_t nq, const SearchParams& sp, int64_t* ids,
                     float* dists, SearchStats* total, SearchStats* per_query) const;
   void scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const;
+  bool estimate_pass(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c, const SearchParams& sp) const;
+  void collect_pass(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c, const SearchParams& sp) const;
   void prefetch_cluster(size_t c) const;
   void keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0, size_t nb,
-                      uint32_t passed, const Filter* filter, float epsilon) const;
-  void scan_cluster_ex(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c, const EstimateParams& ep,
-                       const SearchParams& sp) const;
+                      uint32_t passed, const Filter* filter, float epsilon, const float* est, const float* lower) const;
   void collect_candidates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t c, size_t b0,
                           uint32_t passed, float threshold, const Filter* filter, float epsilon, const float* est,
                           const float* lower) const;

@@ -33,5 +33,18 @@ inline uint32_t below_mask_loop(const float* lower, size_t n, float threshold) {
   return mask;
 }
 
+// Kernels::scan_blocks from one level's fastscan and estimate, which the
+// compiler inlines into the loop (same translation unit).
+template <void (*Fastscan)(const uint8_t*, const uint8_t*, size_t, uint16_t*),
+          uint32_t (*Estimate)(const float*, const uint16_t*, size_t, const EstimateParams&, float, float*, float*)>
+void scan_blocks_loop(const uint8_t* codes, const uint8_t* luts, size_t npairs, const float* factors, size_t nblocks,
+                      const EstimateParams& p, float threshold, float* est, float* lower, uint32_t* masks) {
+  alignas(64) uint16_t ip[32];
+  for (size_t b = 0; b < nblocks; ++b) {
+    Fastscan(codes + b * npairs * 32, luts, npairs, ip);
+    masks[b] = Estimate(factors + b * 32 * 4, ip, 32, p, threshold, est + b * 32, lower + b * 32);
+  }
+}
+
 }  // namespace kernels_detail
 }  // namespace rabitq

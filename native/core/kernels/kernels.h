@@ -99,6 +99,14 @@ struct Kernels {
   // luts[(m / 2) * 32 + (m % 2) * 16 ..] = sum of qu[4m + b] over the set
   // bits b of v. Integer: bit-identical at every level.
   void (*fastscan_luts)(const uint8_t* qu, size_t npairs, uint8_t* luts);
+  // fastscan then estimate over nblocks consecutive full blocks of a
+  // cluster (codes: npairs * 32 bytes per block; factors: 32 records per
+  // block; est / lower: 32 floats per block; masks[b]: block b's mask at
+  // `threshold`). The same values as the two kernels block by block; one
+  // call per cluster keeps the ip sums in registers, sets the constants up
+  // once and lets the blocks' dependency chains overlap.
+  void (*scan_blocks)(const uint8_t* codes, const uint8_t* luts, size_t npairs, const float* factors, size_t nblocks,
+                      const EstimateParams& p, float threshold, float* est, float* lower, uint32_t* masks);
 };
 
 // Signature of Kernels::ex_ip.

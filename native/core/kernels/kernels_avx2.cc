@@ -162,7 +162,8 @@ void fastscan_luts_avx2(const uint8_t* qu, size_t npairs, uint8_t* luts) {
   }
 }
 
-void fastscan_avx2(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
+[[gnu::always_inline]] inline void fastscan_avx2(const uint8_t* codes, const uint8_t* luts, size_t npairs,
+                                                 uint16_t* out) {
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const __m256i low8 = _mm256_set1_epi16(0x00ff);
   __m256i acc_even = _mm256_setzero_si256(), acc_odd = _mm256_setzero_si256();
@@ -273,8 +274,9 @@ void dot_tile16_f16_avx2(const float* xs, size_t np, size_t dim, const uint16_t*
   for (; p < np; ++p) tile16_f16_q<1>(xs + p * dim, dim, ct, out + p * 16);
 }
 
-uint32_t estimate_avx2(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float threshold,
-                       float* est, float* lower) {
+[[gnu::always_inline]] inline uint32_t estimate_avx2(const float* factors, const uint16_t* ip, size_t n,
+                                                     const EstimateParams& p, float threshold, float* est,
+                                                     float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
   if (n < kFastScanBlock) return kernels_detail::below_mask_loop(lower, n, threshold);
   // _CMP_LE_OQ: false for NaN, as lower <= threshold is.
@@ -398,13 +400,21 @@ int64_t ex_ip_avx2(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k = {SimdLevel::kAvx2,    "avx2",
-                            l2sq_avx2,           dot_avx2,
-                            minmax_avx2,         quantize_avx2,
-                            popcount_and_avx2,   bitplane_ip_avx2,
-                            fastscan_avx2,       dot_tile16_avx2,
-                            dot_tile16_f16_avx2, estimate_avx2,
-                            ex_ip_avx2,          fastscan_luts_avx2};
+  static const Kernels k = {SimdLevel::kAvx2,
+                            "avx2",
+                            l2sq_avx2,
+                            dot_avx2,
+                            minmax_avx2,
+                            quantize_avx2,
+                            popcount_and_avx2,
+                            bitplane_ip_avx2,
+                            fastscan_avx2,
+                            dot_tile16_avx2,
+                            dot_tile16_f16_avx2,
+                            estimate_avx2,
+                            ex_ip_avx2,
+                            fastscan_luts_avx2,
+                            kernels_detail::scan_blocks_loop<fastscan_avx2, estimate_avx2>};
   return &k;
 }
 

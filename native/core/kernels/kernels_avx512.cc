@@ -155,7 +155,8 @@ void fastscan_luts_avx512(const uint8_t* qu, size_t npairs, uint8_t* luts) {
   }
 }
 
-void fastscan_avx512(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
+[[gnu::always_inline]] inline void fastscan_avx512(const uint8_t* codes, const uint8_t* luts, size_t npairs,
+                                                   uint16_t* out) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i low8 = _mm512_set1_epi16(0x00ff);
   __m512i acc_even = _mm512_setzero_si512(), acc_odd = _mm512_setzero_si512();
@@ -253,8 +254,9 @@ void dot_tile16_f16_avx512(const float* xs, size_t np, size_t dim, const uint16_
   for (; p < np; ++p) tile16_f16_q<1>(xs + p * dim, dim, ct, out + p * 16);
 }
 
-uint32_t estimate_avx512(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float threshold,
-                         float* est, float* lower) {
+[[gnu::always_inline]] inline uint32_t estimate_avx512(const float* factors, const uint16_t* ip, size_t n,
+                                                       const EstimateParams& p, float threshold, float* est,
+                                                       float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
   // _CMP_LE_OQ: false for NaN, as lower <= threshold is.
   const __m512 t = _mm512_set1_ps(threshold);
@@ -403,9 +405,21 @@ __attribute__((target("avx512vnni"))) int64_t ex_ip_vnni(const int8_t* q, const 
 
 const Kernels* avx512_kernels() {
   // Popcount entries are completed by dispatch.cc (VPOPCNTDQ or AVX2).
-  static Kernels k = {SimdLevel::kAvx512,    "avx512",        l2sq_avx512,  dot_avx512,          minmax_avx512,
-                      quantize_avx512,       nullptr,         nullptr,      fastscan_avx512,     dot_tile16_avx512,
-                      dot_tile16_f16_avx512, estimate_avx512, ex_ip_avx512, fastscan_luts_avx512};
+  static Kernels k = {SimdLevel::kAvx512,
+                      "avx512",
+                      l2sq_avx512,
+                      dot_avx512,
+                      minmax_avx512,
+                      quantize_avx512,
+                      nullptr,
+                      nullptr,
+                      fastscan_avx512,
+                      dot_tile16_avx512,
+                      dot_tile16_f16_avx512,
+                      estimate_avx512,
+                      ex_ip_avx512,
+                      fastscan_luts_avx512,
+                      kernels_detail::scan_blocks_loop<fastscan_avx512, estimate_avx512>};
   return &k;
 }
 

@@ -144,7 +144,8 @@ uint64_t bitplane_ip_neon(const uint64_t* planes, size_t bits, const uint64_t* c
 // bytes, the high nibbles the next 16. Vectors 0..15 of the block are in the
 // first 16 code bytes of a pair and 16..31 in the next, so widening adds
 // (UADDW / UADDW2) keep the 32 sums in output order with no shuffles.
-void fastscan_neon(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
+[[gnu::always_inline]] inline void fastscan_neon(const uint8_t* codes, const uint8_t* luts, size_t npairs,
+                                                 uint16_t* out) {
   const uint8x16_t low4 = vdupq_n_u8(0x0f);
   uint16x8_t acc0 = vdupq_n_u16(0), acc1 = acc0, acc2 = acc0, acc3 = acc0;
   for (size_t p = 0; p < npairs; ++p) {
@@ -299,8 +300,9 @@ void dot_tile16_f16_neon(const float* xs, size_t np, size_t dim, const uint16_t*
   }
 }
 
-uint32_t estimate_neon(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float threshold,
-                       float* est, float* lower) {
+[[gnu::always_inline]] inline uint32_t estimate_neon(const float* factors, const uint16_t* ip, size_t n,
+                                                     const EstimateParams& p, float threshold, float* est,
+                                                     float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
   return kernels_detail::below_mask_loop(lower, n, threshold);
 }
@@ -348,13 +350,21 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) uint64_t bitplane_ip_neon_dotp
 }  // namespace
 
 const Kernels* neon_kernels() {
-  static const Kernels table = {SimdLevel::kNeon,    "neon",
-                                l2sq_neon,           dot_neon,
-                                minmax_neon,         quantize_neon,
-                                popcount_and_neon,   bitplane_ip_neon,
-                                fastscan_neon,       dot_tile16_neon,
-                                dot_tile16_f16_neon, estimate_neon,
-                                neon_detail::ex_ip,  fastscan_luts_neon};
+  static const Kernels table = {SimdLevel::kNeon,
+                                "neon",
+                                l2sq_neon,
+                                dot_neon,
+                                minmax_neon,
+                                quantize_neon,
+                                popcount_and_neon,
+                                bitplane_ip_neon,
+                                fastscan_neon,
+                                dot_tile16_neon,
+                                dot_tile16_f16_neon,
+                                estimate_neon,
+                                neon_detail::ex_ip,
+                                fastscan_luts_neon,
+                                kernels_detail::scan_blocks_loop<fastscan_neon, estimate_neon>};
   return &table;
 }
 

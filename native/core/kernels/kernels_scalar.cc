@@ -69,7 +69,8 @@ void fastscan_luts_scalar(const uint8_t* qu, size_t npairs, uint8_t* luts) {
   }
 }
 
-void fastscan_scalar(const uint8_t* codes, const uint8_t* luts, size_t npairs, uint16_t* out) {
+[[gnu::always_inline]] inline void fastscan_scalar(const uint8_t* codes, const uint8_t* luts, size_t npairs,
+                                                   uint16_t* out) {
   for (size_t j = 0; j < kFastScanBlock; ++j) {
     uint32_t s = 0;
     for (size_t p = 0; p < npairs; ++p) {
@@ -154,8 +155,9 @@ float half_to_float(uint16_t h) {
   return f;
 }
 
-uint32_t estimate_scalar(const float* factors, const uint16_t* ip, size_t n, const EstimateParams& p, float threshold,
-                         float* est, float* lower) {
+[[gnu::always_inline]] inline uint32_t estimate_scalar(const float* factors, const uint16_t* ip, size_t n,
+                                                       const EstimateParams& p, float threshold, float* est,
+                                                       float* lower) {
   kernels_detail::estimate_loop(factors, ip, n, p, est, lower);
   return kernels_detail::below_mask_loop(lower, n, threshold);
 }
@@ -172,13 +174,21 @@ int64_t ex_ip_scalar(const int8_t* q, const uint8_t* sign, const uint8_t* ex, si
 }
 
 const Kernels& scalar_kernels() {
-  static const Kernels k = {SimdLevel::kScalar,    "scalar",
-                            l2sq_scalar,           dot_scalar,
-                            minmax_scalar,         quantize_scalar,
-                            popcount_and_scalar,   bitplane_ip_scalar,
-                            fastscan_scalar,       dot_tile16_scalar,
-                            dot_tile16_f16_scalar, estimate_scalar,
-                            ex_ip_scalar,          fastscan_luts_scalar};
+  static const Kernels k = {SimdLevel::kScalar,
+                            "scalar",
+                            l2sq_scalar,
+                            dot_scalar,
+                            minmax_scalar,
+                            quantize_scalar,
+                            popcount_and_scalar,
+                            bitplane_ip_scalar,
+                            fastscan_scalar,
+                            dot_tile16_scalar,
+                            dot_tile16_f16_scalar,
+                            estimate_scalar,
+                            ex_ip_scalar,
+                            fastscan_luts_scalar,
+                            kernels_detail::scan_blocks_loop<fastscan_scalar, estimate_scalar>};
   return k;
 }
 
