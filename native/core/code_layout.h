@@ -38,9 +38,18 @@ struct CodeLayout {
   }
   void get(const uint8_t* codes, size_t count, size_t local, uint8_t* bytes) const {
     size_t stride;
-    const uint8_t* block = codes + block_offset(count, local, &stride);
-    const size_t lane = local % kFastScanBlock;
-    for (size_t p = 0; p < npairs; ++p) bytes[p] = block[p * stride + lane];
+    const uint8_t* src = codes + block_offset(count, local, &stride) + local % kFastScanBlock;
+    // A local bound: with it read through `this` every byte stored (which may
+    // alias anything) forced a reload. Four at a time: npairs is a multiple of 8.
+    const size_t n = npairs;
+    for (size_t p = 0; p + 4 <= n; p += 4) {
+      const uint8_t b0 = src[p * stride], b1 = src[(p + 1) * stride], b2 = src[(p + 2) * stride],
+                    b3 = src[(p + 3) * stride];
+      bytes[p] = b0;
+      bytes[p + 1] = b1;
+      bytes[p + 2] = b2;
+      bytes[p + 3] = b3;
+    }
   }
   // The code of one vector as `words` 64-bit words (bit i = coordinate i).
   void unpack_bits(const uint8_t* codes, size_t count, size_t local, uint64_t* bits) const {
@@ -59,7 +68,14 @@ struct CodeLayout {
     size_t stride;
     const uint8_t* block = codes + block_offset(count, local, &stride);
     if (stride == kFastScanBlock) return block;
-    for (size_t p = 0; p < npairs; ++p) std::memcpy(scratch + p * kFastScanBlock, block + p * stride, stride);
+    // Whole 32-byte rows while they stay inside the tail (a fixed-size copy,
+    // not a call per row): the bytes past a row's stride belong to the next
+    // row and land in lanes the scan ignores.
+    const size_t n = npairs, end = n * stride;
+    size_t p = 0;
+    for (; p < n && p * stride + kFastScanBlock <= end; ++p)
+      std::memcpy(scratch + p * kFastScanBlock, block + p * stride, kFastScanBlock);
+    for (; p < n; ++p) std::memcpy(scratch + p * kFastScanBlock, block + p * stride, stride);
     return scratch;
   }
   // Resizes a cluster's codes from old_count to new_count vectors, re-laying

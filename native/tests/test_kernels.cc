@@ -563,7 +563,7 @@ TEST_CASE("dot_tile16_f16 equals scalar and the decoded dot products" * doctest:
   for (size_t d : {64, 96, 127, 128, 129, 300, 960, 1024}) dims.push_back(d);
   const auto tables = simd_tables();
   for (size_t dim : dims) {
-    for (size_t np : {1, 2, 3, 4, 5, 7, 8, 9, 13}) {
+    for (size_t np : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 16}) {
       Buf<float> xs(np * dim, dim % 4);
       fill(xs.p, np * dim, rng);
       Buf<uint16_t> ct(dim * 16, (dim + 1) % 4);
