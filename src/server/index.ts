@@ -429,9 +429,18 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     help: 'Index reloads that failed (the previous index kept serving).',
     registers,
   });
+  // Each request's labelled children looked up once per (route, status):
+  // prom-client hashes the label object on every inc() / observe() otherwise.
+  const requestCounters = new Map<string, { inc(): void }>();
+  const latencyHistograms = new Map<string, { observe(v: number): void }>();
   function observe(route: string, status: number, seconds: number): void {
-    requests.inc({ route, status: String(status) });
-    latency.observe({ route }, seconds);
+    const key = `${status} ${route}`;
+    let c = requestCounters.get(key);
+    if (!c) requestCounters.set(key, (c = requests.labels({ route, status: String(status) })));
+    c.inc();
+    let h = latencyHistograms.get(route);
+    if (!h) latencyHistograms.set(route, (h = latency.labels({ route })));
+    h.observe(seconds);
   }
 
   // Node checks the header and request timeouts on a timer (every 30 s by
@@ -559,9 +568,10 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
 
   // while draining, close each connection after its response: a keep-alive
   // connection left open would hold app.close() until it times out
-  app.addHook('onSend', async (_request, reply, payload) => {
+  // (callback hooks: an async one costs every request a promise)
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (draining) void reply.header('connection', 'close');
-    return payload;
+    done(null, payload);
   });
 
   // Authentication first of all, before any body is read: a client without
@@ -594,8 +604,9 @@ export async function startServer(options: ServerOptions): Promise<RabitqServer>
     });
   }
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     observe(request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _request, reply) => {
