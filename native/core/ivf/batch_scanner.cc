@@ -31,9 +31,14 @@ void IvfScanner::search_batch(const float* queries, size_t nq, const SearchParam
   // QuantizedQuery (~4 buffers of padded_dim floats and bytes) + QueryState.
   const size_t query_bytes = quantizer_.padded_dim() * 16 + 64 * k + 1024;
   const size_t group_max = std::max(kCoarseBlock, kGroupBytes / query_bytes);
+  // Equal groups, as many as a multiple of the workers: 2,000 queries on two
+  // threads as groups of 565 (the cap) left one thread a 305-query group and
+  // then idle, ~12% of the run (1.77x one thread instead of ~2x).
   const size_t workers = pool.slots_for(nq, threads);
-  const size_t group = std::min(group_max, (nq + workers - 1) / workers);
-  const size_t groups = (nq + group - 1) / group;
+  size_t groups = (nq + group_max - 1) / group_max;
+  groups = std::min(nq, (groups + workers - 1) / workers * workers);
+  const size_t group = (nq + groups - 1) / groups;
+  groups = (nq + group - 1) / group;
   std::vector<SearchStats> slot_stats(pool.slots_for(groups, threads));
   pool.parallel_for(groups, threads, [&](size_t g, size_t slot) {
     thread_local BatchScratch b;
