@@ -91,7 +91,8 @@ TEST_CASE("tables are complete and the levels are ordered" * doctest::test_suite
     CHECK(k->level == l);
     CHECK(std::strcmp(k->name, rabitq::level_name(l)) == 0);
     CHECK((k->l2sq && k->dot && k->minmax && k->quantize && k->popcount_and && k->bitplane_ip && k->fastscan &&
-           k->dot_tile16 && k->dot_tile16_f16 && k->estimate && k->fastscan_luts && k->ex_ip && k->scan_blocks));
+           k->dot_tile16 && k->dot_tile16_f16 && k->estimate && k->fastscan_luts && k->ex_ip && k->scan_blocks &&
+           k->indices_below));
   }
 #if defined(__aarch64__)
   CHECK(rabitq::detected_level() == SimdLevel::kNeon);
@@ -129,6 +130,7 @@ TEST_CASE("no SIMD table falls back to a scalar kernel" * doctest::test_suite("k
     CHECK_MESSAGE((k->ex_ip != s.ex_ip), k->name);
     CHECK_MESSAGE((k->fastscan_luts != s.fastscan_luts), k->name);
     CHECK_MESSAGE((k->scan_blocks != s.scan_blocks), k->name);
+    CHECK_MESSAGE((k->indices_below != s.indices_below), k->name);
   }
 }
 
@@ -468,6 +470,39 @@ TEST_CASE("scan_blocks equals scalar fastscan + estimate per block" * doctest::t
           for (uint32_t m : want_mask) split = split || (m != 0 && m != ~0u);
           CHECK_MESSAGE(split, "the threshold should split some block");
         }
+      }
+    }
+  }
+}
+
+// indices_below: exactly the positions a plain loop keeps, ascending, at
+// every length (tails of every size), with NaN, infinities, ties with the
+// threshold, and nothing written past n + 16.
+TEST_CASE("indices_below equals a plain loop at every level" * doctest::test_suite("kernels")) {
+  Rng rng(6200);
+  std::vector<const Kernels*> tables = simd_tables();
+  tables.push_back(&rabitq::scalar_kernels());
+  for (size_t n : {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1265, 4096}) {
+    std::vector<float> x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(rng.below(1000));
+    if (n > 3) {
+      x[1] = std::nanf("");
+      x[2] = std::numeric_limits<float>::infinity();
+      x[3] = -std::numeric_limits<float>::infinity();
+    }
+    for (float t : {-1.f, 30.f, 500.f, 999.f, std::numeric_limits<float>::infinity()}) {
+      std::vector<uint32_t> want;
+      for (size_t i = 0; i < n; ++i)
+        if (x[i] <= t) want.push_back(static_cast<uint32_t>(i));
+      for (const Kernels* k : tables) {
+        std::vector<uint32_t> got(n + 16 + 4, 0xdeadbeefu);
+        const size_t c = k->indices_below(x.data(), n, t, got.data());
+        const std::string what = std::string(k->name) + " n=" + std::to_string(n) + " t=" + std::to_string(t);
+        REQUIRE_MESSAGE(c == want.size(), what);
+        CHECK_MESSAGE(std::equal(want.begin(), want.end(), got.begin()), what);
+        bool guard = true;
+        for (size_t i = n + 16; i < got.size(); ++i) guard = guard && got[i] == 0xdeadbeefu;
+        CHECK_MESSAGE(guard, what << ": wrote past n + 16");
       }
     }
   }

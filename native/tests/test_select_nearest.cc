@@ -56,3 +56,28 @@ TEST_CASE("select_nearest: descending and infinite distances" * doctest::test_su
     CHECK(out == reference(d, 3));
   }
 }
+
+// Inner-product distances are negative, and -0 equals +0 (then the index
+// decides): the integer keys of the sampled path must order them as the
+// float comparison does. NaNs never enter.
+TEST_CASE("select_nearest: negative distances, signed zeros, NaN" * doctest::test_suite("scanner")) {
+  Rng rng(11);
+  std::vector<std::pair<float, uint32_t>> out;
+  for (size_t n : {1265, 4096}) {
+    for (size_t m : {17, 48, 64}) {
+      for (const float lo : {-50.f, 0.f}) {  // with lo 0 the zeros are the nearest, tied
+        std::vector<float> d(n);
+        for (auto& v : d) v = rng.uniform(lo, 50.f);
+        for (size_t i = 0; i < n; i += 7) d[i] = (i / 7) % 2 ? -0.f : 0.f;  // many zeros, both signs
+        for (size_t i = 3; i < n; i += 101) d[i] = std::nanf("");
+        for (size_t i = 5; i < n; i += 211) d[i] = -std::numeric_limits<float>::infinity();
+        rabitq::select_nearest(d.data(), n, m, out);
+        CHECK_MESSAGE(out == reference(d, m), "n=" << n << " m=" << m << " lo=" << lo);
+        // the zeros' signs must come back as stored
+        bool same = true;
+        for (const auto& [v, i] : out) same = same && std::signbit(v) == std::signbit(d[i]);
+        CHECK(same);
+      }
+    }
+  }
+}

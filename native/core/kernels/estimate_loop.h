@@ -46,5 +46,17 @@ void scan_blocks_loop(const uint8_t* codes, const uint8_t* luts, size_t npairs, 
   }
 }
 
+// Kernels::indices_below without branches on the data: every position is
+// written, the count advances only past the ones that pass. (static: each
+// level's file keeps its own copy, compiled with its own flags.)
+static inline size_t indices_below_loop(const float* x, size_t n, float t, uint32_t* out) {
+  size_t c = 0;
+  for (size_t i = 0; i < n; ++i) {
+    out[c] = static_cast<uint32_t>(i);
+    c += static_cast<size_t>(x[i] <= t);
+  }
+  return c;
+}
+
 }  // namespace kernels_detail
 }  // namespace rabitq

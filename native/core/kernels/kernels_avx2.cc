@@ -397,6 +397,20 @@ int64_t ex_ip_avx2(const int8_t* q, const uint8_t* sign, const uint8_t* ex, size
   }
 }
 
+// Eight at a time: a compare and a movemask, then the few set bits.
+size_t indices_below_avx2(const float* x, size_t n, float t, uint32_t* out) {
+  const __m256 tv = _mm256_set1_ps(t);
+  size_t c = 0, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    // _CMP_LE_OQ: false for NaN, as x <= t is.
+    uint32_t m = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), tv, _CMP_LE_OQ)));
+    for (; m != 0; m &= m - 1) out[c++] = static_cast<uint32_t>(i + static_cast<size_t>(__builtin_ctz(m)));
+  }
+  for (; i < n; ++i)
+    if (x[i] <= t) out[c++] = static_cast<uint32_t>(i);
+  return c;
+}
+
 }  // namespace
 
 const Kernels* avx2_kernels() {
@@ -414,7 +428,8 @@ const Kernels* avx2_kernels() {
                             estimate_avx2,
                             ex_ip_avx2,
                             fastscan_luts_avx2,
-                            kernels_detail::scan_blocks_loop<fastscan_avx2, estimate_avx2>};
+                            kernels_detail::scan_blocks_loop<fastscan_avx2, estimate_avx2>,
+                            indices_below_avx2};
   return &k;
 }
 

@@ -407,6 +407,29 @@ __attribute__((target("avx512vnni"))) int64_t ex_ip_vnni(const int8_t* q, const 
   }
 }
 
+// Sixteen at a time, the passing positions compressed into one vector and
+// stored whole (out has 16 entries of slack).
+size_t indices_below_avx512(const float* x, size_t n, float t, uint32_t* out) {
+  const __m512 tv = _mm512_set1_ps(t);
+  const __m512i step = _mm512_set1_epi32(16);
+  __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  size_t c = 0, i = 0;
+  for (; i + 16 <= n; i += 16) {
+    // _CMP_LE_OQ: false for NaN, as x <= t is.
+    const __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), tv, _CMP_LE_OQ);
+    _mm512_storeu_si512(out + c, _mm512_maskz_compress_epi32(m, idx));
+    c += static_cast<size_t>(__builtin_popcount(m));
+    idx = _mm512_add_epi32(idx, step);
+  }
+  if (i < n) {
+    const __mmask16 valid = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 m = _mm512_mask_cmp_ps_mask(valid, _mm512_maskz_loadu_ps(valid, x + i), tv, _CMP_LE_OQ);
+    _mm512_storeu_si512(out + c, _mm512_maskz_compress_epi32(m, idx));
+    c += static_cast<size_t>(__builtin_popcount(m));
+  }
+  return c;
+}
+
 }  // namespace
 
 const Kernels* avx512_kernels() {
@@ -425,7 +448,8 @@ const Kernels* avx512_kernels() {
                       estimate_avx512,
                       ex_ip_avx512,
                       fastscan_luts_avx512,
-                      kernels_detail::scan_blocks_loop<fastscan_avx512, estimate_avx512>};
+                      kernels_detail::scan_blocks_loop<fastscan_avx512, estimate_avx512>,
+                      indices_below_avx512};
   return &k;
 }
 

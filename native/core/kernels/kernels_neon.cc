@@ -347,6 +347,11 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) uint64_t bitplane_ip_neon_dotp
 
 #endif
 
+// The portable loop, compiled here (the compiler vectorizes it for NEON).
+size_t indices_below_neon(const float* x, size_t n, float t, uint32_t* out) {
+  return kernels_detail::indices_below_loop(x, n, t, out);
+}
+
 }  // namespace
 
 const Kernels* neon_kernels() {
@@ -364,7 +369,8 @@ const Kernels* neon_kernels() {
                                 estimate_neon,
                                 neon_detail::ex_ip,
                                 fastscan_luts_neon,
-                                kernels_detail::scan_blocks_loop<fastscan_neon, estimate_neon>};
+                                kernels_detail::scan_blocks_loop<fastscan_neon, estimate_neon>,
+                                indices_below_neon};
   return &table;
 }
 

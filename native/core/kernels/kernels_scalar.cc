@@ -188,7 +188,8 @@ const Kernels& scalar_kernels() {
                             estimate_scalar,
                             ex_ip_scalar,
                             fastscan_luts_scalar,
-                            kernels_detail::scan_blocks_loop<fastscan_scalar, estimate_scalar>};
+                            kernels_detail::scan_blocks_loop<fastscan_scalar, estimate_scalar>,
+                            kernels_detail::indices_below_loop};
   return k;
 }
 
