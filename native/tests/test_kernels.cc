@@ -92,7 +92,7 @@ TEST_CASE("tables are complete and the levels are ordered" * doctest::test_suite
     CHECK(std::strcmp(k->name, rabitq::level_name(l)) == 0);
     CHECK((k->l2sq && k->dot && k->minmax && k->quantize && k->popcount_and && k->bitplane_ip && k->fastscan &&
            k->dot_tile16 && k->dot_tile16_f16 && k->estimate && k->fastscan_luts && k->ex_ip && k->scan_blocks &&
-           k->indices_below));
+           k->indices_below && k->ex_query));
   }
 #if defined(__aarch64__)
   CHECK(rabitq::detected_level() == SimdLevel::kNeon);
@@ -131,6 +131,7 @@ TEST_CASE("no SIMD table falls back to a scalar kernel" * doctest::test_suite("k
     CHECK_MESSAGE((k->fastscan_luts != s.fastscan_luts), k->name);
     CHECK_MESSAGE((k->scan_blocks != s.scan_blocks), k->name);
     CHECK_MESSAGE((k->indices_below != s.indices_below), k->name);
+    CHECK_MESSAGE((k->ex_query != s.ex_query), k->name);
   }
 }
 
@@ -503,6 +504,56 @@ TEST_CASE("indices_below equals a plain loop at every level" * doctest::test_sui
         bool guard = true;
         for (size_t i = n + 16; i < got.size(); ++i) guard = guard && got[i] == 0xdeadbeefu;
         CHECK_MESSAGE(guard, what << ": wrote past n + 16");
+      }
+    }
+  }
+}
+
+// ex_query: every level gives the scalar level's bits (codes, sum, max,
+// the double norm), and the codes are lround(x * 127 / max) of a plain
+// double computation, ties at .5 away from zero, with a zero residual all 0.
+TEST_CASE("ex_query equals scalar and a plain lround at every level" * doctest::test_suite("kernels")) {
+  const Kernels& s = rabitq::scalar_kernels();
+  Rng rng(6300);
+  for (size_t pd : {64, 128, 192, 960, 1024}) {
+    for (int pattern = 0; pattern < 4; ++pattern) {
+      std::vector<float> x(pd);
+      for (size_t i = 0; i < pd; ++i) {
+        // 0: random; 1: exact halves of the step (127 / max = 1, ties); 2: zero; 3: one spike
+        x[i] = pattern == 0   ? rng.uniform(-3.f, 3.f)
+               : pattern == 1 ? static_cast<float>(static_cast<int>(rng.below(255)) - 127) * 0.5f
+               : pattern == 2 ? 0.f
+                              : (i == pd / 3 ? -1000.f : rng.uniform(-1.f, 1.f));
+      }
+      if (pattern == 1) x[5] = 127.f;  // max |x| = 127: x * 127 / max = x, halves stay halves
+      std::vector<int8_t> want(pd);
+      float want_max;
+      double want_n2;
+      const int32_t want_sum = s.ex_query(x.data(), pd, want.data(), &want_max, &want_n2);
+      float mx = 0;
+      for (float v : x) mx = std::max(mx, std::fabs(v));
+      CHECK(want_max == mx);
+      int32_t sum = 0;
+      bool codes = true;
+      for (size_t i = 0; i < pd; ++i) {
+        const long r = mx > 0 ? std::lround(static_cast<double>(x[i] * (127.f / mx))) : 0;
+        codes = codes && want[i] == static_cast<int8_t>(std::max(-127L, std::min(127L, r)));
+        sum += want[i];
+      }
+      CHECK_MESSAGE(codes, "pd=" << pd << " pattern " << pattern);
+      CHECK(sum == want_sum);
+      for (const Kernels* k : simd_tables()) {
+        std::vector<int8_t> got(pd + 8, 0x55);
+        float got_max;
+        double got_n2;
+        const int32_t got_sum = k->ex_query(x.data(), pd, got.data(), &got_max, &got_n2);
+        const std::string what =
+            std::string(k->name) + " pd=" + std::to_string(pd) + " pattern " + std::to_string(pattern);
+        CHECK_MESSAGE(std::memcmp(got.data(), want.data(), pd) == 0, what);
+        CHECK_MESSAGE(got_sum == want_sum, what);
+        CHECK_MESSAGE(std::memcmp(&got_max, &want_max, sizeof got_max) == 0, what);
+        CHECK_MESSAGE(std::memcmp(&got_n2, &want_n2, sizeof got_n2) == 0, what);
+        CHECK_MESSAGE(got[pd] == 0x55, what << ": wrote past padded_dim");
       }
     }
   }

@@ -112,6 +112,13 @@ struct Kernels {
   // returns how many. The filter of the probe selection: ~3 per 100 of the
   // centroid distances pass, and a branch per value was most of its cost.
   size_t (*indices_below)(const float* x, size_t n, float t, uint32_t* out);
+  // The 8-bit query of the multi-bit estimate, from the query residual qres
+  // (padded_dim, a multiple of 64): q[i] = qres[i] * 127 / max|qres| rounded
+  // half away from zero, in [-127, 127] (all 0 when qres is 0); *max_abs =
+  // max |qres[i]|; *norm2 = sum of qres[i]^2 in double, as sixteen chains
+  // (i mod 16) added pairwise (j + 8, then j + 4, ...). Returns sum q[i].
+  // Bit-identical at every level.
+  int32_t (*ex_query)(const float* qres, size_t padded_dim, int8_t* q, float* max_abs, double* norm2);
 };
 
 // Signature of Kernels::ex_ip.

@@ -1,6 +1,7 @@
 // AVX2 + FMA + POPCNT kernels. Compiled with their own target flags (see
 // binding.gyp / CMakeLists.txt); only called after CPUID says the CPU has them.
 #include "estimate_loop.h"
+#include "ex_query_loop.h"
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -411,6 +412,10 @@ size_t indices_below_avx2(const float* x, size_t n, float t, uint32_t* out) {
   return c;
 }
 
+int32_t ex_query_avx2(const float* qres, size_t padded_dim, int8_t* q, float* max_abs, double* norm2) {
+  return kernels_detail::ex_query_loop(qres, padded_dim, q, max_abs, norm2);
+}
+
 }  // namespace
 
 const Kernels* avx2_kernels() {
@@ -429,7 +434,8 @@ const Kernels* avx2_kernels() {
                             ex_ip_avx2,
                             fastscan_luts_avx2,
                             kernels_detail::scan_blocks_loop<fastscan_avx2, estimate_avx2>,
-                            indices_below_avx2};
+                            indices_below_avx2,
+                            ex_query_avx2};
   return &k;
 }
 

@@ -2,6 +2,7 @@
 // per-function target attribute: dispatch.cc only installs those when CPUID
 // reports VPOPCNTDQ, and otherwise keeps the AVX2 popcount kernels.
 #include "estimate_loop.h"
+#include "ex_query_loop.h"
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -430,6 +431,10 @@ size_t indices_below_avx512(const float* x, size_t n, float t, uint32_t* out) {
   return c;
 }
 
+int32_t ex_query_avx512(const float* qres, size_t padded_dim, int8_t* q, float* max_abs, double* norm2) {
+  return kernels_detail::ex_query_loop(qres, padded_dim, q, max_abs, norm2);
+}
+
 }  // namespace
 
 const Kernels* avx512_kernels() {
@@ -449,7 +454,8 @@ const Kernels* avx512_kernels() {
                       ex_ip_avx512,
                       fastscan_luts_avx512,
                       kernels_detail::scan_blocks_loop<fastscan_avx512, estimate_avx512>,
-                      indices_below_avx512};
+                      indices_below_avx512,
+                      ex_query_avx512};
   return &k;
 }
 

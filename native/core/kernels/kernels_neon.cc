@@ -4,6 +4,7 @@
 // per-function target attributes and dispatch.cc installs those functions
 // only when the kernel reports it through getauxval(AT_HWCAP).
 #include "estimate_loop.h"
+#include "ex_query_loop.h"
 #include "kernels.h"
 #include "kernels_neon_ex.h"
 
@@ -352,6 +353,10 @@ size_t indices_below_neon(const float* x, size_t n, float t, uint32_t* out) {
   return kernels_detail::indices_below_loop(x, n, t, out);
 }
 
+int32_t ex_query_neon(const float* qres, size_t padded_dim, int8_t* q, float* max_abs, double* norm2) {
+  return kernels_detail::ex_query_loop(qres, padded_dim, q, max_abs, norm2);
+}
+
 }  // namespace
 
 const Kernels* neon_kernels() {
@@ -370,7 +375,8 @@ const Kernels* neon_kernels() {
                                 neon_detail::ex_ip,
                                 fastscan_luts_neon,
                                 kernels_detail::scan_blocks_loop<fastscan_neon, estimate_neon>,
-                                indices_below_neon};
+                                indices_below_neon,
+                                ex_query_neon};
   return &table;
 }
 

@@ -4,6 +4,7 @@
 
 #include "estimate_loop.h"
 #include "ex_layout.h"
+#include "ex_query_loop.h"
 #include "kernels.h"
 
 namespace rabitq {
@@ -107,6 +108,10 @@ void dot_tile16_f16_scalar(const float* xs, size_t np, size_t dim, const uint16_
   }
 }
 
+int32_t ex_query_scalar(const float* qres, size_t padded_dim, int8_t* q, float* max_abs, double* norm2) {
+  return kernels_detail::ex_query_loop(qres, padded_dim, q, max_abs, norm2);
+}
+
 }  // namespace
 
 uint16_t float_to_half(float f) {
@@ -189,7 +194,8 @@ const Kernels& scalar_kernels() {
                             ex_ip_scalar,
                             fastscan_luts_scalar,
                             kernels_detail::scan_blocks_loop<fastscan_scalar, estimate_scalar>,
-                            kernels_detail::indices_below_loop};
+                            kernels_detail::indices_below_loop,
+                            ex_query_scalar};
   return k;
 }
 

@@ -321,54 +321,15 @@ double ExEncoder::alignment(const float* o) const {
 
 void ExQuery::prepare(const float* qres, size_t padded_dim, unsigned b) {
   // Runs once per probed cluster that has a multi-bit candidate, so its
-  // fixed cost counts: a multi-bit search lost ~0.8 us per cluster here to a
-  // libm lround per dimension and one long chain of dependent double adds,
-  // and later ~9% of a batch to a chain of dependent max and double-rounding.
+  // fixed cost counts (~6% of a 3-bit batch): a kernel (Kernels::ex_query).
   bits = b;
   if (q.size() != padded_dim) q.resize(padded_dim);
-  // Independent lanes, so neither the max nor the norm is one long chain of
-  // dependent operations (the four double chains are the same as before).
-  // The largest |v| is taken on the bit patterns: for non-negative floats
-  // their order as integers is their order as numbers, and integer compares
-  // vectorize where float ones (which could trap) stay branches.
-  int32_t mx4[4] = {0, 0, 0, 0};
-  double n2[4] = {0, 0, 0, 0};  // padded_dim is a multiple of 64
-  for (size_t i = 0; i < padded_dim; i += 4)
-    for (size_t j = 0; j < 4; ++j) {
-      const float v = qres[i + j];
-      int32_t a;
-      std::memcpy(&a, &v, sizeof a);
-      a &= 0x7fffffff;
-      mx4[j] = a > mx4[j] ? a : mx4[j];
-      n2[j] += static_cast<double>(v) * v;
-    }
-  const int32_t mxbits = std::max(std::max(mx4[0], mx4[1]), std::max(mx4[2], mx4[3]));
   float mx;
-  std::memcpy(&mx, &mxbits, sizeof mx);
-  const double sum2 = (n2[0] + n2[1]) + (n2[2] + n2[3]);
+  double sum2;
+  sum = active_kernels().ex_query(qres, padded_dim, q.data(), &mx, &sum2);
   qnorm2 = static_cast<float>(sum2);
   qnorm = static_cast<float>(std::sqrt(sum2));
   delta = mx / 127.f;
-  const float inv = mx > 0.f ? 127.f / mx : 0.f;
-  // lround (half away from zero) in float arithmetic only, so the compiler
-  // vectorizes it: truncate, then step away from zero when the fraction
-  // (exact: x - trunc(x) is representable) is at least one half.
-  const float* __restrict in = qres;
-  int8_t* __restrict out = q.data();
-  int32_t s = 0;
-  for (size_t i = 0; i < padded_dim; ++i) {
-    // No float comparisons (they could trap, so GCC keeps them as branches):
-    // 2 * frac (exact) truncates to +-1 exactly when |frac| >= 1/2.
-    const float x = in[i] * inv;
-    const int32_t t = static_cast<int32_t>(x);
-    const float frac = x - static_cast<float>(t);
-    int32_t v = t + static_cast<int32_t>(frac * 2.f);
-    v = v > 127 ? 127 : v;
-    v = v < -127 ? -127 : v;
-    out[i] = static_cast<int8_t>(v);
-    s += v;
-  }
-  sum = s;
 }
 
 double ex_xbar_dot(const float* q, const uint8_t* sign, const uint8_t* ex, size_t padded_dim, unsigned bits) {
