@@ -39,17 +39,10 @@ struct CodeLayout {
   void get(const uint8_t* codes, size_t count, size_t local, uint8_t* bytes) const {
     size_t stride;
     const uint8_t* src = codes + block_offset(count, local, &stride) + local % kFastScanBlock;
-    // A local bound: with it read through `this` every byte stored (which may
-    // alias anything) forced a reload. Four at a time: npairs is a multiple of 8.
+    // A local bound: read through `this`, every byte stored (which may alias
+    // anything) forced a reload of it.
     const size_t n = npairs;
-    for (size_t p = 0; p + 4 <= n; p += 4) {
-      const uint8_t b0 = src[p * stride], b1 = src[(p + 1) * stride], b2 = src[(p + 2) * stride],
-                    b3 = src[(p + 3) * stride];
-      bytes[p] = b0;
-      bytes[p + 1] = b1;
-      bytes[p + 2] = b2;
-      bytes[p + 3] = b3;
-    }
+    for (size_t p = 0; p < n; ++p) bytes[p] = src[p * stride];
   }
   // The code of one vector as `words` 64-bit words (bit i = coordinate i).
   void unpack_bits(const uint8_t* codes, size_t count, size_t local, uint64_t* bits) const {

@@ -299,14 +299,8 @@ void IvfScanner::rerank(QueryState& q, const ClusterView& cl, size_t k) const {
 // so between the passes the ex data of the vectors that passed is prefetched.
 void IvfScanner::scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const {
   const ClusterView cl = store_.view(c);
-  if (estimate_pass(qq, q, cl, c, sp)) collect_pass(qq, q, cl, c, sp);
-}
-
-// The first pass (false for an empty cluster: nothing more to do).
-bool IvfScanner::estimate_pass(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c,
-                               const SearchParams& sp) const {
   q.st.clusters_probed++;
-  if (cl.count == 0) return false;
+  if (cl.count == 0) return;
   quantizer_.prepare_cluster(qq, c, sp.bitplane);
   const EstimateParams ep = quantizer_.estimate_params(qq, sp.epsilon);
   q.st.codes_scanned += cl.count;
@@ -329,15 +323,6 @@ bool IvfScanner::estimate_pass(QuantizedQuery& qq, QueryState& q, const ClusterV
       }
     }
   }
-  return true;
-}
-
-// The second pass and the cluster's re-ranking: needs qq and q as the first
-// pass left them (the batch scan runs other queries' first passes in
-// between, which gives the prefetches time to land).
-void IvfScanner::collect_pass(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c,
-                              const SearchParams& sp) const {
-  const size_t nblocks = (cl.count + kFastScanBlock - 1) / kFastScanBlock;
   const float* est = q.cl_est.data();
   const float* lower = q.cl_lower.data();
   for (size_t b = 0; b < nblocks; ++b) {

@@ -100,8 +100,6 @@ class IvfScanner {
   void search_group(BatchScratch& b, const float* queries, size_t nq, const SearchParams& sp, int64_t* ids,
                     float* dists, SearchStats* total, SearchStats* per_query) const;
   void scan_cluster(QuantizedQuery& qq, QueryState& q, size_t c, const SearchParams& sp) const;
-  bool estimate_pass(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c, const SearchParams& sp) const;
-  void collect_pass(QuantizedQuery& qq, QueryState& q, const ClusterView& cl, size_t c, const SearchParams& sp) const;
   void prefetch_cluster(size_t c) const;
   void keep_estimates(QueryState& q, const QuantizedQuery& qq, const ClusterView& cl, size_t b0, size_t nb,
                       uint32_t passed, const Filter* filter, float epsilon, const float* est, const float* lower) const;
